@@ -1,0 +1,180 @@
+"""Checkpoint I/O: atomic writes, saved models as folders, trainer state.
+
+A saved model is a folder (the diffusers convention):
+
+* ``config.json``: ``{"model": name, "config": {...constructor keyword arguments...},
+  "format": 1}``
+* ``model.safetensors``: the weights. Weights are only ever read from safetensors, so
+  loading a model never unpickles anything.
+
+Trainer state (optimizer moments, step, RNG states) is written with ``torch.save`` and
+read back only with ``torch.load(weights_only=True)``, which refuses any pickle that
+would construct an arbitrary object.
+
+Every write goes to a temporary file in the same folder, is flushed and fsynced, and
+then renamed over the target, so a kill or a full disk leaves either the old file or
+the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load_bytes
+from safetensors.torch import save as st_save_bytes
+
+from .errors import CheckpointError, GenzooError
+
+FORMAT = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_json(path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_json(path) -> dict:
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not a valid JSON file ({e})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return obj
+
+
+def save_weights(path, tensors: dict[str, torch.Tensor]) -> None:
+    data = st_save_bytes({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
+    atomic_write_bytes(path, data)
+
+
+def load_weights(path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        return st_load_bytes(data)
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: not a valid safetensors file (truncated or corrupt: {e})") from None
+
+
+def model_config_record(model) -> dict:
+    return {"format": FORMAT, "model": model.name, "config": model.config_dict()}
+
+
+def save_model(model, folder) -> None:
+    """Write ``model`` as a folder: config.json + model.safetensors (each atomically)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise CheckpointError(f"{folder}: exists and is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    save_weights(folder / WEIGHTS_FILE, model.state_dict())
+    atomic_write_json(folder / CONFIG_FILE, model_config_record(model))
+
+
+def build_from_record(record: dict, where) -> "torch.nn.Module":
+    from . import models
+
+    if record.get("format") != FORMAT or "model" not in record or not isinstance(record.get("config"), dict):
+        raise CheckpointError(f"{where}: not a genzoo model config (expected keys format={FORMAT}, model, config)")
+    try:
+        return models.build(record["model"], **record["config"])
+    except GenzooError as e:
+        raise CheckpointError(f"{where}: {e}") from None
+
+
+def load_state_into(model, tensors: dict, where) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    extra = sorted(set(tensors) - set(own))
+    if missing or extra:
+        raise CheckpointError(
+            f"{where}: weights do not match the {model.name} config "
+            f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, unexpected {extra[:3]}{'...' if len(extra) > 3 else ''})"
+        )
+    for k, v in tensors.items():
+        if v.shape != own[k].shape:
+            raise CheckpointError(f"{where}: tensor {k} has shape {tuple(v.shape)}, the config needs {tuple(own[k].shape)}")
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise CheckpointError(f"{where}: tensor {k} holds NaN or inf")
+    model.load_state_dict(tensors, strict=True)
+
+
+def load_model(folder):
+    """Rebuild a model saved by :func:`save_model` (or a training run folder)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: no such model folder")
+    record = read_json(folder / CONFIG_FILE)
+    model = build_from_record(record, folder / CONFIG_FILE)
+    load_state_into(model, load_weights(folder / WEIGHTS_FILE), folder / WEIGHTS_FILE)
+    model.eval()
+    return model
+
+
+def save_trainer_state(path, state: dict) -> None:
+    """``state`` holds only tensors, numbers, strings and containers of them."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_trainer_state(path) -> dict:
+    path = Path(path)
+    try:
+        # weights_only=True: the restricted unpickler; anything but tensors and plain containers is refused.
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError... for a bad file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: refused as trainer state (not a plain tensor checkpoint: {first[:200]})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: trainer state must be a dict")
+    return state

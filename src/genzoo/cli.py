@@ -1,0 +1,387 @@
+"""The ``genzoo`` command line.
+
+    genzoo list
+    genzoo train MODEL --data NAME --out DIR [options]    |   genzoo train --resume DIR
+    genzoo eval DIR          genzoo sample DIR -n N -o FILE.png      genzoo complete DIR -o FILE.png
+
+A bad argument, a missing run folder or a bad file prints one line on stderr and exits
+with status 2; nothing already written is touched. Under ``torchrun`` the train command
+runs DistributedDataParallel (gloo on CPU, nccl on GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+import math
+import os
+import sys
+import typing
+from pathlib import Path
+
+import torch
+
+from . import checkpoint as ckpt
+from . import data, images, likelihood, models
+from .errors import GenzooError
+
+RUN_FILE = "run.json"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one line and exit status 2."""
+
+    def error(self, message):
+        where = self.prog.removeprefix("genzoo").strip()
+        raise GenzooError(f"{where}: {message}" if where else message)
+
+
+# ----------------------------------------------------------------------------- argument types
+
+def _number(kind, low=None, high=None, low_open=False):
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        if isinstance(v, float) and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if low is not None and (v <= low if low_open else v < low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if low_open else '>='} {low}, got {text}")
+        if high is not None and v > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high}, got {text}")
+        return v
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _add_model_options(parser, model_name: str) -> None:
+    group = parser.add_argument_group(f"{model_name} options")
+    hints = typing.get_type_hints(models.get(model_name).Config)
+    for f in models.config_fields(model_name):
+        if f.name in ("image_shape", "levels"):
+            continue  # both come from the data
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        if kind is bool:
+            group.add_argument(flag, dest=f"model_{f.name}", action=argparse.BooleanOptionalAction, default=None)
+        elif kind in (int, float):
+            group.add_argument(flag, dest=f"model_{f.name}", type=_number(kind), default=None, metavar=kind.__name__.upper(),
+                               help=f"default {f.default}")
+        else:
+            group.add_argument(flag, dest=f"model_{f.name}", default=None, help=f"default {f.default}")
+
+
+def _add_common(p):
+    p.add_argument("--threads", type=_number(int, 1), help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda when available)")
+
+
+def build_parser(argv) -> argparse.ArgumentParser:
+    parser = _Parser(prog="genzoo", description="Deep generative models of images on one likelihood scale.")
+    parser.add_argument("--version", action="version", version=f"genzoo {__import__('genzoo').__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("list", help="models and datasets")
+
+    t = sub.add_parser("train", help="train a model; writes a run folder")
+    t.add_argument("model", nargs="?", help=f"one of: {', '.join(models.names())}")
+    t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    t.add_argument("--data", help=f"one of: {', '.join(data.names())}")
+    t.add_argument("--out", metavar="DIR", help="new (or empty) run folder")
+    t.add_argument("--data-dir", help="where to look for data files first")
+    t.add_argument("--levels", type=_number(int, 2, 256), help="re-quantize the data to K levels")
+    t.add_argument("--binarize", choices=data.BINARIZE_MODES, default="none")
+    t.add_argument("--conditional", action="store_true", help="condition on class labels (models with num_classes)")
+    defaults = TrainDefaults = __import__("genzoo.trainer", fromlist=["TrainConfig"]).TrainConfig()
+    t.add_argument("--epochs", type=_number(int, 1), default=defaults.epochs)
+    t.add_argument("--minutes", type=_number(float, 0), default=defaults.minutes, help="wall-clock budget; 0 = none")
+    t.add_argument("--batch-size", type=_number(int, 1), default=defaults.batch_size)
+    t.add_argument("--lr", type=_number(float, 0, low_open=True), default=defaults.lr)
+    t.add_argument("--warmup-steps", type=_number(int, 0), default=defaults.warmup_steps)
+    t.add_argument("--min-lr-ratio", type=_number(float, 0, 1), default=defaults.min_lr_ratio)
+    t.add_argument("--grad-clip", type=_number(float, 0), default=defaults.grad_clip)
+    t.add_argument("--weight-decay", type=_number(float, 0), default=defaults.weight_decay)
+    t.add_argument("--seed", type=_number(int, 0), default=defaults.seed)
+    t.add_argument("--eval-batch-size", type=_number(int, 1), default=defaults.eval_batch_size)
+    t.add_argument("--eval-limit", type=_number(int, 0), default=defaults.eval_limit)
+    t.add_argument("--checkpoint-every", type=_number(int, 0), default=defaults.checkpoint_every)
+    t.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    _add_common(t)
+    del TrainDefaults
+    # The model's own options, when the model is named on the command line.
+    if len(argv) >= 2 and argv[0] == "train" and argv[1] in models.names():
+        _add_model_options(t, argv[1])
+
+    e = sub.add_parser("eval", help="test NLL of a run or saved model")
+    e.add_argument("dir")
+    e.add_argument("--data", help="dataset (default: the run's)")
+    e.add_argument("--split", default="test")
+    e.add_argument("--data-dir")
+    e.add_argument("--batch-size", type=_number(int, 1), default=256)
+    e.add_argument("--limit", type=_number(int, 1), help="first N images only")
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_common(e)
+
+    s = sub.add_parser("sample", help="draw samples into a PNG grid")
+    s.add_argument("dir")
+    s.add_argument("-n", type=_number(int, 1, 4096), default=64)
+    s.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    s.add_argument("--seed", type=_number(int, 0), default=0)
+    s.add_argument("--temperature", type=_number(float, 0, low_open=True), default=1.0)
+    s.add_argument("--label", type=_number(int, 0), help="class for a conditional model (default: cycle)")
+    s.add_argument("--scale", type=_number(int, 1, 32), help="pixel upscaling in the PNG")
+    _add_common(s)
+
+    c = sub.add_parser("complete", help="complete the lower part of test images (autoregressive models)")
+    c.add_argument("dir")
+    c.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    c.add_argument("-n", type=_number(int, 1, 64), default=8, help="test images to complete")
+    c.add_argument("--samples", type=_number(int, 1, 16), default=4, help="completions per image")
+    c.add_argument("--rows", type=_number(int, 1), help="rows kept from each image (default: half)")
+    c.add_argument("--data", help="dataset (default: the run's)")
+    c.add_argument("--data-dir")
+    c.add_argument("--seed", type=_number(int, 0), default=0)
+    _add_common(c)
+    return parser
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _device(name):
+    try:
+        dev = torch.device(name) if name else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    except RuntimeError:
+        raise GenzooError(f"bad --device {name!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise GenzooError("--device cuda: no CUDA device here")
+    return dev
+
+
+def _apply_common(args):
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    return _device(getattr(args, "device", None))
+
+
+def _load_run(folder):
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise GenzooError(f"{folder}: no such run folder")
+    model = ckpt.load_model(folder)
+    run = ckpt.read_json(folder / RUN_FILE) if (folder / RUN_FILE).exists() else {}
+    return model, run
+
+
+def _data_spec(args, run: dict) -> dict:
+    spec = dict(run.get("data", {}))
+    if getattr(args, "data", None):
+        spec = {"name": args.data, "binarize": spec.get("binarize", "none"), "levels": spec.get("levels")}
+    if getattr(args, "data_dir", None):
+        spec["data_dir"] = args.data_dir
+    if "name" not in spec:
+        raise GenzooError("this model folder does not say what it was trained on: pass --data NAME")
+    return spec
+
+
+def _check_fits(model, ds, levels):
+    if tuple(ds.image_shape) != tuple(model.image_shape) or levels != model.levels:
+        raise GenzooError(f"{ds.name} images are {list(ds.image_shape)} with {levels} levels; the model takes "
+                          f"{list(model.image_shape)} with {model.levels} levels")
+
+
+# ----------------------------------------------------------------------------- commands
+
+def cmd_list(args):
+    print("models:")
+    for name in models.names():
+        cls = models.get(name)
+        print(f"  {name:22s} likelihood: {cls.likelihood_kind:5s}  {(cls.__doc__ or cls.__module__).strip().splitlines()[0]}")
+    print("datasets:")
+    for name, (splits, desc) in data.DATASETS.items():
+        print(f"  {name:22s} {'/'.join(splits):16s} {desc}")
+    return 0
+
+
+def _distributed_init():
+    """Join the torchrun process group, if launched by torchrun. Returns (rank, world, local_rank)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1, None
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(local)
+    dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size(), local
+
+
+def _train_config(args):
+    from .trainer import TrainConfig
+
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+
+
+def cmd_train(args):
+    from .trainer import TrainConfig, Trainer
+
+    if args.resume:
+        if args.model or args.out or args.data:
+            raise GenzooError("--resume DIR continues a run as it was launched: give no MODEL, --out or --data")
+        out = Path(args.resume)
+        if not (out / RUN_FILE).is_file():
+            raise GenzooError(f"{out}: not a run folder (no {RUN_FILE})")
+        run = ckpt.read_json(out / RUN_FILE)
+        if not (out / "checkpoint.json").is_file():
+            raise GenzooError(f"{out}: no checkpoint to resume from yet (the run died before its first one)")
+        try:
+            tcfg = TrainConfig(**run["train"])
+            if args.threads is None and run.get("threads"):
+                torch.set_num_threads(run["threads"])
+        except (KeyError, TypeError):
+            raise GenzooError(f"{out / RUN_FILE}: not a genzoo run record") from None
+        model = ckpt.build_from_record(ckpt.read_json(out / ckpt.CONFIG_FILE), out / ckpt.CONFIG_FILE)
+        spec = run["data"]
+    else:
+        if not args.model:
+            raise GenzooError(f"train: name a model ({', '.join(models.names())}) or --resume DIR")
+        models.get(args.model)
+        if not args.data or not args.out:
+            raise GenzooError("train: --data NAME and --out DIR are required")
+        out = Path(args.out)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            what = "holds another run (continue it with --resume)" if (out / RUN_FILE).exists() else "is not an empty folder"
+            raise GenzooError(f"--out {out}: {what}")
+        tcfg = _train_config(args)
+        spec = {"name": args.data, "data_dir": args.data_dir, "levels": args.levels, "binarize": args.binarize}
+    device = _device(args.device)
+    rank, world, local = _distributed_init()
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", local)
+
+    train_ds, levels, transform = data.prepare(spec, "train")
+    test_split = "test"
+    test_ds, _, _ = data.prepare(spec, test_split)
+    if not args.resume:
+        mcfg = {k[len("model_"):]: v for k, v in vars(args).items() if k.startswith("model_") and v is not None}
+        if args.conditional:
+            if "num_classes" not in {f.name for f in models.config_fields(args.model)}:
+                raise GenzooError(f"{args.model} has no class-conditional variant")
+            if not train_ds.num_classes:
+                raise GenzooError(f"{args.data} has no labels to condition on")
+            mcfg["num_classes"] = train_ds.num_classes
+        torch.manual_seed(tcfg.seed)  # the initial weights are a function of --seed
+        model = models.build(args.model, image_shape=train_ds.image_shape, levels=levels, **mcfg)
+        if rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            ckpt.atomic_write_json(out / RUN_FILE, {
+                "model": args.model, "data": spec, "train": dataclasses.asdict(tcfg), "threads": args.threads,
+                "genzoo_version": __import__("genzoo").__version__})
+            ckpt.atomic_write_json(out / ckpt.CONFIG_FILE, ckpt.model_config_record(model))
+    else:
+        _check_fits(model, train_ds, levels)
+    nparams = sum(p.numel() for p in model.parameters())
+    if rank == 0:
+        print(f"{model.name}: {nparams:,} parameters; {spec['name']} {list(train_ds.image_shape)} x {len(train_ds)} train, "
+              f"{len(test_ds)} test, {levels} levels; {world} process(es) on {device}", flush=True)
+    trainer = Trainer(model, (train_ds.images, train_ds.labels), (test_ds.images, test_ds.labels), tcfg, out,
+                      batch_transform=transform, device=device, log=lambda m: print(m, flush=True))
+    trainer.fit(resume=bool(args.resume))
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    return 0
+
+
+@torch.no_grad()
+def cmd_eval(args):
+    device = _apply_common(args)
+    model, run = _load_run(args.dir)
+    spec = _data_spec(args, run)
+    ds, levels, _ = data.prepare(spec, args.split)
+    _check_fits(model, ds, levels)
+    model.to(device)
+    x, y = ds.images, ds.labels
+    if args.limit:
+        x, y = x[: args.limit], y[: args.limit]
+    total = 0.0
+    for chunk in torch.arange(len(x)).split(args.batch_size):
+        total += model.loss(x[chunk].to(device), y[chunk].to(device))["nll"].double().sum().item()
+    s = likelihood.summary(total / len(x), model.dims, model.likelihood_kind, len(x))
+    s.update(model=model.name, data=spec["name"], split=args.split)
+    print(json.dumps(s) if args.json else f"{model.name} on {spec['name']} {args.split}: {likelihood.describe(s)}")
+    return 0
+
+
+@torch.no_grad()
+def cmd_sample(args):
+    device = _apply_common(args)
+    model, _ = _load_run(args.dir)
+    model.to(device)
+    g = torch.Generator().manual_seed(args.seed)
+    kwargs = {}
+    if args.temperature != 1.0:
+        kwargs["temperature"] = args.temperature
+    if args.label is not None:
+        if not model.num_classes or args.label >= model.num_classes:
+            raise GenzooError(f"--label: this model has {model.num_classes or 'no'} classes")
+        kwargs["y"] = torch.full((args.n,), args.label)
+    x = model.sample(args.n, generator=g, **kwargs)
+    images.save_png(images.grid(x, model.levels, scale=args.scale or images.default_scale(x.shape[2])), args.output)
+    print(f"wrote {args.n} samples to {args.output}")
+    return 0
+
+
+@torch.no_grad()
+def cmd_complete(args):
+    device = _apply_common(args)
+    model, run = _load_run(args.dir)
+    if "prefix" not in inspect.signature(model.sample).parameters:
+        raise GenzooError(f"{model.name} does not complete images (autoregressive models do)")
+    spec = _data_spec(args, run)
+    ds, levels, _ = data.prepare(spec, "test")
+    _check_fits(model, ds, levels)
+    model.to(device)
+    C, H, W = model.image_shape
+    rows = args.rows if args.rows is not None else H // 2
+    if rows >= H:
+        raise GenzooError(f"--rows must be below the image height {H}")
+    known = torch.zeros(C, H, W, dtype=torch.bool)
+    known[:, :rows] = True
+    originals = ds.images[: args.n]
+    labels = ds.labels[: args.n] if model.num_classes else None
+    prefix = originals.repeat_interleave(args.samples, 0)
+    y = labels.repeat_interleave(args.samples, 0) if labels is not None else None
+    g = torch.Generator().manual_seed(args.seed)
+    done = model.sample(len(prefix), generator=g, prefix=prefix.to(device), known=known, y=y).cpu()
+    masked = originals * known
+    # One row per image: original, its visible part, then the completions.
+    rows_out = torch.cat([originals[:, None], masked[:, None], done.view(args.n, args.samples, C, H, W)], 1)
+    pic = images.grid(rows_out.flatten(0, 1), model.levels, nrow=args.samples + 2, scale=images.default_scale(H))
+    images.save_png(pic, args.output)
+    print(f"wrote {args.n} images x {args.samples} completions (top {rows} rows kept) to {args.output}")
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "complete": cmd_complete}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser(argv).parse_args(argv)
+        if args.command == "train":
+            _apply_common(args)
+        return COMMANDS[args.command](args)
+    except GenzooError as e:
+        print(f"genzoo: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("genzoo: interrupted (a training run continues with: genzoo train --resume DIR)", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,19 @@
+"""The one exception type users see.
+
+Anything raised as :class:`GenzooError` is a problem with the user's input (an
+argument, a file, a checkpoint), not a bug: the CLI prints its message as one line
+on stderr and exits with status 2. Every other exception is a bug and keeps its
+traceback.
+"""
+
+
+class GenzooError(Exception):
+    """A bad argument, file or checkpoint; the message is one line fit for a user."""
+
+
+class DataError(GenzooError):
+    """A data file that is missing, truncated, corrupt or of the wrong kind."""
+
+
+class CheckpointError(GenzooError):
+    """A run folder or saved model that cannot be read or written safely."""

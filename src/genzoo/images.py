@@ -1,0 +1,47 @@
+"""Image grids as PNG files (Pillow), written atomically."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .checkpoint import atomic_write_bytes
+from .errors import GenzooError
+
+
+def grid(images: torch.Tensor, levels: int, nrow: int | None = None, scale: int = 1, pad: int = 1) -> np.ndarray:
+    """uint8 levels [N, C, H, W] -> uint8 picture [rows*(H+pad)+pad, cols*(W+pad)+pad(, 3)] in 0..255."""
+    n, c, h, w = images.shape
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / nrow)
+    pix = (images.long() * 255 // (levels - 1)).to(torch.uint8).cpu().numpy()  # (N, C, H, W)
+    if scale > 1:
+        pix = pix.repeat(scale, axis=2).repeat(scale, axis=3)
+        h, w = h * scale, w * scale
+    out = np.full((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), 128, np.uint8)
+    for i in range(n):
+        r, q = divmod(i, nrow)
+        out[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = pix[i]
+    return out[0] if c == 1 else out.transpose(1, 2, 0)
+
+
+def save_png(picture: np.ndarray, path) -> None:
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise GenzooError(f"{path}: the output must be a .png file")
+    if not path.parent.is_dir():
+        raise GenzooError(f"{path.parent}: no such folder for the output")
+    if picture.ndim == 3 and picture.shape[2] not in (3,):
+        raise GenzooError(f"cannot write {picture.shape[2]}-channel images as PNG (1 or 3 channels)")
+    buf = io.BytesIO()
+    Image.fromarray(picture).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def default_scale(height: int) -> int:
+    return max(1, 64 // height)

@@ -1,0 +1,75 @@
+"""The one likelihood scale every model reports on (../shared/GUIDE.md, "One likelihood scale").
+
+* ``nll`` is -log P(x) in nats per image for the *discrete* image x.
+* bits/dim = nll / (D ln 2) with D = C*H*W.
+* A continuous density p on dequantized data u = (x + noise) / k gives the bound
+  -log P(x) <= E_noise[-log p(u)] + D log k, because P(x) = int_{cell(x)} p(u) du
+  over a cell of volume k^-D, and Jensen's inequality moves the log inside.
+* Every model states ``likelihood_kind``: "exact", "bound" or "none".
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+LIKELIHOOD_KINDS = ("exact", "bound", "none")
+
+
+def num_dims(image_shape) -> int:
+    """D = C*H*W for an image shape (C, H, W)."""
+    c, h, w = image_shape
+    return int(c) * int(h) * int(w)
+
+
+def bits_per_dim(nll_nats, dims: int):
+    """Convert nats per image (float or tensor) to bits per dimension."""
+    return nll_nats / (dims * math.log(2.0))
+
+
+def dequantization_offset(dims: int, levels: int) -> float:
+    """D log k: the term turning -log p(u) on [0,1)^D into a bound on -log P(x)."""
+    return dims * math.log(levels)
+
+
+def dequantized_nll_bound(neg_log_density, dims: int, levels: int):
+    """Upper bound on -log P(x) in nats from -log p(u), u = (x + U[0,1)) / k in [0,1)^D."""
+    return neg_log_density + dequantization_offset(dims, levels)
+
+
+def categorical_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Exact -log P(x) of a factorized (given its inputs) k-way categorical per sub-pixel.
+
+    logits: float [B, k, C, H, W]; x: integer [B, C, H, W] in [0, k). Returns [B] nats.
+    """
+    nll = F.cross_entropy(logits, x.long(), reduction="none")  # (B, C, H, W)
+    return nll.flatten(1).sum(1)
+
+
+def check_kind(kind: str) -> str:
+    if kind not in LIKELIHOOD_KINDS:
+        raise ValueError(f"likelihood_kind must be one of {LIKELIHOOD_KINDS}, got {kind!r}")
+    return kind
+
+
+def summary(nll_nats: float, dims: int, kind: str, count: int) -> dict:
+    """The one record every evaluation prints: nats, bits/dim, the kind of number, and N."""
+    check_kind(kind)
+    return {
+        "nll_nats": float(nll_nats),
+        "bits_per_dim": float(bits_per_dim(nll_nats, dims)),
+        "likelihood_kind": kind,
+        "count": int(count),
+        "dims": int(dims),
+    }
+
+
+def describe(s: dict) -> str:
+    """One human line for a :func:`summary` record; a bound says it is one."""
+    rel = {"exact": "=", "bound": "<=", "none": "n/a"}[s["likelihood_kind"]]
+    if s["likelihood_kind"] == "none":
+        return f"no likelihood (this model defines none); {s['count']} images"
+    return (
+        f"-log P(x) {rel} {s['nll_nats']:.3f} nats/image = {s['bits_per_dim']:.4f} bits/dim "
+        f"({s['likelihood_kind']}, {s['count']} images, D={s['dims']})"
+    )

@@ -1,0 +1,111 @@
+"""What every genzoo model is: config dataclass in, integer images in, nats out.
+
+A model subclass sets ``name``, ``Config`` (a dataclass whose fields are exactly the
+constructor's keyword arguments, including ``image_shape`` and ``levels``) and
+``likelihood_kind``, and implements ``loss(x, y=None) -> dict`` with keys ``loss``
+(scalar to minimise) and ``nll`` ([B] nats, exact or the bound the kind states).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from ..errors import GenzooError
+from ..likelihood import check_kind, num_dims
+
+
+@dataclasses.dataclass
+class ImageConfig:
+    """Fields every model config has. Subclass configs add their own (with defaults)."""
+
+    image_shape: tuple = (1, 28, 28)
+    levels: int = 256
+
+    def __post_init__(self):
+        shape = tuple(int(s) for s in self.image_shape) if isinstance(self.image_shape, (list, tuple)) else None
+        if shape is None or len(shape) != 3 or min(shape) < 1:
+            raise GenzooError(f"image_shape must be (C, H, W) with positive sizes, got {self.image_shape!r}")
+        self.image_shape = shape
+        require(isinstance(self.levels, int) and 2 <= self.levels <= 256, f"levels must be an integer in [2, 256], got {self.levels!r}")
+
+
+def require(ok: bool, message: str) -> None:
+    """Config validation: a clear GenzooError instead of a failure deep inside torch."""
+    if not ok:
+        raise GenzooError(message)
+
+
+class GenerativeModel(nn.Module):
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    likelihood_kind: ClassVar[str]
+
+    def __init__(self, config):
+        super().__init__()
+        check_kind(self.likelihood_kind)
+        self.config = config
+
+    # -- description
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.config.image_shape
+
+    @property
+    def levels(self) -> int:
+        return self.config.levels
+
+    @property
+    def dims(self) -> int:
+        return num_dims(self.image_shape)
+
+    @property
+    def num_classes(self) -> int:
+        return getattr(self.config, "num_classes", 0)
+
+    def config_dict(self) -> dict:
+        d = dataclasses.asdict(self.config)
+        d["image_shape"] = list(d["image_shape"])
+        return d
+
+    # -- input checking: one clear error for a batch this model cannot score
+    def check_images(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise GenzooError(f"{self.name}: images must be a tensor, got {type(x).__name__}")
+        if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+            raise GenzooError(f"{self.name}: images must be an integer tensor (uint8 levels), got {x.dtype}; "
+                              "scaling and dequantization happen inside the model")
+        if x.dim() != 4 or tuple(x.shape[1:]) != tuple(self.image_shape):
+            raise GenzooError(f"{self.name}: images must have shape [B, {', '.join(map(str, self.image_shape))}], got {list(x.shape)}")
+        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.levels):
+            raise GenzooError(f"{self.name}: pixel values must lie in [0, {self.levels}), got [{int(x.min())}, {int(x.max())}]")
+
+    def check_labels(self, y, batch: int):
+        """Labels for a conditional model ([B] ints in [0, num_classes)); ignored otherwise."""
+        if not self.num_classes:
+            return None
+        if y is None:
+            raise GenzooError(f"{self.name}: this model is class-conditional ({self.num_classes} classes); pass labels")
+        y = torch.as_tensor(y)
+        if y.shape != (batch,) or y.is_floating_point() or (y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes)):
+            raise GenzooError(f"{self.name}: labels must be {batch} integers in [0, {self.num_classes})")
+        return y.long()
+
+    # -- the contract
+    def loss(self, x: torch.Tensor, y=None) -> dict:
+        raise NotImplementedError
+
+    def log_prob(self, x: torch.Tensor, y=None) -> torch.Tensor:
+        """[B] log-probability in nats: exact, or the bound ``likelihood_kind`` states."""
+        return -self.loss(x, y)["nll"]
+
+    def sample(self, n: int, generator: torch.Generator | None = None, **kwargs) -> torch.Tensor:
+        raise NotImplementedError
+
+    def save(self, path) -> None:
+        from ..checkpoint import save_model
+
+        save_model(self, path)

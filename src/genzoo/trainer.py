@@ -1,0 +1,324 @@
+"""The trainer: knows nothing about any model. A model is anything with ``loss(x, y) -> dict``
+holding ``loss`` (a scalar to minimise) and, optionally, ``nll`` ([B] nats).
+
+What a run folder holds, and the order it is written in (a kill at any point leaves the
+last *committed* checkpoint whole; see docs/architecture.md):
+
+    run.json            how the run was launched (written once, by the CLI)
+    config.json         the model's constructor arguments     } a saved model: genzoo.load(run)
+    model.safetensors   the latest committed weights          }
+    checkpoint.json     the commit record: step, epoch, batch and the two files below
+    ckpt/step-N.safetensors, ckpt/step-N.pt   weights; optimizer + RNG + counters
+    metrics.jsonl       one JSON object per evaluation
+
+A checkpoint is committed by the atomic rename of checkpoint.json; files of older
+checkpoints are deleted only after that. Resuming reads checkpoint.json, restores
+everything, drops metrics lines written after that step, and replays the data order,
+which is a pure function of (seed, epoch), so a resumed run ends bitwise equal to an
+uninterrupted one on CPU.
+
+Distributed: run under ``torchrun``; each rank takes the DistributedSampler's share of
+every global batch (``batch_size`` is global), gradients are averaged by
+DistributedDataParallel, evaluation sums are all-reduced, and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import BatchSampler, DistributedSampler
+from tqdm import tqdm
+
+from . import checkpoint as ckpt
+from .errors import GenzooError
+from .likelihood import bits_per_dim
+
+CHECKPOINT_RECORD = "checkpoint.json"
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    epochs: int = 10
+    minutes: float = 0.0  # wall-clock budget over all sessions of the run; 0 = none
+    batch_size: int = 64  # global: split evenly across distributed ranks
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.0  # the cosine ends at lr * min_lr_ratio
+    grad_clip: float = 1.0  # max global gradient norm; 0 = off
+    weight_decay: float = 0.0
+    seed: int = 0
+    eval_batch_size: int = 256
+    eval_limit: int = 0  # evaluate on the first N test images each epoch; 0 = all
+    checkpoint_every: int = 0  # also checkpoint every N steps; 0 = at epoch ends only
+    compile: bool = False  # torch.compile the training step's loss
+
+    def __post_init__(self):
+        checks = {
+            "epochs": self.epochs >= 1, "minutes": self.minutes >= 0, "batch_size": self.batch_size >= 1,
+            "lr": self.lr > 0 and math.isfinite(self.lr), "warmup_steps": self.warmup_steps >= 0,
+            "min_lr_ratio": 0 <= self.min_lr_ratio <= 1, "grad_clip": self.grad_clip >= 0,
+            "weight_decay": self.weight_decay >= 0, "eval_batch_size": self.eval_batch_size >= 1,
+            "eval_limit": self.eval_limit >= 0, "checkpoint_every": self.checkpoint_every >= 0,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise GenzooError(f"bad training option {bad[0]}={getattr(self, bad[0])!r}")
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Linear warmup to cfg.lr over warmup_steps, then cosine decay to lr * min_lr_ratio at ``total``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _seed_for(*parts: int) -> int:
+    s = 0
+    for p in parts:
+        s = (s * 1_000_003 + p) % (2**63 - 1)
+    return s
+
+
+class _LossOf(nn.Module):
+    """Makes ``model.loss`` the forward of a module, so DDP and torch.compile can wrap it."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, y):
+        return self.model.loss(x, y)
+
+
+class Trainer:
+    """Train ``model`` on (train_images, train_labels), evaluating on the test split each epoch.
+
+    images: uint8 [N, C, H, W]; labels: int64 [N]. ``batch_transform(x, generator)``, if
+    given, maps each training batch (e.g. dynamic binarization) with a generator seeded
+    by (seed, epoch, batch, rank).
+    """
+
+    def __init__(self, model, train, test, config: TrainConfig, out_dir, batch_transform=None,
+                 device="cpu", log=print):
+        self.model, self.cfg, self.out = model, config, Path(out_dir)
+        self.device = torch.device(device)
+        self.train_images, self.train_labels = (t.to(self.device) for t in train)
+        self.test_images, self.test_labels = (t.to(self.device) for t in test)
+        if config.eval_limit:
+            self.test_images, self.test_labels = self.test_images[: config.eval_limit], self.test_labels[: config.eval_limit]
+        self.batch_transform = batch_transform
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world = dist.get_world_size() if self.distributed else 1
+        if config.batch_size % self.world:
+            raise GenzooError(f"batch_size {config.batch_size} must be divisible by the {self.world} distributed processes")
+        self.local_batch = config.batch_size // self.world
+        self.steps_per_epoch = (len(self.train_images) // self.world) // self.local_batch
+        if self.steps_per_epoch < 1:
+            raise GenzooError(f"batch_size {config.batch_size} is larger than the {len(self.train_images)} training images")
+        self.total_steps = config.epochs * self.steps_per_epoch
+        self.log = log if self.rank == 0 else (lambda *a, **k: None)
+        self.model.to(self.device)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        step_fn = _LossOf(model)
+        if self.distributed:
+            step_fn = nn.parallel.DistributedDataParallel(step_fn, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.step_fn = torch.compile(step_fn) if config.compile else step_fn
+        self.dims = int(np.prod(self.train_images.shape[1:]))
+
+    # ------------------------------------------------------------------ state
+    def _fresh_state(self) -> dict:
+        return {"step": 0, "epoch": 0, "batch": 0, "train_nll_sum": 0.0, "train_loss_sum": 0.0,
+                "train_count": 0, "elapsed_s": 0.0}
+
+    def _rng_state(self) -> dict:
+        np_state = np.random.get_state()
+        return {
+            "torch": torch.get_rng_state(),
+            "numpy_key": torch.from_numpy(np_state[1].astype(np.int64)),
+            "numpy_pos": int(np_state[2]),
+            "python": list(random.getstate()[1]),
+        }
+
+    def _set_rng_state(self, s: dict) -> None:
+        torch.set_rng_state(s["torch"])
+        np.random.set_state(("MT19937", s["numpy_key"].numpy().astype(np.uint32), s["numpy_pos"], 0, 0.0))
+        random.setstate((3, tuple(s["python"]), None))
+
+    def save_checkpoint(self, state: dict) -> None:
+        """Commit a checkpoint (rank 0 writes; every rank waits for it)."""
+        if self.rank == 0:
+            folder = self.out / "ckpt"
+            folder.mkdir(parents=True, exist_ok=True)
+            stem = f"step-{state['step']:09d}"
+            ckpt.save_weights(folder / f"{stem}.safetensors", self.model.state_dict())
+            ckpt.save_trainer_state(folder / f"{stem}.pt", {**state, "optimizer": self.optimizer.state_dict(), "rng": self._rng_state()})
+            ckpt.atomic_write_json(self.out / CHECKPOINT_RECORD, {
+                **{k: state[k] for k in ("step", "epoch", "batch")},
+                "weights": f"ckpt/{stem}.safetensors", "trainer": f"ckpt/{stem}.pt"})
+            # The committed weights double as the run's saved model (genzoo.load(run)).
+            ckpt.save_weights(self.out / ckpt.WEIGHTS_FILE, self.model.state_dict())
+            for old in folder.iterdir():
+                if not old.name.startswith(stem):
+                    old.unlink(missing_ok=True)
+        if self.distributed:
+            dist.barrier()
+
+    def load_checkpoint(self) -> dict:
+        record = ckpt.read_json(self.out / CHECKPOINT_RECORD)
+        try:
+            weights, trainer = self.out / record["weights"], self.out / record["trainer"]
+            int(record["step"])
+        except (KeyError, TypeError, ValueError):
+            raise GenzooError(f"{self.out / CHECKPOINT_RECORD}: not a genzoo checkpoint record") from None
+        ckpt.load_state_into(self.model, ckpt.load_weights(weights), weights)
+        state = ckpt.load_trainer_state(trainer)
+        try:
+            self.optimizer.load_state_dict(state.pop("optimizer"))
+            self._set_rng_state(state.pop("rng"))
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise GenzooError(f"{trainer}: trainer state does not fit this model ({e})") from None
+        if state["step"] != record["step"]:
+            raise GenzooError(f"{trainer}: step {state['step']} disagrees with {CHECKPOINT_RECORD} ({record['step']})")
+        if self.rank == 0:
+            self._truncate_metrics(state["step"])
+        return state
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Keep only metrics lines of committed steps: none lost, none duplicated by the replay."""
+        path = self.out / METRICS_FILE
+        if not path.exists():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by the kill
+            if isinstance(rec, dict) and rec.get("step", math.inf) <= step:
+                kept.append(line)
+        ckpt.atomic_write_bytes(path, "".join(k + "\n" for k in kept).encode())
+
+    def _append_metrics(self, record: dict) -> None:
+        if self.rank == 0:
+            with open(self.out / METRICS_FILE, "a") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Mean test loss and nll (nats/image) over the test split, summed across ranks."""
+        self.model.eval()
+        idx = torch.arange(self.rank, len(self.test_images), self.world)
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss*n, nll, n
+        for chunk in idx.split(self.cfg.eval_batch_size):
+            out = self.model.loss(self.test_images[chunk], self.test_labels[chunk])
+            sums[0] += out["loss"].double() * len(chunk)
+            sums[1] += out["nll"].double().sum() if "nll" in out else math.nan
+            sums[2] += len(chunk)
+        if self.distributed:
+            dist.all_reduce(sums)
+        self.model.train()
+        n = sums[2].item()
+        return {"test_loss": sums[0].item() / n, "test_nll": sums[1].item() / n,
+                "test_bpd": float(bits_per_dim(sums[1].item() / n, self.dims)), "test_count": int(n)}
+
+    # ------------------------------------------------------------------ training
+    def _out_of_time(self, state, started) -> bool:
+        if not self.cfg.minutes:
+            return False
+        over = torch.tensor(float(state["elapsed_s"] + time.monotonic() - started >= 60 * self.cfg.minutes))
+        if self.distributed:  # every rank must stop at the same step
+            dist.broadcast(over, 0)
+        return bool(over)
+
+    def fit(self, resume: bool = False) -> list[dict]:
+        cfg = self.cfg
+        state = self.load_checkpoint() if resume else self._fresh_state()
+        if not resume:
+            torch.manual_seed(_seed_for(cfg.seed, 1))
+        records = []
+        sampler = DistributedSampler(range(len(self.train_images)), num_replicas=self.world, rank=self.rank,
+                                     shuffle=True, seed=cfg.seed, drop_last=True)
+        self.model.train()
+        started = time.monotonic()
+        stopped = state["epoch"] >= cfg.epochs
+        while not stopped and state["epoch"] < cfg.epochs:
+            epoch = state["epoch"]
+            sampler.set_epoch(epoch)  # the order is a pure function of (seed, epoch)
+            batches = list(BatchSampler(sampler, self.local_batch, drop_last=True))
+            bar = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                       disable=self.rank != 0 or None, file=sys.stderr, leave=False)
+            t0, seen = time.monotonic(), 0
+            for b in range(state["batch"], len(batches)):
+                idx = torch.tensor(batches[b], device=self.device)
+                x, y = self.train_images[idx], self.train_labels[idx]
+                if self.batch_transform is not None:
+                    g = torch.Generator().manual_seed(_seed_for(cfg.seed, epoch, b, self.rank))
+                    x = self.batch_transform(x.cpu(), g).to(self.device)
+                lr = lr_at(state["step"], self.total_steps, cfg)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                out = self.step_fn(x, y)
+                loss = out["loss"]
+                if not torch.isfinite(loss):
+                    raise GenzooError(f"training diverged: loss is {loss.item()} at step {state['step']} "
+                                      f"(lower --lr or raise --warmup-steps); the last checkpoint is kept")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                self.optimizer.step()
+                state["step"] += 1
+                state["batch"] = b + 1
+                state["train_loss_sum"] += loss.item() * len(x)
+                if "nll" in out:
+                    state["train_nll_sum"] += out["nll"].detach().sum().item()
+                state["train_count"] += len(x)
+                seen += len(x)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.4f}", bpd=f"{bits_per_dim(state['train_nll_sum'] / state['train_count'], self.dims):.4f}")
+                if self._out_of_time(state, started):
+                    stopped = True
+                    break
+                if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and state["batch"] < len(batches):
+                    state["elapsed_s"] += time.monotonic() - started
+                    started = time.monotonic()
+                    self.save_checkpoint(state)
+            bar.close()
+            train_time = time.monotonic() - t0
+            finished_epoch = state["batch"] >= len(batches)
+            record = {"epoch": epoch + 1, "step": state["step"], "partial": not finished_epoch,
+                      "lr": lr_at(max(0, state["step"] - 1), self.total_steps, cfg),
+                      "train_loss": state["train_loss_sum"] / max(1, state["train_count"]),
+                      "train_nll": state["train_nll_sum"] / max(1, state["train_count"]),
+                      "images_per_s": seen * self.world / max(train_time, 1e-9)}
+            record["train_bpd"] = float(bits_per_dim(record["train_nll"], self.dims))
+            record.update(self.evaluate())
+            state["elapsed_s"] += time.monotonic() - started
+            started = time.monotonic()
+            record["elapsed_s"] = state["elapsed_s"]
+            if finished_epoch:
+                state.update(epoch=epoch + 1, batch=0, train_nll_sum=0.0, train_loss_sum=0.0, train_count=0)
+            self._append_metrics(record)
+            self.save_checkpoint(state)
+            records.append(record)
+            self.log(f"epoch {record['epoch']}{' (stopped early: time budget)' if not finished_epoch else ''} "
+                     f"step {record['step']}: train {record['train_bpd']:.4f} bpd, test {record['test_nll']:.3f} nats "
+                     f"= {record['test_bpd']:.4f} bpd ({record['test_count']} images), {record['images_per_s']:.0f} img/s")
+        return records

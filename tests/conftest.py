@@ -1,0 +1,29 @@
+import itertools
+
+import pytest
+import torch
+
+import genzoo
+
+TINY = {
+    "pixelcnn": dict(hidden_channels=6, num_layers=2, head_channels=8),
+    "gated-pixelcnn": dict(hidden_channels=6, num_layers=2, head_channels=8, kernel=3, first_kernel=3),
+}
+AUTOREGRESSIVE = ["pixelcnn", "gated-pixelcnn"]
+
+
+def tiny(name, image_shape=(1, 4, 4), levels=2, seed=0, **kw):
+    torch.manual_seed(seed)
+    return genzoo.models.build(name, image_shape=image_shape, levels=levels, **{**TINY[name], **kw})
+
+
+def all_images(image_shape, levels):
+    """Every image of the given shape and level count: uint8 [levels**D, C, H, W]."""
+    D = image_shape[0] * image_shape[1] * image_shape[2]
+    return torch.tensor(list(itertools.product(range(levels), repeat=D)), dtype=torch.uint8).view(-1, *image_shape)
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    yield

@@ -1,0 +1,35 @@
+import math
+
+import pytest
+import torch
+
+from genzoo import likelihood as L
+
+
+def test_bits_per_dim_converts_nats():
+    assert L.bits_per_dim(784 * math.log(2), 784) == pytest.approx(1.0)
+
+
+def test_dequantization_bound_is_exact_for_a_piecewise_constant_density():
+    # p(u) constant on each cell with mass P(x): p = P(x) * k^D, so -log p(u) + D log k = -log P(x).
+    D, k = 3, 4
+    P = torch.tensor(0.01)
+    neg_log_density = -torch.log(P * k**D)
+    assert L.dequantized_nll_bound(neg_log_density, D, k).item() == pytest.approx(-math.log(0.01), rel=1e-6)
+
+
+def test_categorical_nll_matches_manual_sum():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 1, 2, 3)
+    x = torch.randint(0, 5, (2, 1, 2, 3), dtype=torch.uint8)
+    logp = torch.log_softmax(logits, 1)
+    manual = -torch.stack([sum(logp[b, int(x[b, 0, i, j]), 0, i, j] for i in range(2) for j in range(3)) for b in range(2)])
+    assert torch.allclose(L.categorical_nll(logits, x), manual, atol=1e-6)
+
+
+def test_summary_states_the_kind():
+    s = L.summary(100.0, 784, "bound", 10)
+    assert "<=" in L.describe(s) and s["bits_per_dim"] == pytest.approx(100 / (784 * math.log(2)))
+    assert "=" in L.describe(L.summary(1.0, 4, "exact", 1))
+    with pytest.raises(ValueError):
+        L.summary(1.0, 4, "approximately", 1)
