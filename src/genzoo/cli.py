@@ -93,24 +93,24 @@ def build_parser(argv) -> argparse.ArgumentParser:
     t.add_argument("--out", metavar="DIR", help="new (or empty) run folder")
     t.add_argument("--data-dir", help="where to look for data files first")
     t.add_argument("--levels", type=_number(int, 2, 256), help="re-quantize the data to K levels")
-    t.add_argument("--binarize", choices=data.BINARIZE_MODES, default="none")
+    t.add_argument("--binarize", choices=data.BINARIZE_MODES, default=None, help="default none")
     t.add_argument("--conditional", action="store_true", help="condition on class labels (models with num_classes)")
-    defaults = TrainDefaults = __import__("genzoo.trainer", fromlist=["TrainConfig"]).TrainConfig()
-    t.add_argument("--epochs", type=_number(int, 1), default=defaults.epochs)
-    t.add_argument("--minutes", type=_number(float, 0), default=defaults.minutes, help="wall-clock budget; 0 = none")
-    t.add_argument("--batch-size", type=_number(int, 1), default=defaults.batch_size)
-    t.add_argument("--lr", type=_number(float, 0, low_open=True), default=defaults.lr)
-    t.add_argument("--warmup-steps", type=_number(int, 0), default=defaults.warmup_steps)
-    t.add_argument("--min-lr-ratio", type=_number(float, 0, 1), default=defaults.min_lr_ratio)
-    t.add_argument("--grad-clip", type=_number(float, 0), default=defaults.grad_clip)
-    t.add_argument("--weight-decay", type=_number(float, 0), default=defaults.weight_decay)
-    t.add_argument("--seed", type=_number(int, 0), default=defaults.seed)
-    t.add_argument("--eval-batch-size", type=_number(int, 1), default=defaults.eval_batch_size)
-    t.add_argument("--eval-limit", type=_number(int, 0), default=defaults.eval_limit)
-    t.add_argument("--checkpoint-every", type=_number(int, 0), default=defaults.checkpoint_every)
-    t.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    # Training options default to None so that --resume can tell what was given; TrainConfig fills the rest.
+    d = __import__("genzoo.trainer", fromlist=["TrainConfig"]).TrainConfig()
+    train_opts = t.add_argument_group("training options (defaults from TrainConfig)")
+    for flag, kind, help_ in [
+        ("--epochs", _number(int, 1), None), ("--minutes", _number(float, 0), "wall-clock budget over the run; 0 = none"),
+        ("--batch-size", _number(int, 1), "global, over all processes"), ("--lr", _number(float, 0, low_open=True), None),
+        ("--warmup-steps", _number(int, 0), None), ("--min-lr-ratio", _number(float, 0, 1), None),
+        ("--grad-clip", _number(float, 0), "0 = off"), ("--weight-decay", _number(float, 0), None),
+        ("--seed", _number(int, 0), None), ("--eval-batch-size", _number(int, 1), None),
+        ("--eval-limit", _number(int, 0), "first N test images; 0 = all"),
+        ("--checkpoint-every", _number(int, 0), "also checkpoint every N steps"),
+    ]:
+        default = getattr(d, flag[2:].replace("-", "_"))
+        train_opts.add_argument(flag, type=kind, default=None, help=f"{help_ + '; ' if help_ else ''}default {default}")
+    train_opts.add_argument("--compile", action="store_true", default=None, help="torch.compile the training step")
     _add_common(t)
-    del TrainDefaults
     # The model's own options, when the model is named on the command line.
     if len(argv) >= 2 and argv[0] == "train" and argv[1] in models.names():
         _add_model_options(t, argv[1])
@@ -219,10 +219,13 @@ def _distributed_init():
     return dist.get_rank(), dist.get_world_size(), local
 
 
-def _train_config(args):
+RESUMABLE_OPTIONS = ("minutes",)  # training options --resume may change; all others would change the result
+
+
+def _given_train_options(args) -> dict:
     from .trainer import TrainConfig
 
-    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
 
 
 def cmd_train(args):
@@ -235,14 +238,21 @@ def cmd_train(args):
         if not (out / RUN_FILE).is_file():
             raise GenzooError(f"{out}: not a run folder (no {RUN_FILE})")
         run = ckpt.read_json(out / RUN_FILE)
+        given = _given_train_options(args)
+        fixed = sorted(set(given) - set(RESUMABLE_OPTIONS)) + [o for o in ("levels", "data_dir", "conditional") if getattr(args, o)]
+        if fixed or args.binarize:
+            raise GenzooError(f"--resume continues the run as launched; it cannot change --{(fixed or ['binarize'])[0].replace('_', '-')} "
+                              f"(only {', '.join('--' + o for o in RESUMABLE_OPTIONS)}, --threads, --device)")
         if not (out / "checkpoint.json").is_file():
             raise GenzooError(f"{out}: no checkpoint to resume from yet (the run died before its first one)")
         try:
-            tcfg = TrainConfig(**run["train"])
+            tcfg = TrainConfig(**{**run["train"], **given})
             if args.threads is None and run.get("threads"):
                 torch.set_num_threads(run["threads"])
         except (KeyError, TypeError):
             raise GenzooError(f"{out / RUN_FILE}: not a genzoo run record") from None
+        if given:  # a new --minutes budget holds for later resumes too
+            ckpt.atomic_write_json(out / RUN_FILE, {**run, "train": dataclasses.asdict(tcfg)})
         model = ckpt.build_from_record(ckpt.read_json(out / ckpt.CONFIG_FILE), out / ckpt.CONFIG_FILE)
         spec = run["data"]
     else:
@@ -255,8 +265,8 @@ def cmd_train(args):
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             what = "holds another run (continue it with --resume)" if (out / RUN_FILE).exists() else "is not an empty folder"
             raise GenzooError(f"--out {out}: {what}")
-        tcfg = _train_config(args)
-        spec = {"name": args.data, "data_dir": args.data_dir, "levels": args.levels, "binarize": args.binarize}
+        tcfg = TrainConfig(**_given_train_options(args))
+        spec = {"name": args.data, "data_dir": args.data_dir, "levels": args.levels, "binarize": args.binarize or "none"}
     device = _device(args.device)
     rank, world, local = _distributed_init()
     if world > 1 and device.type == "cuda":

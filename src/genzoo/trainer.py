@@ -195,6 +195,8 @@ class Trainer:
             raise GenzooError(f"{trainer}: step {state['step']} disagrees with {CHECKPOINT_RECORD} ({record['step']})")
         if self.rank == 0:
             self._truncate_metrics(state["step"])
+            for stray in [*self.out.glob(".*.tmp"), *self.out.glob("ckpt/.*.tmp")]:
+                stray.unlink(missing_ok=True)  # a write the kill cut short; never read
         return state
 
     def _truncate_metrics(self, step: int) -> None:
@@ -249,6 +251,8 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> list[dict]:
         cfg = self.cfg
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
         state = self.load_checkpoint() if resume else self._fresh_state()
         if not resume:
             torch.manual_seed(_seed_for(cfg.seed, 1))

@@ -1,0 +1,125 @@
+"""The command line end to end on digits, and its error paths."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import genzoo
+from genzoo.cli import main
+
+TINY_ARGS = ["--hidden-channels", "8", "--num-layers", "2", "--head-channels", "16", "--threads", "1"]
+
+
+def run_cli(*args):
+    """The real entry point in a fresh process: (returncode, stdout, stderr)."""
+    p = subprocess.run([sys.executable, "-m", "genzoo", *map(str, args)], capture_output=True, text=True, timeout=300)
+    return p.returncode, p.stdout, p.stderr
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "pcnn"
+    rc = main(["train", "pixelcnn", "--data", "digits", "--out", str(out), "--epochs", "1", "--batch-size", "100",
+               "--warmup-steps", "2", "--eval-limit", "100", *TINY_ARGS])
+    assert rc == 0
+    return out
+
+
+def test_train_writes_a_run_folder(trained_run):
+    names = {p.name for p in trained_run.iterdir()}
+    assert {"run.json", "config.json", "model.safetensors", "checkpoint.json", "metrics.jsonl", "ckpt"} <= names
+    lines = (trained_run / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    rec = json.loads(lines[0])
+    assert rec["epoch"] == 1 and rec["step"] == 15 and rec["test_count"] == 100
+    assert rec["test_bpd"] == pytest.approx(rec["test_nll"] / (64 * 0.6931471805599453))
+    model = genzoo.load(trained_run)
+    assert model.name == "pixelcnn" and model.levels == 17 and model.config.hidden_channels == 8
+
+
+def test_eval_prints_nats_bits_and_count(trained_run, capsys):
+    assert main(["eval", str(trained_run), "--json", "--threads", "1"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["count"] == 297 and s["likelihood_kind"] == "exact" and s["dims"] == 64
+    assert 0 < s["bits_per_dim"] < 4.1  # 17 levels: uniform would be log2(17) = 4.09
+    assert main(["eval", str(trained_run), "--limit", "100"]) == 0
+    assert "100 images" in capsys.readouterr().out
+
+
+def test_sample_writes_a_png_grid(trained_run, tmp_path):
+    out = tmp_path / "grid.png"
+    assert main(["sample", str(trained_run), "-n", "9", "-o", str(out), "--seed", "3"]) == 0
+    img = Image.open(out)
+    assert img.mode == "L" and img.size == (3 * 65 + 1, 3 * 65 + 1)  # 3x3 of 8x8 upscaled x8, 1px gaps
+    again = tmp_path / "again.png"
+    main(["sample", str(trained_run), "-n", "9", "-o", str(again), "--seed", "3"])
+    assert out.read_bytes() == again.read_bytes()
+
+
+def test_complete_writes_a_png(trained_run, tmp_path):
+    out = tmp_path / "c.png"
+    assert main(["complete", str(trained_run), "-o", str(out), "-n", "2", "--samples", "2"]) == 0
+    assert Image.open(out).size == (4 * 65 + 1, 2 * 65 + 1)
+
+
+def test_list_names_models_and_datasets(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert all(n in out for n in genzoo.models.names() + genzoo.data.names())
+
+
+@pytest.mark.parametrize("args,match", [
+    (["train", "pixelcnnn", "--data", "digits", "--out", "X"], "unknown model"),
+    (["train", "pixelcnn", "--data", "digitz", "--out", "X"], "unknown dataset"),
+    (["train", "pixelcnn", "--data", "digits", "--out", "X", "--lr", "-1"], "--lr"),
+    (["train", "pixelcnn", "--data", "digits", "--out", "X", "--epochs", "1.5"], "--epochs"),
+    (["train", "pixelcnn", "--data", "digits", "--out", "X", "--kernel", "4"], "odd"),
+    (["train", "pixelcnn", "--data", "digits", "--out", "X", "--lr", "nan"], "--lr"),
+    (["train", "pixelcnn", "--data", "digits", "--out", "X", "--nonsense"], "unrecognized"),
+    (["train", "pixelcnn", "--data", "digits", "--out", "X", "--conditional"], "conditional"),
+    (["train", "pixelcnn", "--data", "digits"], "--out"),
+    (["train", "--resume", "NOPE"], "not a run folder"),
+    (["eval", "NOPE"], "no such run folder"),
+    (["sample", "NOPE", "-o", "x.png"], "no such run folder"),
+    (["bogus"], "invalid choice"),
+    ([], "required"),
+])
+def test_bad_arguments_exit_2_with_one_line(args, match, tmp_path, capsys):
+    os.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("genzoo: error:") and match in err
+    assert not (tmp_path / "X").exists()
+
+
+def test_errors_never_damage_an_existing_run(trained_run, tmp_path, capsys):
+    before = {p: p.read_bytes() for p in trained_run.rglob("*") if p.is_file()}
+    assert main(["train", "pixelcnn", "--data", "digits", "--out", str(trained_run)]) == 2
+    assert "holds another run" in capsys.readouterr().err
+    assert main(["sample", str(trained_run), "-n", "4", "-o", str(trained_run / "x.jpg")]) == 2
+    assert main(["eval", str(trained_run), "--data", "binarized-mnist", "--data-dir", str(tmp_path)]) == 2
+    assert {p: p.read_bytes() for p in trained_run.rglob("*") if p.is_file()} == before
+
+
+def test_a_corrupt_model_folder_is_one_clear_error(trained_run, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text((trained_run / "config.json").read_text())
+    (bad / "model.safetensors").write_bytes((trained_run / "model.safetensors").read_bytes()[:100])
+    assert main(["eval", str(bad), "--data", "digits"]) == 2
+    assert "safetensors" in capsys.readouterr().err
+    (bad / "config.json").write_text("{not json")
+    assert main(["eval", str(bad), "--data", "digits"]) == 2
+    assert "JSON" in capsys.readouterr().err
+
+
+def test_real_entry_point_reports_without_traceback(tmp_path):
+    rc, out, err = run_cli("train", "pixelcnn", "--data", "digits", "--out", tmp_path / "r", "--batch-size", "0")
+    assert rc == 2 and "Traceback" not in err and err.count("\n") == 1
+    rc, out, err = run_cli("list")
+    assert rc == 0 and "pixelcnn" in out

@@ -1,0 +1,88 @@
+"""Multi-process training on torch.distributed (gloo on CPU), launched by torchrun."""
+
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from genzoo import checkpoint as ckpt
+from genzoo.cli import main
+
+TRAIN = ["train", "pixelcnn", "--data", "digits", "--epochs", "2", "--batch-size", "100", "--warmup-steps", "3",
+         "--eval-limit", "90", "--hidden-channels", "8", "--num-layers", "2", "--head-channels", "8", "--threads", "1"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(nproc, *args, script=None):
+    launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--nnodes=1",
+                "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{free_port()}", "--max-restarts=0"]
+    target = [str(script)] if script else ["-m", "genzoo"]
+    return subprocess.run([*launcher, *target, *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def weights(run):
+    return ckpt.load_weights(run / "model.safetensors")
+
+
+def metrics(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    out = tmp_path_factory.mktemp("single") / "run"
+    assert main([*TRAIN, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def double(tmp_path_factory):
+    out = tmp_path_factory.mktemp("double") / "run"
+    p = torchrun(2, *TRAIN, "--out", out)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return out, p
+
+
+def test_two_processes_match_one_with_the_same_global_batch(single, double):
+    out, p = double
+    assert "2 process(es)" in p.stdout
+    a, b = weights(single), weights(out)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5, rtol=0) for k in a)
+    # evaluation is summed across ranks: the same test NLL over the same 90 images
+    for m1, m2 in zip(metrics(single), metrics(out)):
+        assert m2["test_count"] == 90 and m1["test_nll"] == pytest.approx(m2["test_nll"], abs=1e-4)
+
+
+def test_only_rank_zero_writes(double):
+    out, p = double
+    assert len(metrics(out)) == 2  # one line an epoch, not one a rank
+    assert p.stdout.count("epoch 1 ") == 1
+
+
+def test_a_killed_distributed_run_resumes(double, tmp_path):
+    from test_resume import KILLER
+
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    out = tmp_path / "run"
+    p = torchrun(2, "step", 20, *TRAIN, "--out", out, script=script)  # 15 steps an epoch: dies in epoch 2
+    assert p.returncode != 0
+    assert [m["epoch"] for m in metrics(out)] == [1]
+    p = torchrun(2, "train", "--resume", out)
+    assert p.returncode == 0, p.stderr[-3000:]
+    ref = weights(double[0])
+    assert all(torch.equal(ref[k], weights(out)[k]) for k in ref)
+    assert [m["epoch"] for m in metrics(out)] == [1, 2]
+
+
+def test_global_batch_must_split_evenly(tmp_path):
+    p = torchrun(2, *TRAIN[:-2], "--batch-size", "99", "--out", tmp_path / "r")
+    assert p.returncode != 0 and "divisible" in p.stderr

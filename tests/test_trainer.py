@@ -1,0 +1,77 @@
+"""The trainer knows nothing about models; its schedule; torch.compile gives the same losses."""
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from genzoo.errors import GenzooError
+from genzoo.trainer import TrainConfig, Trainer, lr_at
+
+
+class Tiny(nn.Module):
+    """Not a genzoo model at all: anything with loss(x, y) trains."""
+
+    def __init__(self, bad=False):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(4))
+        self.bad = bad
+
+    def loss(self, x, y=None):
+        logits = self.w.expand(x.shape[0], 4)
+        nll = nn.functional.cross_entropy(logits, x.long().view(-1), reduction="none")
+        if self.bad:
+            nll = nll * float("nan")
+        return {"loss": nll.mean(), "nll": nll}
+
+
+def data(n):
+    x = torch.tensor([0, 0, 0, 1] * (n // 4), dtype=torch.uint8).view(n, 1, 1, 1)
+    return x, torch.zeros(n, dtype=torch.long)
+
+
+def test_any_module_with_a_loss_trains(tmp_path):
+    model = Tiny()
+    cfg = TrainConfig(epochs=30, batch_size=16, lr=0.1, warmup_steps=0)
+    records = Trainer(model, data(64), data(16), cfg, tmp_path).fit()
+    # the maximum-likelihood answer is P = (3/4, 1/4, 0, 0): test nll -> its entropy
+    entropy = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert records[-1]["test_nll"] == pytest.approx(entropy, abs=0.02)
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 30
+
+
+def test_a_nan_loss_stops_training_with_a_clear_error(tmp_path):
+    with pytest.raises(GenzooError, match="diverged"):
+        Trainer(Tiny(bad=True), data(16), data(4), TrainConfig(epochs=1, batch_size=4), tmp_path).fit()
+
+
+def test_schedule_warms_up_then_decays_to_the_floor():
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    lrs = [lr_at(s, 110, cfg) for s in range(111)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert lrs[60] == pytest.approx(0.55) and lrs[110] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("bad", [dict(epochs=0), dict(lr=-1.0), dict(batch_size=0), dict(min_lr_ratio=2.0)])
+def test_bad_train_config(bad):
+    with pytest.raises(GenzooError):
+        TrainConfig(**bad)
+
+
+def test_compiled_training_matches_eager(tmp_path):
+    from conftest import tiny
+
+    x = torch.randint(0, 3, (100, 1, 4, 4), dtype=torch.uint8)
+    y = torch.zeros(100, dtype=torch.long)
+    results = []
+    for compile_ in (False, True):
+        model = tiny("pixelcnn", (1, 4, 4), 3)
+        cfg = TrainConfig(epochs=2, batch_size=25, warmup_steps=2, compile=compile_)
+        results.append(Trainer(model, (x, y), (x, y), cfg, tmp_path / str(compile_)).fit())
+    eager, compiled = results
+    for a, b in zip(eager, compiled):
+        assert b["test_nll"] == pytest.approx(a["test_nll"], rel=1e-4)
+    assert json.loads((tmp_path / "True" / "metrics.jsonl").read_text().splitlines()[-1])["epoch"] == 2
