@@ -1,4 +1,5 @@
 import itertools
+import json
 
 import pytest
 import torch
@@ -21,6 +22,18 @@ def all_images(image_shape, levels):
     """Every image of the given shape and level count: uint8 [levels**D, C, H, W]."""
     D = image_shape[0] * image_shape[1] * image_shape[2]
     return torch.tensor(list(itertools.product(range(levels), repeat=D)), dtype=torch.uint8).view(-1, *image_shape)
+
+
+def weights(run):
+    """The committed weights of a run folder: {name: tensor}."""
+    from genzoo.checkpoint import load_weights
+
+    return load_weights(run / "model.safetensors")
+
+
+def metrics(run):
+    """The records of a run's metrics.jsonl, in order."""
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -116,6 +115,13 @@ def test_a_corrupt_model_folder_is_one_clear_error(trained_run, tmp_path, capsys
     (bad / "config.json").write_text("{not json")
     assert main(["eval", str(bad), "--data", "digits"]) == 2
     assert "JSON" in capsys.readouterr().err
+    # a model folder from elsewhere (a diffusers UNet's config): named as foreign, not a traceback
+    (bad / "config.json").write_text('{"_class_name": "UNet2DModel", "sample_size": 32}')
+    assert main(["eval", str(bad), "--data", "digits"]) == 2
+    assert "not a genzoo model config" in capsys.readouterr().err
+    (bad / "config.json").write_text('{"format": 1, "model": "pixelcnn", "config": {"hidden_channels": "many"}}')
+    assert main(["eval", str(bad), "--data", "digits"]) == 2
+    assert "hidden_channels" in capsys.readouterr().err
 
 
 def test_real_entry_point_reports_without_traceback(tmp_path):

@@ -1,6 +1,5 @@
 """Multi-process training on torch.distributed (gloo on CPU), launched by torchrun."""
 
-import json
 import socket
 import subprocess
 import sys
@@ -8,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from genzoo import checkpoint as ckpt
 from genzoo.cli import main
+from conftest import metrics, weights
 
 TRAIN = ["train", "pixelcnn", "--data", "digits", "--epochs", "2", "--batch-size", "100", "--warmup-steps", "3",
          "--eval-limit", "90", "--hidden-channels", "8", "--num-layers", "2", "--head-channels", "8", "--threads", "1"]
@@ -26,14 +25,6 @@ def torchrun(nproc, *args, script=None):
                 "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{free_port()}", "--max-restarts=0"]
     target = [str(script)] if script else ["-m", "genzoo"]
     return subprocess.run([*launcher, *target, *map(str, args)], capture_output=True, text=True, timeout=300)
-
-
-def weights(run):
-    return ckpt.load_weights(run / "model.safetensors")
-
-
-def metrics(run):
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")

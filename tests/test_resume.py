@@ -18,6 +18,7 @@ import torch
 import genzoo
 from genzoo import checkpoint as ckpt
 from genzoo.cli import main
+from conftest import metrics, weights
 from genzoo.errors import CheckpointError
 
 TRAIN = ["train", "gated-pixelcnn", "--data", "digits", "--epochs", "3", "--batch-size", "250", "--warmup-steps", "3",
@@ -50,14 +51,6 @@ KILLER = textwrap.dedent("""
         os.replace = killing(os.replace)
     sys.exit(main(sys.argv[3:]))
 """)
-
-
-def weights(run):
-    return ckpt.load_weights(run / "model.safetensors")
-
-
-def metrics(run):
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")

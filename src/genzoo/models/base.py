@@ -39,6 +39,24 @@ def require(ok: bool, message: str) -> None:
         raise GenzooError(message)
 
 
+def require_positive_ints(cfg, *fields: str) -> None:
+    for f in fields:
+        v = getattr(cfg, f)
+        require(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"{f} must be a positive integer, got {v!r}")
+
+
+def require_odd_kernels(cfg, *fields: str, minimum: int = 1) -> None:
+    for f in fields:
+        v = getattr(cfg, f)
+        require(isinstance(v, int) and v >= minimum and v % 2 == 1, f"{f} must be an odd integer >= {minimum}, got {v!r}")
+
+
+def require_channel_multiple(cfg, field: str) -> None:
+    """Masked layers split features into one group per image channel: the count must divide."""
+    C = cfg.image_shape[0]
+    require(getattr(cfg, field) % C == 0, f"{field} must be a multiple of the {C} image channels")
+
+
 class GenerativeModel(nn.Module):
     name: ClassVar[str]
     Config: ClassVar[type]

@@ -25,7 +25,7 @@ from torch import nn
 
 from . import register
 from .autoregressive import AutoregressiveModel
-from .base import ImageConfig, require
+from .base import ImageConfig, require, require_channel_multiple, require_odd_kernels, require_positive_ints
 from .layers import MaskedConv2d, VerticalConv2d, shift_down
 
 
@@ -56,13 +56,9 @@ class PixelCNNConfig(ImageConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for f in ("hidden_channels", "num_layers", "head_channels"):
-            require(isinstance(getattr(self, f), int) and getattr(self, f) >= 1, f"{f} must be a positive integer")
-        for f in ("first_kernel", "kernel"):
-            v = getattr(self, f)
-            require(isinstance(v, int) and v >= 1 and v % 2 == 1, f"{f} must be a positive odd integer, got {v!r}")
-        C = self.image_shape[0]
-        require(self.hidden_channels % C == 0, f"hidden_channels must be a multiple of the {C} image channels")
+        require_positive_ints(self, "hidden_channels", "num_layers", "head_channels")
+        require_odd_kernels(self, "first_kernel", "kernel")
+        require_channel_multiple(self, "hidden_channels")
 
 
 class ResidualBlock(nn.Module):
@@ -113,14 +109,10 @@ class GatedPixelCNNConfig(ImageConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for f in ("hidden_channels", "num_layers", "head_channels"):
-            require(isinstance(getattr(self, f), int) and getattr(self, f) >= 1, f"{f} must be a positive integer")
-        for f in ("first_kernel", "kernel"):
-            v = getattr(self, f)
-            require(isinstance(v, int) and v >= 3 and v % 2 == 1, f"{f} must be an odd integer >= 3, got {v!r}")
+        require_positive_ints(self, "hidden_channels", "num_layers", "head_channels")
+        require_odd_kernels(self, "first_kernel", "kernel", minimum=3)
         require(isinstance(self.num_classes, int) and self.num_classes >= 0, "num_classes must be >= 0")
-        C = self.image_shape[0]
-        require(self.hidden_channels % C == 0, f"hidden_channels must be a multiple of the {C} image channels")
+        require_channel_multiple(self, "hidden_channels")
 
 
 def gate(x: torch.Tensor) -> torch.Tensor:
