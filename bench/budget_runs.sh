@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/budget}
 G=.venv/bin/genzoo
+TIMEFORMAT="wall %R s"
 SMALL="--hidden-channels 32 --num-layers 5 --head-channels 64 --batch-size 64 --lr 2e-3 --warmup-steps 200 --threads 2"
 mkdir -p "$OUT"
-/usr/bin/time -f "wall %e s" $G train pixelcnn --data binarized-mnist --out "$OUT/pixelcnn-bmnist" --epochs 3 $SMALL
+time $G train pixelcnn --data binarized-mnist --out "$OUT/pixelcnn-bmnist" --epochs 3 $SMALL
 $G eval "$OUT/pixelcnn-bmnist"
-/usr/bin/time -f "wall %e s" $G train pixelcnn --data fashion-mnist --out "$OUT/pixelcnn-fmnist" --epochs 1 $SMALL
+time $G train pixelcnn --data fashion-mnist --out "$OUT/pixelcnn-fmnist" --epochs 1 $SMALL
 $G eval "$OUT/pixelcnn-fmnist"

@@ -98,7 +98,9 @@ class GenerativeModel(nn.Module):
                               "scaling and dequantization happen inside the model")
         if x.dim() != 4 or tuple(x.shape[1:]) != tuple(self.image_shape):
             raise GenzooError(f"{self.name}: images must have shape [B, {', '.join(map(str, self.image_shape))}], got {list(x.shape)}")
-        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.levels):
+        # The range check reads tensor values, which would break a torch.compile graph; under
+        # compilation (the trainer's --compile) the batch comes from a Dataset, which checked it.
+        if x.numel() and not torch.compiler.is_compiling() and (int(x.min()) < 0 or int(x.max()) >= self.levels):
             raise GenzooError(f"{self.name}: pixel values must lie in [0, {self.levels}), got [{int(x.min())}, {int(x.max())}]")
 
     def check_labels(self, y, batch: int):
