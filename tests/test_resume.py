@@ -165,9 +165,33 @@ def test_atomic_write_leaves_the_old_file_when_the_write_fails(tmp_path, monkeyp
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("os.fsync", disk_full)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointError, match="No space left"):
         ckpt.atomic_write_bytes(path, b"new")
     assert path.read_bytes() == b"old" and list(tmp_path.iterdir()) == [path]
+
+
+def test_a_full_disk_mid_run_is_one_error_and_the_run_resumes(reference, tmp_path, monkeypatch, capsys):
+    import os
+
+    real_fsync, calls = os.fsync, [0]
+
+    def fills_up(fd):
+        calls[0] += 1
+        # 2 fsyncs an atomic write (file, folder): run.json, config.json (4), epoch 1's metrics
+        # line (5) and checkpoint (13), epoch 2's metrics line (14); then its weights hit a full disk.
+        if calls[0] >= 15:
+            raise OSError(28, "No space left on device")
+        return real_fsync(fd)
+
+    out = tmp_path / "run"
+    monkeypatch.setattr("os.fsync", fills_up)
+    assert main([*TRAIN, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err
+    monkeypatch.setattr("os.fsync", real_fsync)
+    assert main(["train", "--resume", str(out)]) == 0
+    assert all(torch.equal(weights(reference)[k], weights(out)[k]) for k in weights(reference))
+    assert [m["epoch"] for m in metrics(out)] == [1, 2, 3]
 
 
 def test_resume_refuses_options_that_would_change_the_result(reference, capsys):

@@ -69,11 +69,13 @@ def atomic_write_bytes(path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError):  # a full disk, a read-only folder: the user's to fix, not a bug
+            raise CheckpointError(f"cannot write {path}: {e.strerror or e} (the previous file, if any, is intact)") from None
         raise
     _fsync_dir(path.parent)
 

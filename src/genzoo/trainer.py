@@ -216,10 +216,13 @@ class Trainer:
 
     def _append_metrics(self, record: dict) -> None:
         if self.rank == 0:
-            with open(self.out / METRICS_FILE, "a") as f:
-                f.write(json.dumps(record) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                with open(self.out / METRICS_FILE, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:  # a torn line is dropped on resume (_truncate_metrics)
+                raise GenzooError(f"cannot write {self.out / METRICS_FILE}: {e.strerror or e}") from None
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
