@@ -23,9 +23,10 @@ from pathlib import Path
 
 import torch
 
+from . import __version__, data, images, likelihood, models
 from . import checkpoint as ckpt
-from . import data, images, likelihood, models
 from .errors import GenzooError
+from .trainer import TrainConfig, Trainer
 
 RUN_FILE = "run.json"
 
@@ -61,8 +62,8 @@ def _add_model_options(parser, model_name: str) -> None:
     group = parser.add_argument_group(f"{model_name} options")
     hints = typing.get_type_hints(models.get(model_name).Config)
     for f in models.config_fields(model_name):
-        if f.name in ("image_shape", "levels"):
-            continue  # both come from the data
+        if f.name in ("image_shape", "levels", "num_classes"):
+            continue  # all three come from the data (num_classes through --conditional)
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
         if kind is bool:
@@ -81,7 +82,7 @@ def _add_common(p):
 
 def build_parser(argv) -> argparse.ArgumentParser:
     parser = _Parser(prog="genzoo", description="Deep generative models of images on one likelihood scale.")
-    parser.add_argument("--version", action="version", version=f"genzoo {__import__('genzoo').__version__}")
+    parser.add_argument("--version", action="version", version=f"genzoo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     sub.add_parser("list", help="models and datasets")
@@ -96,7 +97,7 @@ def build_parser(argv) -> argparse.ArgumentParser:
     t.add_argument("--binarize", choices=data.BINARIZE_MODES, default=None, help="default none")
     t.add_argument("--conditional", action="store_true", help="condition on class labels (models with num_classes)")
     # Training options default to None so that --resume can tell what was given; TrainConfig fills the rest.
-    d = __import__("genzoo.trainer", fromlist=["TrainConfig"]).TrainConfig()
+    d = TrainConfig()
     train_opts = t.add_argument_group("training options (defaults from TrainConfig)")
     for flag, kind, help_ in [
         ("--epochs", _number(int, 1), None), ("--minutes", _number(float, 0), "wall-clock budget over the run; 0 = none"),
@@ -223,14 +224,10 @@ RESUMABLE_OPTIONS = ("minutes",)  # training options --resume may change; all ot
 
 
 def _given_train_options(args) -> dict:
-    from .trainer import TrainConfig
-
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
 
 
 def cmd_train(args):
-    from .trainer import TrainConfig, Trainer
-
     if args.resume:
         if args.model or args.out or args.data:
             raise GenzooError("--resume DIR continues a run as it was launched: give no MODEL, --out or --data")
@@ -273,8 +270,7 @@ def cmd_train(args):
         device = torch.device("cuda", local)
 
     train_ds, levels, transform = data.prepare(spec, "train")
-    test_split = "test"
-    test_ds, _, _ = data.prepare(spec, test_split)
+    test_ds, _, _ = data.prepare(spec, "test")
     if not args.resume:
         mcfg = {k[len("model_"):]: v for k, v in vars(args).items() if k.startswith("model_") and v is not None}
         if args.conditional:
@@ -289,7 +285,7 @@ def cmd_train(args):
             out.mkdir(parents=True, exist_ok=True)
             ckpt.atomic_write_json(out / RUN_FILE, {
                 "model": args.model, "data": spec, "train": dataclasses.asdict(tcfg), "threads": args.threads,
-                "genzoo_version": __import__("genzoo").__version__})
+                "genzoo_version": __version__})
             ckpt.atomic_write_json(out / ckpt.CONFIG_FILE, ckpt.model_config_record(model))
     else:
         _check_fits(model, train_ds, levels)

@@ -264,7 +264,7 @@ class Trainer:
                                      shuffle=True, seed=cfg.seed, drop_last=True)
         self.model.train()
         started = time.monotonic()
-        stopped = state["epoch"] >= cfg.epochs
+        stopped = False
         while not stopped and state["epoch"] < cfg.epochs:
             epoch = state["epoch"]
             sampler.set_epoch(epoch)  # the order is a pure function of (seed, epoch)
@@ -283,8 +283,9 @@ class Trainer:
                     group["lr"] = lr
                 out = self.step_fn(x, y)
                 loss = out["loss"]
-                if not torch.isfinite(loss):
-                    raise GenzooError(f"training diverged: loss is {loss.item()} at step {state['step']} "
+                loss_value = loss.item()  # one device sync a step
+                if not math.isfinite(loss_value):
+                    raise GenzooError(f"training diverged: loss is {loss_value} at step {state['step']} "
                                       f"(lower --lr or raise --warmup-steps); the last checkpoint is kept")
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -293,13 +294,13 @@ class Trainer:
                 self.optimizer.step()
                 state["step"] += 1
                 state["batch"] = b + 1
-                state["train_loss_sum"] += loss.item() * len(x)
+                state["train_loss_sum"] += loss_value * len(x)
                 if "nll" in out:
                     state["train_nll_sum"] += out["nll"].detach().sum().item()
                 state["train_count"] += len(x)
                 seen += len(x)
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}", bpd=f"{bits_per_dim(state['train_nll_sum'] / state['train_count'], self.dims):.4f}")
+                bar.set_postfix(loss=f"{loss_value:.4f}", bpd=f"{bits_per_dim(state['train_nll_sum'] / state['train_count'], self.dims):.4f}")
                 if self._out_of_time(state, started):
                     stopped = True
                     break
