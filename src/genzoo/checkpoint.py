@@ -58,10 +58,18 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp alone makes files private (0600)
 
 
+_TEMP_PREFIX, _TEMP_SUFFIX = ".", ".tmp"  # a write in progress: ".<name>.<random>.tmp" beside its target
+
+
+def _write_error(path, e: OSError) -> CheckpointError:
+    """A full disk or a read-only folder: the user's to fix, not a bug."""
+    return CheckpointError(f"cannot write {path}: {e.strerror or e} (the previous file, if any, is intact)")
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TEMP_PREFIX}{path.name}.", suffix=_TEMP_SUFFIX)
     try:
         os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as f:
@@ -74,10 +82,27 @@ def atomic_write_bytes(path, data: bytes) -> None:
             os.unlink(tmp)
         except OSError:
             pass
-        if isinstance(e, OSError):  # a full disk, a read-only folder: the user's to fix, not a bug
-            raise CheckpointError(f"cannot write {path}: {e.strerror or e} (the previous file, if any, is intact)") from None
+        if isinstance(e, OSError):
+            raise _write_error(path, e) from None
         raise
     _fsync_dir(path.parent)
+
+
+def append_line(path, line: str) -> None:
+    """Append one line and fsync it. A kill may tear the last line; readers skip a torn line."""
+    try:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise _write_error(path, e) from None
+
+
+def sweep_temp_files(folder) -> None:
+    """Delete what killed atomic writes left in ``folder``; no reader ever opens these."""
+    for stray in Path(folder).glob(f"{_TEMP_PREFIX}*{_TEMP_SUFFIX}"):
+        stray.unlink(missing_ok=True)
 
 
 def atomic_write_json(path, obj) -> None:

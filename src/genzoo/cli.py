@@ -236,9 +236,10 @@ def cmd_train(args):
             raise GenzooError(f"{out}: not a run folder (no {RUN_FILE})")
         run = ckpt.read_json(out / RUN_FILE)
         given = _given_train_options(args)
-        fixed = sorted(set(given) - set(RESUMABLE_OPTIONS)) + [o for o in ("levels", "data_dir", "conditional") if getattr(args, o)]
-        if fixed or args.binarize:
-            raise GenzooError(f"--resume continues the run as launched; it cannot change --{(fixed or ['binarize'])[0].replace('_', '-')} "
+        fixed = sorted(set(given) - set(RESUMABLE_OPTIONS)) + [
+            o for o in ("levels", "binarize", "data_dir", "conditional") if getattr(args, o)]
+        if fixed:
+            raise GenzooError(f"--resume continues the run as launched; it cannot change --{fixed[0].replace('_', '-')} "
                               f"(only {', '.join('--' + o for o in RESUMABLE_OPTIONS)}, --threads, --device)")
         if not (out / "checkpoint.json").is_file():
             raise GenzooError(f"{out}: no checkpoint to resume from yet (the run died before its first one)")

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import random
 import sys
 import time
@@ -195,8 +194,8 @@ class Trainer:
             raise GenzooError(f"{trainer}: step {state['step']} disagrees with {CHECKPOINT_RECORD} ({record['step']})")
         if self.rank == 0:
             self._truncate_metrics(state["step"])
-            for stray in [*self.out.glob(".*.tmp"), *self.out.glob("ckpt/.*.tmp")]:
-                stray.unlink(missing_ok=True)  # a write the kill cut short; never read
+            ckpt.sweep_temp_files(self.out)
+            ckpt.sweep_temp_files(self.out / "ckpt")
         return state
 
     def _truncate_metrics(self, step: int) -> None:
@@ -216,13 +215,7 @@ class Trainer:
 
     def _append_metrics(self, record: dict) -> None:
         if self.rank == 0:
-            try:
-                with open(self.out / METRICS_FILE, "a") as f:
-                    f.write(json.dumps(record) + "\n")
-                    f.flush()
-                    os.fsync(f.fileno())
-            except OSError as e:  # a torn line is dropped on resume (_truncate_metrics)
-                raise GenzooError(f"cannot write {self.out / METRICS_FILE}: {e.strerror or e}") from None
+            ckpt.append_line(self.out / METRICS_FILE, json.dumps(record))  # a torn line is dropped on resume
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
