@@ -9,8 +9,12 @@ import genzoo
 TINY = {
     "pixelcnn": dict(hidden_channels=6, num_layers=2, head_channels=8),
     "gated-pixelcnn": dict(hidden_channels=6, num_layers=2, head_channels=8, kernel=3, first_kernel=3),
+    "row-lstm": dict(hidden_channels=6, num_layers=2, head_channels=8, first_kernel=3),
+    "diagonal-bilstm": dict(hidden_channels=6, num_layers=2, head_channels=8, first_kernel=3),
+    "pixel-transformer": dict(embed_dim=8, num_layers=2, num_heads=2),
 }
-AUTOREGRESSIVE = ["pixelcnn", "gated-pixelcnn"]
+AUTOREGRESSIVE = ["pixelcnn", "gated-pixelcnn", "row-lstm", "diagonal-bilstm", "pixel-transformer"]
+CONDITIONAL = ["gated-pixelcnn", "row-lstm", "diagonal-bilstm", "pixel-transformer"]
 
 
 def tiny(name, image_shape=(1, 4, 4), levels=2, seed=0, **kw):

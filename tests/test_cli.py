@@ -129,3 +129,55 @@ def test_real_entry_point_reports_without_traceback(tmp_path):
     assert rc == 2 and "Traceback" not in err and err.count("\n") == 1
     rc, out, err = run_cli("list")
     assert rc == 0 and "pixelcnn" in out
+
+
+def test_bad_paths_exit_2_with_one_line(trained_run, tmp_path, capsys):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    if os.geteuid() == 0:
+        read_only = "/sys/genzoo-run"  # sysfs refuses new folders even to root
+    else:
+        (tmp_path / "ro").mkdir(mode=0o555)
+        read_only = tmp_path / "ro" / "run"
+    train = ["train", "pixelcnn", "--data", "digits", "--epochs", "1", *TINY_ARGS]
+    for args, match in [
+        ([*train, "--out", a_file], "is a file"),
+        ([*train, "--out", a_file / "run"], "is a file"),
+        ([*train, "--out", read_only], "genzoo-run" if os.geteuid() == 0 else "not writable"),
+        ([*train, "--out", tmp_path / "r", "--data-dir", tmp_path / "missing"], "not an existing folder"),
+        ([*train, "--out", tmp_path / "r", "--data-dir", a_file], "not an existing folder"),
+        (["eval", trained_run, "--data-dir", tmp_path / "missing"], "not an existing folder"),
+        (["complete", trained_run, "-o", tmp_path / "c.png", "--data-dir", a_file], "not an existing folder"),
+    ]:
+        assert main([str(a) for a in args]) == 2, args
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("genzoo: error:") and match in err, (args, err)
+    assert a_file.read_text() == "not a folder" and not (tmp_path / "r").exists()
+
+
+NEW_AUTOREGRESSIVE = {
+    "row-lstm": ["--hidden-channels", "4", "--num-layers", "1", "--head-channels", "8"],
+    "diagonal-bilstm": ["--hidden-channels", "4", "--num-layers", "1", "--head-channels", "8"],
+    "pixel-transformer": ["--embed-dim", "8", "--num-layers", "1", "--num-heads", "2"],
+}
+
+
+@pytest.mark.parametrize("name", NEW_AUTOREGRESSIVE)
+def test_each_autoregressive_model_trains_evaluates_samples_and_completes(name, tmp_path, capsys):
+    run = tmp_path / name
+    assert main(["train", name, "--data", "digits", "--out", str(run), "--epochs", "1", "--batch-size", "250",
+                 "--eval-limit", "50", "--threads", "1", "--conditional", *NEW_AUTOREGRESSIVE[name]]) == 0
+    assert genzoo.load(run).num_classes == 10
+    assert main(["eval", str(run), "--json", "--limit", "40"]) == 0
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert s["likelihood_kind"] == "exact" and s["count"] == 40 and 0 < s["bits_per_dim"] < 8  # 6 steps: barely trained
+    cached, naive = tmp_path / "cached.png", tmp_path / "naive.png"
+    assert main(["sample", str(run), "-n", "4", "-o", str(cached), "--label", "3"]) == 0
+    assert main(["sample", str(run), "-n", "4", "-o", str(naive), "--label", "3", "--naive"]) == 0
+    assert cached.read_bytes() == naive.read_bytes()  # the cache changes the speed, never the images
+    assert main(["complete", str(run), "-o", str(tmp_path / "c.png"), "-n", "2", "--samples", "2"]) == 0
+    assert Image.open(tmp_path / "c.png").size == (4 * 65 + 1, 2 * 65 + 1)
+    capsys.readouterr()
+    assert main(["train", name, "--data", "digits", "--out", str(tmp_path / "bad"), "--num-layers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "num_layers" in err and not (tmp_path / "bad").exists()

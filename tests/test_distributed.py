@@ -1,5 +1,7 @@
 """Multi-process training on torch.distributed (gloo on CPU), launched by torchrun."""
 
+import json
+import math
 import socket
 import subprocess
 import sys
@@ -77,3 +79,13 @@ def test_a_killed_distributed_run_resumes(double, tmp_path):
 def test_global_batch_must_split_evenly(tmp_path):
     p = torchrun(2, *TRAIN[:-2], "--batch-size", "99", "--out", tmp_path / "r")
     assert p.returncode != 0 and "divisible" in p.stderr
+
+
+def test_bf16_runs_under_torchrun(tmp_path):
+    bf16 = [*TRAIN[:TRAIN.index("--epochs")], "--epochs", "1", *TRAIN[TRAIN.index("--epochs") + 2:], "--precision", "bf16"]
+    assert main([*bf16, "--out", str(tmp_path / "one")]) == 0
+    p = torchrun(2, *bf16, "--out", tmp_path / "two")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert json.loads((tmp_path / "two" / "run.json").read_text())["train"]["precision"] == "bf16"
+    one, two = metrics(tmp_path / "one")[-1], metrics(tmp_path / "two")[-1]
+    assert math.isfinite(two["test_nll"]) and two["test_nll"] == pytest.approx(one["test_nll"], rel=1e-2)

@@ -1,48 +1,13 @@
-"""PixelCNN and Gated PixelCNN: causality, normalisation, sampling, I/O."""
+"""PixelCNN and Gated PixelCNN specifics: blind spots, class conditioning, sampling, errors.
+
+What every autoregressive model must satisfy is in test_autoregressive.py."""
 
 import pytest
 import torch
 
 import genzoo
-from conftest import AUTOREGRESSIVE, all_images, tiny
-
-
-def dependency_map(model, image_shape, levels):
-    """deps[c, i, j] = |d logits(c, i, j) / d x| summed over 3 random inputs: float [C,H,W, C,H,W]."""
-    C, H, W = image_shape
-    deps = torch.zeros(C, H, W, C, H, W)
-    for seed in range(3):
-        g = torch.Generator().manual_seed(seed)
-        x = model.scale(torch.randint(0, levels, (1, C, H, W), generator=g)).requires_grad_(True)
-        logits = model.logits(x)  # (1, k, C, H, W)
-        for c in range(C):
-            for i in range(H):
-                for j in range(W):
-                    (grad,) = torch.autograd.grad(logits[0, :, c, i, j].sum(), x, retain_graph=True)
-                    deps[c, i, j] += grad[0].abs()
-    return deps
-
-
-def earlier(c, i, j, C, H, W):
-    """bool [C, H, W]: sub-pixels before (c, i, j) in raster order, channels last."""
-    before = torch.zeros(C, H, W, dtype=torch.bool)
-    before.view(C, -1)[:, : i * W + j] = True
-    before[:c, i, j] = True
-    return before
-
-
-@pytest.mark.parametrize("name", AUTOREGRESSIVE)
-@pytest.mark.parametrize("image_shape", [(1, 5, 5), (3, 3, 4)])
-def test_no_output_depends_on_itself_or_a_later_subpixel(name, image_shape):
-    levels = 4
-    model = tiny(name, image_shape, levels, hidden_channels=6)
-    deps = dependency_map(model, image_shape, levels)
-    C, H, W = image_shape
-    for c in range(C):
-        for i in range(H):
-            for j in range(W):
-                later = ~earlier(c, i, j, C, H, W)
-                assert torch.all(deps[c, i, j][later] == 0), f"logits of {(c, i, j)} see a later sub-pixel"
+from conftest import all_images, tiny
+from test_autoregressive import dependency_map, earlier
 
 
 def test_gated_pixelcnn_has_no_blind_spot():
@@ -65,15 +30,6 @@ def test_plain_pixelcnn_has_the_blind_spot():
     assert deps[0, 2, 0][0, 1, 5] == 0 and deps[0, 2, 0][0, 0, 8] == 0
 
 
-@pytest.mark.parametrize("name", AUTOREGRESSIVE)
-@pytest.mark.parametrize("image_shape,levels", [((1, 2, 2), 2), ((1, 1, 3), 3), ((2, 1, 2), 3)])
-def test_probabilities_sum_to_one(name, image_shape, levels):
-    model = tiny(name, image_shape, levels)
-    with torch.no_grad():
-        total = model.log_prob(all_images(image_shape, levels)).double().exp().sum().item()
-    assert total == pytest.approx(1.0, abs=1e-5)
-
-
 def test_conditional_model_is_normalised_for_every_class():
     model = tiny("gated-pixelcnn", (1, 2, 2), 2, num_classes=3)
     xs = all_images((1, 2, 2), 2)
@@ -84,48 +40,6 @@ def test_conditional_model_is_normalised_for_every_class():
     assert not torch.allclose(p0, p1)  # the label does change the distribution
     with pytest.raises(genzoo.GenzooError, match="labels"):
         model.log_prob(xs)
-
-
-@pytest.mark.parametrize("name", AUTOREGRESSIVE)
-def test_logits_of_row_i_do_not_change_when_later_rows_are_cut(name):
-    # What makes sampling row i on rows 0..i only (crop_rows_when_sampling) exact.
-    model = tiny(name, (2, 5, 4), 3)
-    x = model.scale(torch.randint(0, 3, (2, 2, 5, 4)))
-    full = model.logits(x)
-    for i in range(5):
-        assert torch.allclose(model.logits(x[:, :, : i + 1])[:, :, :, i], full[:, :, :, i], atol=1e-6)
-
-
-@pytest.mark.parametrize("name", AUTOREGRESSIVE)
-def test_loss_reports_nats_and_bits(name):
-    model = tiny(name, (1, 4, 4), 2)
-    x = torch.randint(0, 2, (3, 1, 4, 4), dtype=torch.uint8)
-    out = model.loss(x)
-    assert out["nll"].shape == (3,)
-    assert torch.allclose(out["loss"], out["nll"].mean() / 16)
-    assert torch.allclose(out["bits_per_dim"], out["nll"] / (16 * torch.log(torch.tensor(2.0))))
-    assert model.likelihood_kind == "exact"
-
-
-@pytest.mark.parametrize("name", AUTOREGRESSIVE)
-def test_save_load_round_trip_gives_identical_log_prob(name, tmp_path):
-    model = tiny(name, (1, 4, 4), 3)
-    x = torch.randint(0, 3, (4, 1, 4, 4), dtype=torch.uint8)
-    model.save(tmp_path / "m")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
-    loaded = genzoo.load(tmp_path / "m")
-    assert type(loaded) is type(model) and loaded.config == model.config
-    assert torch.equal(loaded.log_prob(x), model.log_prob(x))
-
-
-@pytest.mark.parametrize("name", AUTOREGRESSIVE)
-def test_fixed_seed_gives_the_same_samples(name):
-    model = tiny(name, (1, 4, 4), 3)
-    a = model.sample(5, generator=torch.Generator().manual_seed(7))
-    b = model.sample(5, generator=torch.Generator().manual_seed(7))
-    c = model.sample(5, generator=torch.Generator().manual_seed(8))
-    assert a.dtype == torch.uint8 and a.shape == (5, 1, 4, 4) and int(a.max()) < 3
-    assert torch.equal(a, b) and not torch.equal(a, c)
 
 
 def test_samples_follow_the_model_distribution():

@@ -73,9 +73,10 @@ def kill_and_resume(tmp_path, target, n, extra=()):
 
 @pytest.mark.parametrize("target,n", [
     ("step", 8),  # in the middle of epoch 2 (6 steps an epoch)
-    ("write", 5),  # after epoch 2's weights file, before its trainer state and commit record
-    ("write", 7),  # after epoch 2's commit record, before the run's model.safetensors is refreshed
-    ("replace", 6),  # epoch 2's trainer state written to a temp file, never renamed
+    # atomic writes: run.json, config.json, then 4 per checkpoint (weights, trainer state, commit record, model)
+    ("write", 5),  # after epoch 1's commit record, before the run's model.safetensors is refreshed
+    ("write", 7),  # after epoch 2's weights file, before its trainer state and commit record
+    ("replace", 6),  # epoch 1's model.safetensors written to a temp file, never renamed
 ])
 def test_killed_run_resumes_to_identical_weights(reference, tmp_path, target, n):
     out = kill_and_resume(tmp_path, target, n)
@@ -177,9 +178,10 @@ def test_a_full_disk_mid_run_is_one_error_and_the_run_resumes(reference, tmp_pat
 
     def fills_up(fd):
         calls[0] += 1
-        # 2 fsyncs an atomic write (file, folder): run.json, config.json (4), epoch 1's metrics
-        # line (5) and checkpoint (13), epoch 2's metrics line (14); then its weights hit a full disk.
-        if calls[0] >= 15:
+        # 2 fsyncs an atomic write (file, folder): run.json, config.json (4), the new run folder's
+        # rename (5), epoch 1's metrics line (6) and checkpoint (14), epoch 2's metrics line (15);
+        # then its weights hit a full disk.
+        if calls[0] >= 16:
             raise OSError(28, "No space left on device")
         return real_fsync(fd)
 
@@ -220,3 +222,40 @@ def test_saved_files_honour_the_umask(reference):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE((reference / "model.safetensors").stat().st_mode) == 0o666 & ~mask
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(reference, tmp_path, capsys):
+    out = kill_and_resume(tmp_path, "step", 3)  # the first checkpoint would be at step 6
+    assert "restarting from step 0" in capsys.readouterr().out
+    assert all(torch.equal(weights(reference)[k], weights(out)[k]) for k in weights(reference))
+    assert [m["epoch"] for m in metrics(out)] == [1, 2, 3]
+
+
+def test_time_based_checkpoints_lose_little_and_change_nothing(reference, tmp_path):
+    out = tmp_path / "run"
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    # A checkpoint after every step's worth of time; killed in the middle of epoch 2's step 9.
+    p = subprocess.run([sys.executable, str(script), "step", "9", *TRAIN, "--checkpoint-minutes", "1e-9", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == -9, p.stderr[-2000:]
+    record = json.loads((out / "checkpoint.json").read_text())
+    assert (record["step"], record["epoch"], record["batch"]) == (8, 1, 2)  # only the killed step is lost
+    assert main(["train", "--resume", str(out)]) == 0
+    assert all(torch.equal(weights(reference)[k], weights(out)[k]) for k in weights(reference))
+    assert [m["epoch"] for m in metrics(out)] == [1, 2, 3]
+    assert json.loads((out / "run.json").read_text())["train"]["checkpoint_minutes"] == 1e-9
+
+
+def test_failed_validation_leaves_nothing_and_the_same_out_then_works(tmp_path, capsys):
+    out = tmp_path / "a" / "b" / "run"
+    assert main([*TRAIN, "--batch-size", "100000", "--out", str(out)]) == 2
+    assert "larger than the 1500 training images" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()  # not even the parents it would have made
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([*TRAIN, "--kernel", "4", "--out", str(empty)]) == 2  # the model's own config check
+    assert "odd" in capsys.readouterr().err
+    assert list(empty.iterdir()) == []
+    assert main([*TRAIN, "--epochs", "1", "--out", str(out)]) == 0
+    assert [m["epoch"] for m in metrics(out)] == [1]

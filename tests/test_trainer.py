@@ -75,3 +75,56 @@ def test_compiled_training_matches_eager(tmp_path):
     for a, b in zip(eager, compiled):
         assert b["test_nll"] == pytest.approx(a["test_nll"], rel=1e-4)
     assert json.loads((tmp_path / "True" / "metrics.jsonl").read_text().splitlines()[-1])["epoch"] == 2
+
+
+def _digits_run(tmp_path, name, precision, compile_=False, epochs=3):
+    """A small PixelCNN on the 8x8 digits; returns (records, model)."""
+    import genzoo
+
+    torch.manual_seed(0)
+    train, test = genzoo.data.load("digits", "train"), genzoo.data.load("digits", "test")
+    model = genzoo.models.build("pixelcnn", image_shape=(1, 8, 8), levels=17, hidden_channels=16, num_layers=3,
+                                head_channels=32)
+    cfg = TrainConfig(epochs=epochs, batch_size=100, lr=3e-3, warmup_steps=5, precision=precision, compile=compile_)
+    records = Trainer(model, (train.images, train.labels), (test.images, test.labels), cfg, tmp_path / name).fit()
+    return records, model
+
+
+# bf16 keeps 8 bits of mantissa: after 45 steps from the same seed its test NLL is within
+# 1% of fp32's (measured: 0.03%), and it is a different run (autocast really was on).
+BF16_TOLERANCE = 0.01
+
+
+def test_bf16_training_matches_fp32_likelihood_and_is_scored_in_fp32(tmp_path):
+    import genzoo
+    from genzoo.likelihood import categorical_nll
+
+    fp32, m32 = _digits_run(tmp_path, "fp32", "fp32")
+    bf16, m16 = _digits_run(tmp_path, "bf16", "bf16")
+    assert all(math.isfinite(r["test_nll"]) and math.isfinite(r["train_nll"]) for r in fp32 + bf16)
+    assert bf16[-1]["test_nll"] == pytest.approx(fp32[-1]["test_nll"], rel=BF16_TOLERANCE)
+    assert bf16[-1]["train_nll"] != fp32[-1]["train_nll"]
+    # the per-epoch test figure is an fp32 evaluation: a reloaded model scores exactly the same
+    test = genzoo.data.load("digits", "test")
+    m16.save(tmp_path / "saved")
+    loaded = genzoo.load(tmp_path / "saved")
+    with torch.no_grad():
+        nll = loaded.loss(test.images)["nll"]
+    assert nll.dtype == torch.float32
+    assert nll.double().mean().item() == pytest.approx(bf16[-1]["test_nll"], rel=1e-6)
+    # under autocast the logits are bf16 but the likelihood reduction stays fp32
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = loaded.logits(loaded.scale(test.images[:8]))
+        assert logits.dtype == torch.bfloat16
+        assert categorical_nll(logits, test.images[:8]).dtype == torch.float32
+
+
+def test_bf16_with_torch_compile(tmp_path):
+    eager, _ = _digits_run(tmp_path, "eager", "bf16", epochs=1)
+    compiled, _ = _digits_run(tmp_path, "compiled", "bf16", compile_=True, epochs=1)
+    assert compiled[-1]["test_nll"] == pytest.approx(eager[-1]["test_nll"], rel=BF16_TOLERANCE)
+
+
+def test_precision_is_validated():
+    with pytest.raises(GenzooError, match="precision"):
+        TrainConfig(precision="fp16")

@@ -1,11 +1,8 @@
-"""Checkpoint I/O: atomic writes, saved models as folders, trainer state.
+"""Durable file I/O below everything else: atomic writes, JSON, safetensors weights, trainer state.
 
-A saved model is a folder (the diffusers convention):
-
-* ``config.json``: ``{"model": name, "config": {...constructor keyword arguments...},
-  "format": 1}``
-* ``model.safetensors``: the weights. Weights are only ever read from safetensors, so
-  loading a model never unpickles anything.
+Knows nothing about models (the model folder, config.json + model.safetensors, lives in
+``models/folder.py`` beside the registry); it only names the two files. Weights are only
+ever read from safetensors, so loading weights never unpickles anything.
 
 Trainer state (optimizer moments, step, RNG states) is written with ``torch.save`` and
 read back only with ``torch.load(weights_only=True)``, which refuses any pickle that
@@ -21,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -29,9 +27,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load_bytes
 from safetensors.torch import save as st_save_bytes
 
-from .errors import CheckpointError, GenzooError
+from .errors import CheckpointError
 
-FORMAT = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -105,8 +102,40 @@ def sweep_temp_files(folder) -> None:
         stray.unlink(missing_ok=True)
 
 
+def create_folder(path, files: dict[str, bytes]) -> None:
+    """Create the folder ``path`` holding ``files`` ({name: bytes}), all or nothing.
+
+    The files are written into a temporary sibling folder that is then renamed to ``path``
+    (rename(2) also replaces an empty folder), so a kill or a failed write leaves either no
+    folder (or the empty one that was there) or the complete one. Parent folders this call
+    had to create are removed again on failure.
+    """
+    path = Path(path)
+    created = next((p for p in reversed(path.parents) if not p.exists()), None)  # the topmost missing parent
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f"{_TEMP_PREFIX}{path.name}.", suffix=_TEMP_SUFFIX))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private (0700)
+        for name, data in files.items():
+            atomic_write_bytes(tmp / name, data)
+        os.rename(tmp, path)
+    except BaseException as e:
+        for leftover in (tmp, created):
+            if leftover is not None:
+                shutil.rmtree(leftover, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise _write_error(path, e) from None
+        raise
+    _fsync_dir(path.parent)
+
+
+def json_bytes(obj) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+
+
 def atomic_write_json(path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(path, json_bytes(obj))
 
 
 def read_json(path) -> dict:
@@ -141,38 +170,13 @@ def load_weights(path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: not a valid safetensors file (truncated or corrupt: {e})") from None
 
 
-def model_config_record(model) -> dict:
-    return {"format": FORMAT, "model": model.name, "config": model.config_dict()}
-
-
-def save_model(model, folder) -> None:
-    """Write ``model`` as a folder: config.json + model.safetensors (each atomically)."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise CheckpointError(f"{folder}: exists and is not a folder")
-    folder.mkdir(parents=True, exist_ok=True)
-    save_weights(folder / WEIGHTS_FILE, model.state_dict())
-    atomic_write_json(folder / CONFIG_FILE, model_config_record(model))
-
-
-def build_from_record(record: dict, where) -> "torch.nn.Module":
-    from . import models
-
-    if record.get("format") != FORMAT or "model" not in record or not isinstance(record.get("config"), dict):
-        raise CheckpointError(f"{where}: not a genzoo model config (expected keys format={FORMAT}, model, config)")
-    try:
-        return models.build(record["model"], **record["config"])
-    except GenzooError as e:
-        raise CheckpointError(f"{where}: {e}") from None
-
-
 def load_state_into(model, tensors: dict, where) -> None:
     own = model.state_dict()
     missing = sorted(set(own) - set(tensors))
     extra = sorted(set(tensors) - set(own))
     if missing or extra:
         raise CheckpointError(
-            f"{where}: weights do not match the {model.name} config "
+            f"{where}: weights do not match the {getattr(model, 'name', type(model).__name__)} config "
             f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, unexpected {extra[:3]}{'...' if len(extra) > 3 else ''})"
         )
     for k, v in tensors.items():
@@ -181,18 +185,6 @@ def load_state_into(model, tensors: dict, where) -> None:
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise CheckpointError(f"{where}: tensor {k} holds NaN or inf")
     model.load_state_dict(tensors, strict=True)
-
-
-def load_model(folder):
-    """Rebuild a model saved by :func:`save_model` (or a training run folder)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise CheckpointError(f"{folder}: no such model folder")
-    record = read_json(folder / CONFIG_FILE)
-    model = build_from_record(record, folder / CONFIG_FILE)
-    load_state_into(model, load_weights(folder / WEIGHTS_FILE), folder / WEIGHTS_FILE)
-    model.eval()
-    return model
 
 
 def save_trainer_state(path, state: dict) -> None:

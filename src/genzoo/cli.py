@@ -12,6 +12,7 @@ runs DistributedDataParallel (gloo on CPU, nccl on GPU).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -22,11 +23,12 @@ import typing
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from . import __version__, data, images, likelihood, models
 from . import checkpoint as ckpt
 from .errors import GenzooError
-from .trainer import TrainConfig, Trainer
+from .trainer import CHECKPOINT_RECORD, PRECISIONS, TrainConfig, Trainer, autocast
 
 RUN_FILE = "run.json"
 
@@ -55,6 +57,15 @@ def _number(kind, low=None, high=None, low_open=False):
             raise argparse.ArgumentTypeError(f"must be <= {high}, got {text}")
         return v
     parse.__name__ = kind.__name__
+    return parse
+
+
+def _choice(options):
+    def parse(text):
+        if text not in options:
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(options)}, got {text!r}")
+        return text
+    parse.__name__ = "choice"
     return parse
 
 
@@ -107,6 +118,8 @@ def build_parser(argv) -> argparse.ArgumentParser:
         ("--seed", _number(int, 0), None), ("--eval-batch-size", _number(int, 1), None),
         ("--eval-limit", _number(int, 0), "first N test images; 0 = all"),
         ("--checkpoint-every", _number(int, 0), "also checkpoint every N steps"),
+        ("--checkpoint-minutes", _number(float, 0), "also checkpoint after this much training time; 0 = off"),
+        ("--precision", _choice(PRECISIONS), "bf16: mixed-precision forward pass (GPU, or a CPU with AVX512-BF16/AMX)"),
     ]:
         default = getattr(d, flag[2:].replace("-", "_"))
         train_opts.add_argument(flag, type=kind, default=None, help=f"{help_ + '; ' if help_ else ''}default {default}")
@@ -124,6 +137,7 @@ def build_parser(argv) -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=_number(int, 1), default=256)
     e.add_argument("--limit", type=_number(int, 1), help="first N images only")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
+    e.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default fp32: a bf16-trained model is scored exactly")
     _add_common(e)
 
     s = sub.add_parser("sample", help="draw samples into a PNG grid")
@@ -134,6 +148,7 @@ def build_parser(argv) -> argparse.ArgumentParser:
     s.add_argument("--temperature", type=_number(float, 0, low_open=True), default=1.0)
     s.add_argument("--label", type=_number(int, 0), help="class for a conditional model (default: cycle)")
     s.add_argument("--scale", type=_number(int, 1, 32), help="pixel upscaling in the PNG")
+    s.add_argument("--naive", action="store_true", help="autoregressive models: one full pass per sub-pixel, no cache")
     _add_common(s)
 
     c = sub.add_parser("complete", help="complete the lower part of test images (autoregressive models)")
@@ -145,6 +160,7 @@ def build_parser(argv) -> argparse.ArgumentParser:
     c.add_argument("--data", help="dataset (default: the run's)")
     c.add_argument("--data-dir")
     c.add_argument("--seed", type=_number(int, 0), default=0)
+    c.add_argument("--naive", action="store_true", help="one full pass per sub-pixel instead of the cached sampler")
     _add_common(c)
     return parser
 
@@ -171,7 +187,7 @@ def _load_run(folder):
     folder = Path(folder)
     if not folder.is_dir():
         raise GenzooError(f"{folder}: no such run folder")
-    model = ckpt.load_model(folder)
+    model = models.load_model(folder)
     run = ckpt.read_json(folder / RUN_FILE) if (folder / RUN_FILE).exists() else {}
     return model, run
 
@@ -220,14 +236,39 @@ def _distributed_init():
     return dist.get_rank(), dist.get_world_size(), local
 
 
-RESUMABLE_OPTIONS = ("minutes",)  # training options --resume may change; all others would change the result
+# Training options --resume may change: they change when the run stops or checkpoints, never its result.
+RESUMABLE_OPTIONS = ("minutes", "checkpoint_minutes")
 
 
 def _given_train_options(args) -> dict:
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
 
 
+def _check_new_run_folder(out: Path) -> None:
+    """Refuse an --out that cannot become a new run folder, before anything is read or written."""
+    if out.exists():
+        if not out.is_dir():
+            raise GenzooError(f"--out {out}: is a file, not a folder")
+        if any(out.iterdir()):
+            what = "holds another run (continue it with --resume)" if (out / RUN_FILE).exists() else "is not an empty folder"
+            raise GenzooError(f"--out {out}: {what}")
+    parent = next(p for p in out.absolute().parents if p.exists())  # the nearest existing ancestor
+    if not parent.is_dir():
+        raise GenzooError(f"--out {out}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise GenzooError(f"--out {out}: {parent} is not writable")
+
+
+def _bf16_note(precision: str, device: torch.device) -> None:
+    if precision == "bf16" and device.type == "cpu" and not (
+            torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
+        print("genzoo: note: this CPU has no native bf16 (AVX512-BF16 or AMX): --precision bf16 is emulated "
+              "here and slower than fp32", file=sys.stderr, flush=True)
+
+
 def cmd_train(args):
+    """Everything that can fail on the user's input is checked before the run folder is
+    created; the folder then appears whole (run.json + config.json) or not at all."""
     if args.resume:
         if args.model or args.out or args.data:
             raise GenzooError("--resume DIR continues a run as it was launched: give no MODEL, --out or --data")
@@ -240,19 +281,15 @@ def cmd_train(args):
             o for o in ("levels", "binarize", "data_dir", "conditional") if getattr(args, o)]
         if fixed:
             raise GenzooError(f"--resume continues the run as launched; it cannot change --{fixed[0].replace('_', '-')} "
-                              f"(only {', '.join('--' + o for o in RESUMABLE_OPTIONS)}, --threads, --device)")
-        if not (out / "checkpoint.json").is_file():
-            raise GenzooError(f"{out}: no checkpoint to resume from yet (the run died before its first one)")
+                              f"(only {', '.join('--' + o.replace('_', '-') for o in RESUMABLE_OPTIONS)}, --threads, --device)")
         try:
             tcfg = TrainConfig(**{**run["train"], **given})
+            spec = run["data"]
             if args.threads is None and run.get("threads"):
                 torch.set_num_threads(run["threads"])
         except (KeyError, TypeError):
             raise GenzooError(f"{out / RUN_FILE}: not a genzoo run record") from None
-        if given:  # a new --minutes budget holds for later resumes too
-            ckpt.atomic_write_json(out / RUN_FILE, {**run, "train": dataclasses.asdict(tcfg)})
-        model = ckpt.build_from_record(ckpt.read_json(out / ckpt.CONFIG_FILE), out / ckpt.CONFIG_FILE)
-        spec = run["data"]
+        record = ckpt.read_json(out / ckpt.CONFIG_FILE)
     else:
         if not args.model:
             raise GenzooError(f"train: name a model ({', '.join(models.names())}) or --resume DIR")
@@ -260,19 +297,22 @@ def cmd_train(args):
         if not args.data or not args.out:
             raise GenzooError("train: --data NAME and --out DIR are required")
         out = Path(args.out)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            what = "holds another run (continue it with --resume)" if (out / RUN_FILE).exists() else "is not an empty folder"
-            raise GenzooError(f"--out {out}: {what}")
+        _check_new_run_folder(out)
         tcfg = TrainConfig(**_given_train_options(args))
         spec = {"name": args.data, "data_dir": args.data_dir, "levels": args.levels, "binarize": args.binarize or "none"}
     device = _device(args.device)
+    _bf16_note(tcfg.precision, device)
     rank, world, local = _distributed_init()
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", local)
 
     train_ds, levels, transform = data.prepare(spec, "train")
     test_ds, _, _ = data.prepare(spec, "test")
-    if not args.resume:
+    torch.manual_seed(tcfg.seed)  # the initial weights are a function of --seed (a resume from step 0 rebuilds them)
+    if args.resume:
+        model = models.build_from_record(record, out / ckpt.CONFIG_FILE)
+        _check_fits(model, train_ds, levels)
+    else:
         mcfg = {k[len("model_"):]: v for k, v in vars(args).items() if k.startswith("model_") and v is not None}
         if args.conditional:
             if "num_classes" not in {f.name for f in models.config_fields(args.model)}:
@@ -280,26 +320,29 @@ def cmd_train(args):
             if not train_ds.num_classes:
                 raise GenzooError(f"{args.data} has no labels to condition on")
             mcfg["num_classes"] = train_ds.num_classes
-        torch.manual_seed(tcfg.seed)  # the initial weights are a function of --seed
         model = models.build(args.model, image_shape=train_ds.image_shape, levels=levels, **mcfg)
-        if rank == 0:
-            out.mkdir(parents=True, exist_ok=True)
-            ckpt.atomic_write_json(out / RUN_FILE, {
-                "model": args.model, "data": spec, "train": dataclasses.asdict(tcfg), "threads": args.threads,
-                "genzoo_version": __version__})
-            ckpt.atomic_write_json(out / ckpt.CONFIG_FILE, ckpt.model_config_record(model))
-    else:
-        _check_fits(model, train_ds, levels)
-    nparams = sum(p.numel() for p in model.parameters())
-    if rank == 0:
-        print(f"{model.name}: {nparams:,} parameters; {spec['name']} {list(train_ds.image_shape)} x {len(train_ds)} train, "
-              f"{len(test_ds)} test, {levels} levels; {world} process(es) on {device}", flush=True)
     trainer = Trainer(model, (train_ds.images, train_ds.labels), (test_ds.images, test_ds.labels), tcfg, out,
                       batch_transform=transform, device=device, log=lambda m: print(m, flush=True))
-    trainer.fit(resume=bool(args.resume))
+    if rank == 0:
+        if args.resume:
+            if given:  # a new --minutes budget holds for later resumes too
+                ckpt.atomic_write_json(out / RUN_FILE, {**run, "train": dataclasses.asdict(tcfg)})
+            if not (out / CHECKPOINT_RECORD).is_file():
+                print(f"{out}: no checkpoint yet (the run died before its first one): restarting from step 0", flush=True)
+        else:
+            ckpt.create_folder(out, {
+                RUN_FILE: ckpt.json_bytes({"model": args.model, "data": spec, "train": dataclasses.asdict(tcfg),
+                                           "threads": args.threads, "genzoo_version": __version__}),
+                ckpt.CONFIG_FILE: ckpt.json_bytes(models.model_config_record(model))})
+        nparams = sum(p.numel() for p in model.parameters())
+        print(f"{model.name}: {nparams:,} parameters; {spec['name']} {list(train_ds.image_shape)} x {len(train_ds)} train, "
+              f"{len(test_ds)} test, {levels} levels; {world} process(es) on {device}, {tcfg.precision}", flush=True)
     if world > 1:
         import torch.distributed as dist
 
+        dist.barrier()  # the run folder exists before any rank trains
+    trainer.fit(resume=bool(args.resume))
+    if world > 1:
         dist.destroy_process_group()
     return 0
 
@@ -317,11 +360,29 @@ def cmd_eval(args):
         x, y = x[: args.limit], y[: args.limit]
     total = 0.0
     for chunk in torch.arange(len(x)).split(args.batch_size):
-        total += model.loss(x[chunk].to(device), y[chunk].to(device))["nll"].double().sum().item()
+        with autocast(device, args.precision):
+            total += model.loss(x[chunk].to(device), y[chunk].to(device))["nll"].double().sum().item()
     s = likelihood.summary(total / len(x), model.dims, model.likelihood_kind, len(x))
-    s.update(model=model.name, data=spec["name"], split=args.split)
+    s.update(model=model.name, data=spec["name"], split=args.split, precision=args.precision)
     print(json.dumps(s) if args.json else f"{model.name} on {spec['name']} {args.split}: {likelihood.describe(s)}")
     return 0
+
+
+def _sampling_options(model, args) -> dict:
+    if args.naive and "naive" not in inspect.signature(model.sample).parameters:
+        raise GenzooError(f"--naive: {model.name} has no naive sampler (autoregressive models do)")
+    return {"naive": True} if args.naive else {}
+
+
+@contextlib.contextmanager
+def _row_progress(model, kwargs: dict, what: str):
+    """A progress bar over image rows (on a terminal only) for models whose sampler reports rows."""
+    if "progress" not in inspect.signature(model.sample).parameters:
+        yield
+        return
+    with tqdm(total=model.image_shape[1], desc=what, unit="row", disable=None, file=sys.stderr, leave=False) as bar:
+        kwargs["progress"] = lambda rows: bar.update(rows - bar.n)
+        yield
 
 
 @torch.no_grad()
@@ -337,7 +398,9 @@ def cmd_sample(args):
         if not model.num_classes or args.label >= model.num_classes:
             raise GenzooError(f"--label: this model has {model.num_classes or 'no'} classes")
         kwargs["y"] = torch.full((args.n,), args.label)
-    x = model.sample(args.n, generator=g, **kwargs)
+    kwargs.update(_sampling_options(model, args))
+    with _row_progress(model, kwargs, "sampling"):
+        x = model.sample(args.n, generator=g, **kwargs)
     images.save_png(images.grid(x, model.levels, scale=args.scale or images.default_scale(x.shape[2])), args.output)
     print(f"wrote {args.n} samples to {args.output}")
     return 0
@@ -364,7 +427,9 @@ def cmd_complete(args):
     prefix = originals.repeat_interleave(args.samples, 0)
     y = labels.repeat_interleave(args.samples, 0) if labels is not None else None
     g = torch.Generator().manual_seed(args.seed)
-    done = model.sample(len(prefix), generator=g, prefix=prefix.to(device), known=known, y=y).cpu()
+    kwargs = _sampling_options(model, args)
+    with _row_progress(model, kwargs, "completing"):
+        done = model.sample(len(prefix), generator=g, prefix=prefix.to(device), known=known, y=y, **kwargs).cpu()
     masked = originals * known
     # One row per image: original, its visible part, then the completions.
     rows_out = torch.cat([originals[:, None], masked[:, None], done.view(args.n, args.samples, C, H, W)], 1)

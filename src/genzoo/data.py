@@ -312,6 +312,8 @@ def load(name: str, split: str = "train", data_dir=None) -> Dataset:
         raise DataError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
     if split not in DATASETS[name][0]:
         raise DataError(f"dataset {name!r} has no split {split!r}; choose from {', '.join(DATASETS[name][0])}")
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise DataError(f"data dir {data_dir}: not an existing folder")
     if name == "digits":
         ds = _load_digits(split)
     elif name == "binarized-mnist":

@@ -40,10 +40,24 @@ def dequantized_nll_bound(neg_log_density, dims: int, levels: int):
 def categorical_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Exact -log P(x) of a factorized (given its inputs) k-way categorical per sub-pixel.
 
-    logits: float [B, k, C, H, W]; x: integer [B, C, H, W] in [0, k). Returns [B] nats.
+    logits: float [B, k, C, H, W]; x: integer [B, C, H, W] in [0, k). Returns [B] nats, fp32 at least.
+    The log-softmax and the sum over sub-pixels run in fp32 even under bf16 autocast, so a
+    model trained in mixed precision still reports honest nats.
     """
-    nll = F.cross_entropy(logits, x.long(), reduction="none")  # (B, C, H, W)
-    return nll.flatten(1).sum(1)
+    with full_precision(logits):
+        nll = F.cross_entropy(at_least_fp32(logits), x.long(), reduction="none")  # (B, C, H, W)
+        return nll.flatten(1).sum(1)
+
+
+def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """bf16/fp16 -> fp32; fp32 and fp64 stay as they are (a model run in float64 is scored in float64)."""
+    return t.float() if t.is_floating_point() and t.element_size() < 4 else t
+
+
+def full_precision(t: torch.Tensor):
+    """A context in which autocast is off on ``t``'s device: for likelihood reductions
+    (log-softmax, sums over pixels, log-determinants) that must stay fp32 under bf16 training."""
+    return torch.autocast(t.device.type, enabled=False)
 
 
 def check_kind(kind: str) -> str:

@@ -45,6 +45,17 @@ from .likelihood import bits_per_dim
 
 CHECKPOINT_RECORD = "checkpoint.json"
 METRICS_FILE = "metrics.jsonl"
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(device: torch.device, precision: str):
+    """The forward pass's precision context: bf16 autocast, or nothing for fp32.
+
+    Under bf16 the convolutions and matrix products run in bfloat16 while the weights,
+    gradients and Adam moments stay fp32 (autocast casts copies); likelihood reductions
+    opt out (``likelihood.full_precision``), so reported nats stay fp32 figures.
+    """
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 @dataclasses.dataclass
@@ -61,7 +72,9 @@ class TrainConfig:
     eval_batch_size: int = 256
     eval_limit: int = 0  # evaluate on the first N test images each epoch; 0 = all
     checkpoint_every: int = 0  # also checkpoint every N steps; 0 = at epoch ends only
+    checkpoint_minutes: float = 10.0  # also checkpoint after this much training time; 0 = off
     compile: bool = False  # torch.compile the training step's loss
+    precision: str = "fp32"  # "bf16": autocast the forward pass and loss (fp32 weights, Adam state, nats)
 
     def __post_init__(self):
         checks = {
@@ -70,6 +83,8 @@ class TrainConfig:
             "min_lr_ratio": 0 <= self.min_lr_ratio <= 1, "grad_clip": self.grad_clip >= 0,
             "weight_decay": self.weight_decay >= 0, "eval_batch_size": self.eval_batch_size >= 1,
             "eval_limit": self.eval_limit >= 0, "checkpoint_every": self.checkpoint_every >= 0,
+            "checkpoint_minutes": self.checkpoint_minutes >= 0 and math.isfinite(self.checkpoint_minutes),
+            "precision": self.precision in PRECISIONS,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -237,26 +252,41 @@ class Trainer:
                 "test_bpd": float(bits_per_dim(sums[1].item() / n, self.dims)), "test_count": int(n)}
 
     # ------------------------------------------------------------------ training
-    def _out_of_time(self, state, started) -> bool:
-        if not self.cfg.minutes:
-            return False
-        over = torch.tensor(float(state["elapsed_s"] + time.monotonic() - started >= 60 * self.cfg.minutes))
-        if self.distributed:  # every rank must stop at the same step
-            dist.broadcast(over, 0)
-        return bool(over)
+    def _clock(self, state, started, last_checkpoint) -> tuple[bool, bool]:
+        """(out of the --minutes budget, a --checkpoint-minutes checkpoint is due), as rank 0 sees it."""
+        cfg = self.cfg
+        if not cfg.minutes and not cfg.checkpoint_minutes:
+            return False, False
+        now = time.monotonic()
+        flags = torch.tensor([
+            float(bool(cfg.minutes) and state["elapsed_s"] + now - started >= 60 * cfg.minutes),
+            float(bool(cfg.checkpoint_minutes) and now - last_checkpoint >= 60 * cfg.checkpoint_minutes)])
+        if self.distributed:  # every rank must stop, or checkpoint, at the same step
+            dist.broadcast(flags, 0)
+        return bool(flags[0]), bool(flags[1])
 
     def fit(self, resume: bool = False) -> list[dict]:
+        """Train to the end (or the --minutes budget). ``resume``: continue from the last
+        committed checkpoint, or from step 0 if the run died before its first one; either
+        way the result is bitwise that of an uninterrupted run (same threads, CPU)."""
         cfg = self.cfg
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
-        state = self.load_checkpoint() if resume else self._fresh_state()
-        if not resume:
+        if resume and (self.out / CHECKPOINT_RECORD).exists():
+            state = self.load_checkpoint()
+        else:
+            state = self._fresh_state()
             torch.manual_seed(_seed_for(cfg.seed, 1))
+            if resume and self.rank == 0:  # killed before its first checkpoint: drop what it left
+                self._truncate_metrics(0)
+                ckpt.sweep_temp_files(self.out)
+                for stale in (self.out / "ckpt").glob("step-*"):
+                    stale.unlink()
         records = []
         sampler = DistributedSampler(range(len(self.train_images)), num_replicas=self.world, rank=self.rank,
                                      shuffle=True, seed=cfg.seed, drop_last=True)
         self.model.train()
-        started = time.monotonic()
+        started = last_checkpoint = time.monotonic()
         stopped = False
         while not stopped and state["epoch"] < cfg.epochs:
             epoch = state["epoch"]
@@ -274,7 +304,8 @@ class Trainer:
                 lr = lr_at(state["step"], self.total_steps, cfg)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                out = self.step_fn(x, y)
+                with autocast(self.device, cfg.precision):
+                    out = self.step_fn(x, y)
                 loss = out["loss"]
                 loss_value = loss.item()  # one device sync a step
                 if not math.isfinite(loss_value):
@@ -294,12 +325,14 @@ class Trainer:
                 seen += len(x)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_value:.4f}", bpd=f"{bits_per_dim(state['train_nll_sum'] / state['train_count'], self.dims):.4f}")
-                if self._out_of_time(state, started):
+                out_of_time, checkpoint_due = self._clock(state, started, last_checkpoint)
+                if out_of_time:
                     stopped = True
                     break
-                if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and state["batch"] < len(batches):
+                checkpoint_due |= bool(cfg.checkpoint_every) and state["step"] % cfg.checkpoint_every == 0
+                if checkpoint_due and state["batch"] < len(batches):  # the epoch's end checkpoints anyway
                     state["elapsed_s"] += time.monotonic() - started
-                    started = time.monotonic()
+                    started = last_checkpoint = time.monotonic()
                     self.save_checkpoint(state)
             bar.close()
             train_time = time.monotonic() - t0
@@ -318,6 +351,7 @@ class Trainer:
                 state.update(epoch=epoch + 1, batch=0, train_nll_sum=0.0, train_loss_sum=0.0, train_count=0)
             self._append_metrics(record)
             self.save_checkpoint(state)
+            last_checkpoint = time.monotonic()
             records.append(record)
             self.log(f"epoch {record['epoch']}{' (stopped early: time budget)' if not finished_epoch else ''} "
                      f"step {record['step']}: train {record['train_bpd']:.4f} bpd, test {record['test_nll']:.3f} nats "

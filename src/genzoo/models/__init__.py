@@ -1,48 +1,11 @@
-"""The model registry: ``names()``, ``build(name, **config)``, ``config_fields(name)``."""
+"""genzoo's models: the registry (``names``, ``get``, ``build``), the model folder
+(``save_model``, ``load_model`` = ``genzoo.load``), and one module per family."""
 
-from __future__ import annotations
-
-import dataclasses
-
-from ..errors import GenzooError
 from .base import GenerativeModel
+from .folder import build_from_record, load_model, model_config_record, save_model
+from .registry import build, config_fields, get, names, register
 
-_REGISTRY: dict[str, type] = {}
+from . import pixelcnn, pixelrnn, transformer  # noqa: E402,F401  (each family module registers its models)
 
-
-def register(cls):
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def names() -> list[str]:
-    return list(_REGISTRY)
-
-
-def get(name: str) -> type:
-    if name not in _REGISTRY:
-        raise GenzooError(f"unknown model {name!r}; choose from {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
-
-
-def config_fields(name: str) -> list[dataclasses.Field]:
-    return list(dataclasses.fields(get(name).Config))
-
-
-def build(name: str, **config) -> GenerativeModel:
-    """Construct a model from its registry name and its config's keyword arguments."""
-    cls = get(name)
-    valid = {f.name for f in dataclasses.fields(cls.Config)}
-    unknown = sorted(set(config) - valid)
-    if unknown:
-        raise GenzooError(f"{name}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
-    try:
-        cfg = cls.Config(**config)
-    except TypeError as e:
-        raise GenzooError(f"{name}: bad config ({e})") from None
-    except GenzooError as e:
-        raise GenzooError(f"{name}: {e}") from None
-    return cls(cfg)
-
-
-from . import pixelcnn  # noqa: E402,F401  (registers the models)
+__all__ = ["GenerativeModel", "build", "build_from_record", "config_fields", "get", "load_model",
+           "model_config_record", "names", "register", "save_model"]

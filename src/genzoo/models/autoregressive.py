@@ -1,13 +1,22 @@
-"""What every exact autoregressive image model shares: the categorical likelihood and raster sampling.
+"""What every exact autoregressive image model shares: the categorical likelihood and sampling.
 
-A subclass implements ``logits(x, y) -> [B, k, C, H, W]`` from the scaled float image
-x in [-1, 1] ([B, C, H, W]) such that the logits of sub-pixel (c, i, j) depend only on
-sub-pixels before it in raster order (pixels (i', j') < (i, j), then channels c' < c).
-Then P(x) = prod_{i,c} P(x_{c,i} | x_{<(c,i)}) is exact and normalised, and
+A subclass implements ``logits(x, y) -> [B, k, C, H, W]`` from the network's float input
+``x = self.scale(images)`` (by default the image scaled to [-1, 1], [B, C, H, W]) such that
+the logits of sub-pixel (c, i, j) depend only on sub-pixels before it in raster order
+(pixels (i', j') < (i, j), then channels c' < c). Then P(x) = prod_t P(x_t | x_<t) is exact
+and normalised, and
 
     -log P(x) = sum_{c,i,j} CrossEntropy(logits[:, :, c, i, j], x[:, c, i, j])
 
 (van den Oord et al. 2016, eq. 1-2).
+
+Sampling draws the D sub-pixels one after another. The naive sampler runs the whole network
+once per sub-pixel (on rows 0..i only: no model here looks below the current row). The
+cached sampler (the default) asks the model for an incremental state, ``cached_sampler(n, y)``,
+that computes only what each new sub-pixel changes: the new position of every layer for
+convolutions (Ramachandran et al. 2017, "Fast generation for convolutional autoregressive
+models"), one recurrent step for the PixelRNNs, one query against a key/value cache for the
+Transformer. Both draw the same images for the same generator.
 """
 
 from __future__ import annotations
@@ -20,15 +29,19 @@ from .base import GenerativeModel
 
 class AutoregressiveModel(GenerativeModel):
     likelihood_kind = "exact"
-    # True when rows below i cannot change the logits of row i, so sampling row i may
-    # run the network on rows 0..i only (convolutions with causal masks: yes).
+    # True when rows below i cannot change the logits of row i, so naive sampling of row i may
+    # run the network on rows 0..i only (true of every model here; tested per model).
     crop_rows_when_sampling = True
 
     def scale(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 levels [B, C, H, W] -> float in [-1, 1]."""
-        return x.float() * (2.0 / (self.levels - 1)) - 1.0
+        """uint8 levels [B, C, H, W] -> the network's float input: here [-1, 1], same shape, the weights' dtype."""
+        return x.to(self.dtype) * (2.0 / (self.levels - 1)) - 1.0
 
     def logits(self, x: torch.Tensor, y=None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def cached_sampler(self, n: int, y=None) -> "IncrementalSampler":
+        """The incremental state for sampling n images (labels y: [n] or None)."""
         raise NotImplementedError
 
     def loss(self, x, y=None) -> dict:
@@ -39,12 +52,14 @@ class AutoregressiveModel(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, y=None, prefix=None, known=None,
-               temperature: float = 1.0) -> torch.Tensor:
+               temperature: float = 1.0, naive: bool = False, progress=None) -> torch.Tensor:
         """Draw n images in raster order: uint8 [n, C, H, W].
 
         prefix (uint8 [n, C, H, W]) with known (bool [C, H, W] or [n, C, H, W]): completion,
-        the known sub-pixels are kept and every other one is drawn from
-        P(x_i | x_<i). For a class-conditional model, y ([n] ints) defaults to 0, 1, 2, ...
+        the known sub-pixels are kept and every other one is drawn from P(x_t | x_<t).
+        For a class-conditional model, y ([n] ints) defaults to 0, 1, 2, ...
+        naive: run the whole network once per sub-pixel instead of the cached sampler.
+        progress: called with the number of finished rows after each row (e.g. a tqdm update).
         """
         C, H, W = self.image_shape
         device = next(self.parameters()).device
@@ -60,14 +75,67 @@ class AutoregressiveModel(GenerativeModel):
                 raise ValueError("completion needs prefix of n images and a known mask")
             keep = torch.as_tensor(known, dtype=torch.bool, device=device).expand(n, C, H, W)
             x = torch.where(keep, prefix.to(device), x)
+        xs = self.scale(x)  # the network's input, updated in place as sub-pixels are drawn
+        sampler = None if naive else self.cached_sampler(n, y)
         for i in range(H):
             rows = i + 1 if self.crop_rows_when_sampling else H
             for j in range(W):
                 for c in range(C):
                     if bool(keep[:, c, i, j].all()):
                         continue
-                    logits = self.logits(self.scale(x[:, :, :rows]), y)[:, :, c, i, j] / temperature  # (n, k)
-                    probs = torch.softmax(logits.float(), dim=1)
+                    if sampler is None:
+                        logits = self.logits(xs[:, :, :rows], y)[:, :, c, i, j]  # (n, k)
+                    else:
+                        logits = sampler.logits(xs, c, i, j)  # (n, k)
+                    probs = torch.softmax(logits.float() / temperature, dim=1)
                     draw = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(device)
                     x[:, c, i, j] = torch.where(keep[:, c, i, j], x[:, c, i, j], draw.to(torch.uint8))
+                    xs[:, c, i, j] = self.scale(x[:, c, i, j].view(n, 1, 1, 1)).view(xs[:, c, i, j].shape)
+            if progress is not None:
+                progress(i + 1)
         return x
+
+
+class IncrementalSampler:
+    """Pixel-by-pixel state of a network for the cached sampler.
+
+    ``logits(x, c, i, j)`` returns the logits [n, k] of sub-pixel (c, i, j), given the
+    network input ``x`` whose earlier sub-pixels are final. Calls come in raster order and
+    may skip sub-pixels (known ones, in completion); the state catches up on what it skipped.
+
+    Subclasses implement ``compute_pixel(x, i, j) -> [n, k, C]``, which computes (and stores)
+    every layer at pixel (i, j) only, reading their stored values at earlier pixels, and may
+    implement ``finish_row(x, i)``, run once row i is final (for parts of a network that need a
+    whole row, such as the vertical stack or a recurrence over the previous row).
+
+    Why storing a pixel's activations once its last channel has been asked for is right: the
+    features at pixel (i, j) never depend on the last channel of x at (i, j) (channel masks),
+    so after that call they are final.
+    """
+
+    def __init__(self, model: AutoregressiveModel):
+        self.C, self.H, self.W = model.image_shape
+        self.done = 0  # pixels (raster index) whose stored activations are final
+
+    def compute_pixel(self, x, i, j) -> torch.Tensor:
+        raise NotImplementedError
+
+    def finish_row(self, x, i) -> None:
+        pass
+
+    def _finalize(self, x, p) -> None:
+        i, j = divmod(p, self.W)
+        if j == self.W - 1:
+            self.finish_row(x, i)
+        self.done = p + 1
+
+    def logits(self, x, c, i, j) -> torch.Tensor:
+        p = i * self.W + j
+        while self.done < p:  # pixels skipped since the last call (known in completion): make them final
+            q = self.done
+            self.compute_pixel(x, *divmod(q, self.W))
+            self._finalize(x, q)
+        out = self.compute_pixel(x, i, j)  # (n, k, C)
+        if c == self.C - 1:
+            self._finalize(x, p)
+        return out[:, :, c]

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..errors import GenzooError
 from ..likelihood import check_kind, num_dims
+from .folder import save_model
 
 
 @dataclasses.dataclass
@@ -73,6 +74,11 @@ class GenerativeModel(nn.Module):
         return self.config.image_shape
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The floating dtype of the weights (float32, or float64 after ``.double()``)."""
+        return next(self.parameters()).dtype
+
+    @property
     def levels(self) -> int:
         return self.config.levels
 
@@ -126,6 +132,5 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError
 
     def save(self, path) -> None:
-        from ..checkpoint import save_model
-
+        """Write this model as a folder: config.json + model.safetensors (``genzoo.load`` reads it)."""
         save_model(self, path)

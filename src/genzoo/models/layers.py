@@ -75,3 +75,63 @@ class VerticalConv2d(nn.Conv2d):
 def shift_down(x: torch.Tensor) -> torch.Tensor:
     """Move every row one down (row 0 becomes zeros): row i then holds row i-1. [B, C, H, W] -> same."""
     return F.pad(x, (0, 0, 1, -1))
+
+
+def output_head(channels: int, head_channels: int, C: int, k: int) -> nn.Sequential:
+    """ReLU, 1x1, ReLU, 1x1 -> C*k logits, channel-masked ('B') so sub-pixel c sees only groups <= c."""
+    return nn.Sequential(
+        nn.ReLU(),
+        MaskedConv2d(channels, head_channels, 1, "B", C),
+        nn.ReLU(),
+        MaskedConv2d(head_channels, C * k, 1, "B", C),
+    )
+
+
+def to_logits(out: torch.Tensor, C: int, k: int) -> torch.Tensor:
+    """[B, C*k, H, W] head output (channel-major groups) -> logits [B, k, C, H, W]."""
+    B, _, H, W = out.shape
+    return out.view(B, C, k, H, W).transpose(1, 2)  # (B, k, C, H, W)
+
+
+def effective_weight(conv: nn.Conv2d) -> torch.Tensor:
+    """The weight a (masked) convolution really applies: ``weight * mask`` where it has a mask."""
+    mask = getattr(conv, "mask", None)
+    return conv.weight * mask if mask is not None else conv.weight
+
+
+def conv_at(x: torch.Tensor, weight: torch.Tensor, bias, i: int, j: int, top: int, left: int) -> torch.Tensor:
+    """One output position of a convolution, for cached sampling: [n, out].
+
+    out[:, o] = bias[o] + sum_{c,a,b} weight[o, c, a, b] * x[:, c, i - top + a, j - left + b],
+    with x zero outside [0, H) x [0, W) (zero padding). x: [n, in, H, W]; weight: [out, in, kh, kw].
+    Rows below i are left out: every convolution here is causal in rows, so their weights are 0.
+    """
+    kh, kw = weight.shape[-2:]
+    H, W = x.shape[-2:]
+    r0, c0 = i - top, j - left
+    ra, rb, ca, cb = max(r0, 0), min(r0 + kh, H, i + 1), max(c0, 0), min(c0 + kw, W)
+    window = x[:, :, ra:rb, ca:cb].flatten(1)  # (n, in * rows * cols)
+    w = weight[:, :, ra - r0:rb - r0, ca - c0:cb - c0].flatten(1)  # (out, in * rows * cols)
+    return F.linear(window, w, bias)
+
+
+def skew(x: torch.Tensor) -> torch.Tensor:
+    """Shift row i right by i, so each diagonal of the image becomes a column (PixelRNN section 3.2).
+
+    [B, C, H, W] -> [B, C, H, H + W - 1], zeros outside the band: out[..., i, i + j] = x[..., i, j].
+    """
+    B, C, H, W = x.shape
+    out = x.new_zeros(B, C, H, H + W - 1)
+    for i in range(H):
+        out[:, :, i, i:i + W] = x[:, :, i]
+    return out
+
+
+def unskew(x: torch.Tensor, W: int) -> torch.Tensor:
+    """Inverse of :func:`skew`: [B, C, H, H + W - 1] -> [B, C, H, W]."""
+    return torch.stack([x[:, :, i, i:i + W] for i in range(x.shape[2])], dim=2)
+
+
+def pointwise(conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 1x1 (masked) convolution as (weight [out, in], bias) for ``F.linear`` on one position's [n, in]."""
+    return effective_weight(conv).flatten(1), conv.bias

@@ -25,25 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import register
-from .autoregressive import AutoregressiveModel
+from .registry import register
+from .autoregressive import AutoregressiveModel, IncrementalSampler
 from .base import ImageConfig, require, require_channel_multiple, require_odd_kernels, require_positive_ints
-from .layers import MaskedConv2d, VerticalConv2d, shift_down
-
-
-def _output_head(channels: int, head_channels: int, C: int, k: int) -> nn.Sequential:
-    """ReLU, 1x1, ReLU, 1x1 -> C*k logits, channel-masked ('B') so sub-pixel c sees only groups <= c."""
-    return nn.Sequential(
-        nn.ReLU(),
-        MaskedConv2d(channels, head_channels, 1, "B", C),
-        nn.ReLU(),
-        MaskedConv2d(head_channels, C * k, 1, "B", C),
-    )
-
-
-def _to_logits(out: torch.Tensor, C: int, k: int) -> torch.Tensor:
-    B, _, H, W = out.shape
-    return out.view(B, C, k, H, W).transpose(1, 2)  # (B, k, C, H, W)
+from .layers import (MaskedConv2d, VerticalConv2d, conv_at, effective_weight, output_head, pointwise, shift_down,
+                     to_logits)
 
 
 # ----------------------------------------------------------------------------- PixelCNN
@@ -90,12 +76,44 @@ class PixelCNN(AutoregressiveModel):
         C, h, k = config.image_shape[0], config.hidden_channels, config.levels
         self.first = MaskedConv2d(C, 2 * h, config.first_kernel, "A", C)
         self.blocks = nn.Sequential(*[ResidualBlock(h, config.kernel, C) for _ in range(config.num_layers)])
-        self.head = _output_head(2 * h, config.head_channels, C, k)
+        self.head = output_head(2 * h, config.head_channels, C, k)
 
     def logits(self, x, y=None):
         """x: float [B, C, H, W] in [-1, 1] -> logits [B, k, C, H, W]."""
         out = self.head(self.blocks(self.first(x)))  # (B, C*k, H, W)
-        return _to_logits(out, self.image_shape[0], self.levels)
+        return to_logits(out, self.image_shape[0], self.levels)
+
+    def cached_sampler(self, n, y=None):
+        return _PixelCNNSampler(self, n)
+
+
+class _PixelCNNSampler(IncrementalSampler):
+    """PixelCNN one pixel at a time: every layer computes only its output at the new pixel.
+
+    The 1x1 convolutions need nothing stored; each kxk convolution (the first layer's on the
+    image, each block's on its middle features) reads a window of stored earlier positions.
+    Per pixel this is ~1/(H W) of a full pass (Ramachandran et al. 2017).
+    """
+
+    def __init__(self, model: PixelCNN, n: int):
+        super().__init__(model)
+        self.k, h, ref = model.levels, model.config.hidden_channels, model.first.weight
+        self.first = (effective_weight(model.first), model.first.bias, model.config.first_kernel // 2)
+        self.blocks = [(pointwise(b.net[1]), (effective_weight(b.net[3]), b.net[3].bias), pointwise(b.net[5]))
+                       for b in model.blocks]
+        self.mid = [ref.new_zeros(n, h, self.H, self.W) for _ in model.blocks]  # each block's kxk input
+        self.head = (pointwise(model.head[1]), pointwise(model.head[3]))
+        self.p = model.config.kernel // 2
+
+    def compute_pixel(self, x, i, j):
+        w, b, p0 = self.first
+        v = conv_at(x, w, b, i, j, p0, p0)  # (n, 2h)
+        for ((w1, b1), (w3, b3), (w5, b5)), mid in zip(self.blocks, self.mid):
+            mid[:, :, i, j] = F.relu(F.linear(F.relu(v), w1, b1))
+            v = v + F.linear(F.relu(conv_at(mid, w3, b3, i, j, self.p, self.p)), w5, b5)
+        (w1, b1), (w2, b2) = self.head
+        out = F.linear(F.relu(F.linear(F.relu(v), w1, b1)), w2, b2)  # (n, C*k)
+        return out.view(-1, self.C, self.k).transpose(1, 2)  # (n, k, C)
 
 
 # ----------------------------------------------------------------------------- Gated PixelCNN
@@ -164,7 +182,7 @@ class GatedPixelCNN(AutoregressiveModel):
             [GatedLayer(C, F_, config.first_kernel, "A", C, config.num_classes)]
             + [GatedLayer(F_, F_, config.kernel, "B", C, config.num_classes) for _ in range(config.num_layers - 1)]
         )
-        self.head = _output_head(F_, config.head_channels, C, k)
+        self.head = output_head(F_, config.head_channels, C, k)
 
     def logits(self, x, y=None):
         """x: float [B, C, H, W] in [-1, 1], y: [B] labels or None -> logits [B, k, C, H, W]."""
@@ -172,4 +190,55 @@ class GatedPixelCNN(AutoregressiveModel):
         v = h = x
         for layer in self.layers:
             v, h = layer(v, h, cond)
-        return _to_logits(self.head(h), self.image_shape[0], self.levels)
+        return to_logits(self.head(h), self.image_shape[0], self.levels)
+
+    def cached_sampler(self, n, y=None):
+        return _GatedPixelCNNSampler(self, n, y)
+
+
+class _GatedPixelCNNSampler(IncrementalSampler):
+    """Gated PixelCNN one pixel at a time.
+
+    The horizontal stack runs per pixel: each layer's 1 x k masked convolution reads the stored
+    features left of the pixel in its row, plus the link from the vertical stack one row up.
+    The vertical stack depends on whole rows (it sees up to k//2 columns to the right), so it
+    runs once a row is final (``finish_row``), one row of every layer.
+    """
+
+    def __init__(self, model: GatedPixelCNN, n: int, y):
+        super().__init__(model)
+        F_, ref = model.config.hidden_channels, model.head[1].weight
+        self.k, self.layers = model.levels, list(model.layers)
+        self.v_in = [None] + [ref.new_zeros(n, F_, self.H, self.W) for _ in self.layers[1:]]  # vertical inputs
+        self.h_in = [None] + [ref.new_zeros(n, F_, self.H, self.W) for _ in self.layers]  # horizontal inputs
+        self.link = [ref.new_zeros(n, 2 * F_, self.H, self.W) for _ in self.layers]  # link(v_pre), by row
+        self.horizontal = [(effective_weight(L.horizontal), L.horizontal.bias) for L in self.layers]
+        self.out = [pointwise(L.out) for L in self.layers]
+        cond = F.one_hot(y, model.num_classes).to(ref.dtype) if model.num_classes else None
+        self.cond = [L.cond(cond).chunk(2, dim=1) if cond is not None else (0, 0)
+                     for L in self.layers]  # (cv, ch): [n, 2F] each, added to v_pre and h_pre
+        self.head = (pointwise(model.head[1]), pointwise(model.head[3]))
+
+    def finish_row(self, x, i):
+        for L, layer in enumerate(self.layers):
+            p = layer.vertical.weight.shape[-1] // 2
+            rows = (x if L == 0 else self.v_in[L])[:, :, max(0, i - p):i + 1]
+            rows = F.pad(rows, (p, p, p + 1 - rows.shape[2], 0))  # the p rows above row i, zeros above the image
+            v_pre = F.conv2d(rows, layer.vertical.weight, layer.vertical.bias)  # (n, 2F, 1, W)
+            self.link[L][:, :, i:i + 1] = layer.link(v_pre)
+            if L + 1 < len(self.layers):
+                cv = self.cond[L][0]
+                self.v_in[L + 1][:, :, i:i + 1] = gate(v_pre + (cv[:, :, None, None] if torch.is_tensor(cv) else 0))
+
+    def compute_pixel(self, x, i, j):
+        h = x
+        for L, layer in enumerate(self.layers):
+            w, b = self.horizontal[L]
+            link = self.link[L][:, :, i - 1, j] if i > 0 else layer.link.bias  # link(shift_down(v_pre))
+            h_pre = conv_at(h, w, b, i, j, 0, w.shape[-1] // 2) + link + self.cond[L][1]
+            h_new = F.linear(gate(h_pre), *self.out[L])  # (n, F)
+            self.h_in[L + 1][:, :, i, j] = h[:, :, i, j] + h_new if layer.residual else h_new
+            h = self.h_in[L + 1]
+        (w1, b1), (w2, b2) = self.head
+        out = F.linear(F.relu(F.linear(F.relu(h[:, :, i, j]), w1, b1)), w2, b2)  # (n, C*k)
+        return out.view(-1, self.C, self.k).transpose(1, 2)  # (n, k, C)

@@ -1,0 +1,54 @@
+"""A saved model is a folder (the diffusers convention), and this module is its one home.
+
+* ``config.json``: ``{"format": 1, "model": name, "config": {...the constructor's keyword
+  arguments...}}``
+* ``model.safetensors``: the weights, only ever read from safetensors (never unpickled).
+
+``genzoo.load(path)`` is :func:`load_model`; a training run folder is also a model folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..checkpoint import (CONFIG_FILE, WEIGHTS_FILE, atomic_write_json, load_state_into, load_weights, read_json,
+                          save_weights)
+from ..errors import CheckpointError, GenzooError
+from .registry import build
+
+FORMAT = 1
+
+
+def model_config_record(model) -> dict:
+    return {"format": FORMAT, "model": model.name, "config": model.config_dict()}
+
+
+def save_model(model, folder) -> None:
+    """Write ``model`` as a folder: config.json + model.safetensors (each atomically)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise CheckpointError(f"{folder}: exists and is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    save_weights(folder / WEIGHTS_FILE, model.state_dict())
+    atomic_write_json(folder / CONFIG_FILE, model_config_record(model))
+
+
+def build_from_record(record: dict, where):
+    """The untrained model a config.json record describes; a foreign record is one clear error."""
+    if record.get("format") != FORMAT or "model" not in record or not isinstance(record.get("config"), dict):
+        raise CheckpointError(f"{where}: not a genzoo model config (expected keys format={FORMAT}, model, config)")
+    try:
+        return build(record["model"], **record["config"])
+    except GenzooError as e:
+        raise CheckpointError(f"{where}: {e}") from None
+
+
+def load_model(folder):
+    """Rebuild a model saved by :func:`save_model` (or a training run folder), in eval mode."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: no such model folder")
+    model = build_from_record(read_json(folder / CONFIG_FILE), folder / CONFIG_FILE)
+    load_state_into(model, load_weights(folder / WEIGHTS_FILE), folder / WEIGHTS_FILE)
+    model.eval()
+    return model

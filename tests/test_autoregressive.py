@@ -1,0 +1,206 @@
+"""What every autoregressive model must satisfy: causality, normalisation, exact cached
+sampling, save/load. Model-specific receptive fields are checked here too."""
+
+import pytest
+import torch
+
+import genzoo
+from conftest import AUTOREGRESSIVE, CONDITIONAL, all_images, tiny
+
+
+def dependency_map(model, image_shape, levels, y=None):
+    """deps[c, i, j] = |d logits(c, i, j) / d input| summed over 3 random inputs: float [C,H,W, C,H,W].
+
+    The network input is ``model.scale(images)``: [B, C, H, W], or [B, C, H, W, k] one-hot for
+    the Transformer, whose trailing level axis is summed over.
+    """
+    C, H, W = image_shape
+    deps = torch.zeros(C, H, W, C, H, W)
+    for seed in range(3):
+        g = torch.Generator().manual_seed(seed)
+        x = model.scale(torch.randint(0, levels, (1, C, H, W), generator=g)).requires_grad_(True)
+        logits = model.logits(x, y)  # (1, k, C, H, W)
+        for c in range(C):
+            for i in range(H):
+                for j in range(W):
+                    (grad,) = torch.autograd.grad(logits[0, :, c, i, j].sum(), x, retain_graph=True)
+                    g_abs = grad[0].abs()
+                    deps[c, i, j] += g_abs.flatten(3).sum(3) if g_abs.dim() > 3 else g_abs
+    return deps
+
+
+def earlier(c, i, j, C, H, W):
+    """bool [C, H, W]: sub-pixels before (c, i, j) in raster order, channels last."""
+    before = torch.zeros(C, H, W, dtype=torch.bool)
+    before.view(C, -1)[:, : i * W + j] = True
+    before[:c, i, j] = True
+    return before
+
+
+@pytest.mark.parametrize("name", AUTOREGRESSIVE)
+@pytest.mark.parametrize("image_shape", [(1, 5, 5), (3, 3, 4)])
+def test_no_output_depends_on_itself_or_a_later_subpixel(name, image_shape):
+    levels = 4
+    model = tiny(name, image_shape, levels)
+    deps = dependency_map(model, image_shape, levels)
+    C, H, W = image_shape
+    for c in range(C):
+        for i in range(H):
+            for j in range(W):
+                later = ~earlier(c, i, j, C, H, W)
+                assert torch.all(deps[c, i, j][later] == 0), f"logits of {(c, i, j)} see a later sub-pixel"
+    assert deps[C - 1, H - 1, W - 1].sum() > 0  # and the last one does see the rest
+
+
+def test_transformer_sees_every_earlier_pixel_with_one_layer():
+    model = tiny("pixel-transformer", (1, 4, 6), 2, num_layers=1)
+    deps = dependency_map(model, (1, 4, 6), 2)
+    for i in range(4):
+        for j in range(6):
+            assert torch.all(deps[0, i, j][earlier(0, i, j, 1, 4, 6)] > 0), f"blind spot at {(i, j)}"
+
+
+def test_diagonal_bilstm_sees_every_earlier_pixel_but_the_last_of_the_row_above():
+    # One layer already covers the whole context (section 3.2), with one exception that follows
+    # from the architecture: x(i-1, W-1) reaches row i only through the first type-A
+    # convolution's kernel, since every feature at (i-1, W-1) excludes that pixel and the
+    # right-to-left scan of row i-1 starts there. So (i, j) is blind to it when j + p < W - 1.
+    p = 1  # first_kernel 3
+    model = tiny("diagonal-bilstm", (1, 4, 6), 2, num_layers=1, first_kernel=2 * p + 1)
+    deps = dependency_map(model, (1, 4, 6), 2)
+    for i in range(4):
+        for j in range(6):
+            seen = deps[0, i, j] > 0
+            expected = earlier(0, i, j, 1, 4, 6)
+            if i > 0 and j + p < 5:
+                expected[0, i - 1, 5] = False
+            assert torch.equal(seen, expected), f"receptive field of {(i, j)}"
+
+
+def test_row_lstm_sees_a_triangle_above():
+    # Row LSTM (section 3.1): one layer of 1x3 kernels after a 3x3 type-A convolution widens
+    # the view by one column a row upwards (a triangle), and sees only 2 pixels of its own row:
+    # it does not capture the whole available context.
+    model = tiny("row-lstm", (1, 3, 9), 2, num_layers=1)
+    deps = dependency_map(model, (1, 3, 9), 2)
+    expected = torch.tensor([[0, 0, 0, 0, 0, 0, 0, 0, 0],
+                             [0, 1, 1, 1, 1, 1, 0, 0, 0],
+                             [0, 0, 1, 1, 0, 0, 0, 0, 0]], dtype=torch.bool)
+    expected[0, :7] = True
+    assert torch.equal(deps[0, 2, 4][0] > 0, expected)
+
+
+@pytest.mark.parametrize("name", AUTOREGRESSIVE)
+@pytest.mark.parametrize("image_shape,levels", [((1, 2, 2), 2), ((1, 1, 3), 3), ((2, 1, 2), 3)])
+def test_probabilities_sum_to_one(name, image_shape, levels):
+    model = tiny(name, image_shape, levels)
+    with torch.no_grad():
+        total = model.log_prob(all_images(image_shape, levels)).double().exp().sum().item()
+    assert total == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("name", CONDITIONAL)
+def test_conditional_models_are_normalised_for_every_class(name):
+    model = tiny(name, (1, 2, 2), 2, num_classes=3)
+    xs = all_images((1, 2, 2), 2)
+    with torch.no_grad():
+        logp = [model.log_prob(xs, torch.full((len(xs),), c)) for c in range(3)]
+    assert [p.double().exp().sum().item() for p in logp] == pytest.approx([1.0] * 3, abs=1e-5)
+    assert not torch.allclose(logp[0], logp[1])  # the label does change the distribution
+
+
+@pytest.mark.parametrize("name", AUTOREGRESSIVE)
+def test_logits_of_row_i_do_not_change_when_later_rows_are_cut(name):
+    # What makes naive sampling of row i on rows 0..i only (crop_rows_when_sampling) exact.
+    model = tiny(name, (2, 5, 4), 3)
+    x = model.scale(torch.randint(0, 3, (2, 2, 5, 4)))
+    full = model.logits(x)
+    for i in range(5):
+        assert torch.allclose(model.logits(x[:, :, : i + 1])[:, :, :, i], full[:, :, :, i], atol=1e-6)
+
+
+@pytest.mark.parametrize("name,image_shape,conditional",
+                         [(n, s, False) for n in AUTOREGRESSIVE for s in [(1, 5, 4), (3, 4, 3)]]
+                         + [(n, (3, 3, 3), True) for n in CONDITIONAL])
+def test_cached_sampler_gives_the_full_pass_logits_at_every_step(name, image_shape, conditional):
+    # Teacher forcing: feed a fixed image sub-pixel by sub-pixel; every step's logits must be
+    # those of one full forward pass.
+    model = tiny(name, image_shape, 4, **({"num_classes": 3} if conditional else {})).eval()
+    C, H, W = image_shape
+    images = torch.randint(0, 4, (3, C, H, W), dtype=torch.uint8)
+    y = torch.tensor([0, 1, 2]) if conditional else None
+    x = model.scale(images)
+    with torch.no_grad():
+        full = model.logits(x, y)
+        sampler = model.cached_sampler(3, y)
+        for i in range(H):
+            for j in range(W):
+                for c in range(C):
+                    step = sampler.logits(x, c, i, j)
+                    assert torch.allclose(step, full[:, :, c, i, j], atol=1e-4), (c, i, j)
+
+
+@pytest.mark.parametrize("name", AUTOREGRESSIVE)
+def test_cached_and_naive_sampling_draw_the_same_images(name):
+    model = tiny(name, (3, 4, 3), 4).eval()
+    a = model.sample(6, generator=torch.Generator().manual_seed(1))
+    b = model.sample(6, generator=torch.Generator().manual_seed(1), naive=True)
+    assert torch.equal(a, b)
+    # completion: the cache catches up over the known sub-pixels it is never asked about
+    prefix = torch.randint(0, 4, (6, 3, 4, 3), dtype=torch.uint8)
+    known = torch.zeros(3, 4, 3, dtype=torch.bool)
+    known[:, :2] = True
+    known[:2, 2, 1] = True  # a partly known pixel
+    a = model.sample(6, generator=torch.Generator().manual_seed(2), prefix=prefix, known=known)
+    b = model.sample(6, generator=torch.Generator().manual_seed(2), prefix=prefix, known=known, naive=True)
+    assert torch.equal(a, b) and torch.equal(a[:, known], prefix[:, known])
+
+
+@pytest.mark.parametrize("name", AUTOREGRESSIVE)
+def test_loss_reports_nats_and_bits(name):
+    model = tiny(name, (1, 4, 4), 2)
+    x = torch.randint(0, 2, (3, 1, 4, 4), dtype=torch.uint8)
+    out = model.loss(x)
+    assert out["nll"].shape == (3,)
+    assert torch.allclose(out["loss"], out["nll"].mean() / 16)
+    assert torch.allclose(out["bits_per_dim"], out["nll"] / (16 * torch.log(torch.tensor(2.0))))
+    assert model.likelihood_kind == "exact"
+
+
+@pytest.mark.parametrize("name", AUTOREGRESSIVE)
+def test_save_load_round_trip_gives_identical_log_prob(name, tmp_path):
+    model = tiny(name, (1, 4, 4), 3)
+    x = torch.randint(0, 3, (4, 1, 4, 4), dtype=torch.uint8)
+    model.save(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    loaded = genzoo.load(tmp_path / "m")
+    assert type(loaded) is type(model) and loaded.config == model.config
+    assert torch.equal(loaded.log_prob(x), model.log_prob(x))
+
+
+@pytest.mark.parametrize("name", AUTOREGRESSIVE)
+def test_fixed_seed_gives_the_same_samples(name):
+    model = tiny(name, (1, 4, 4), 3)
+    a = model.sample(5, generator=torch.Generator().manual_seed(7))
+    b = model.sample(5, generator=torch.Generator().manual_seed(7))
+    c = model.sample(5, generator=torch.Generator().manual_seed(8))
+    assert a.dtype == torch.uint8 and a.shape == (5, 1, 4, 4) and int(a.max()) < 3
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("name", AUTOREGRESSIVE)
+def test_runs_in_float64(name):
+    model = tiny(name, (1, 4, 4), 3).double()
+    x = torch.randint(0, 3, (2, 1, 4, 4), dtype=torch.uint8)
+    assert model.log_prob(x).dtype == torch.float64
+    assert model.sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 1, 4, 4)
+
+
+@pytest.mark.parametrize("name,bad,match", [
+    ("row-lstm", dict(input_kernel=4), "odd"),
+    ("diagonal-bilstm", dict(hidden_channels=0), "positive"),
+    ("pixel-transformer", dict(embed_dim=10, num_heads=4), "multiple of num_heads"),
+])
+def test_config_validation(name, bad, match):
+    with pytest.raises(genzoo.GenzooError, match=match):
+        genzoo.models.build(name, image_shape=(1, 4, 4), levels=2, **bad)
