@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from genzoo.checkpoint import load_weights
 from genzoo.errors import GenzooError
 from genzoo.trainer import TrainConfig, Trainer, lr_at
 
@@ -42,9 +43,34 @@ def test_any_module_with_a_loss_trains(tmp_path):
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 30
 
 
-def test_a_nan_loss_stops_training_with_a_clear_error(tmp_path):
-    with pytest.raises(GenzooError, match="diverged"):
-        Trainer(Tiny(bad=True), data(16), data(4), TrainConfig(epochs=1, batch_size=4), tmp_path).fit()
+def test_a_run_of_nan_losses_stops_training_with_a_clear_error(tmp_path):
+    with pytest.raises(GenzooError, match="diverged: 5 steps in a row"):
+        Trainer(Tiny(bad=True), data(16), data(4), TrainConfig(epochs=3, batch_size=4, max_bad_steps=5), tmp_path).fit()
+    assert not (tmp_path / "checkpoint.json").exists() or all(
+        torch.isfinite(t).all() for t in load_weights(tmp_path / "model.safetensors").values())
+
+
+class PlantedNaN(Tiny):
+    """NaN loss on any batch holding the planted value 3 (no real datum is 3)."""
+
+    def loss(self, x, y=None):
+        out = super().loss(x.clamp(max=2), y)
+        if bool((x == 3).any()):
+            out = {k: v * float("nan") for k, v in out.items()}
+        return out
+
+
+def test_a_planted_nan_batch_is_skipped_counted_and_never_written(tmp_path):
+    x, y = data(64)
+    x[5] = 3  # one poisoned image: each epoch exactly one batch of 16 holds it
+    model = PlantedNaN()
+    records = Trainer(model, (x, y), data(16), TrainConfig(epochs=3, batch_size=16, lr=0.1, warmup_steps=0),
+                      tmp_path).fit()
+    assert [r["skipped_steps"] for r in records] == [1, 1, 1]
+    assert all(math.isfinite(r["test_nll"]) and math.isfinite(r["train_nll"]) for r in records)
+    assert torch.isfinite(model.w).all()
+    assert all(torch.isfinite(t).all() for t in load_weights(tmp_path / "model.safetensors").values())
+    assert [json.loads(line)["skipped_steps"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 1, 1]
 
 
 def test_schedule_warms_up_then_decays_to_the_floor():

@@ -3,6 +3,7 @@
     genzoo list
     genzoo train MODEL --data NAME --out DIR [options]    |   genzoo train --resume DIR
     genzoo eval DIR          genzoo sample DIR -n N -o FILE.png      genzoo complete DIR -o FILE.png
+    genzoo interpolate DIR -o FILE.png      genzoo toy nice|realnvp --data moons -o FILE.png
 
 A bad argument, a missing run folder or a bad file prints one line on stderr and exits
 with status 2; nothing already written is touched. Under ``torchrun`` the train command
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import __version__, data, images, likelihood, models
+from . import __version__, data, images, likelihood, models, toy
 from . import checkpoint as ckpt
 from .errors import GenzooError
 from .trainer import CHECKPOINT_RECORD, PRECISIONS, TrainConfig, Trainer, autocast
@@ -120,6 +121,8 @@ def build_parser(argv) -> argparse.ArgumentParser:
         ("--checkpoint-every", _number(int, 0), "also checkpoint every N steps"),
         ("--checkpoint-minutes", _number(float, 0), "also checkpoint after this much training time; 0 = off"),
         ("--precision", _choice(PRECISIONS), "bf16: mixed-precision forward pass (GPU, or a CPU with AVX512-BF16/AMX)"),
+        ("--max-bad-steps", _number(int, 1), "steps in a row with a non-finite loss or gradient (each skipped) "
+                                             "that stop the run"),
     ]:
         default = getattr(d, flag[2:].replace("-", "_"))
         train_opts.add_argument(flag, type=kind, default=None, help=f"{help_ + '; ' if help_ else ''}default {default}")
@@ -162,6 +165,23 @@ def build_parser(argv) -> argparse.ArgumentParser:
     c.add_argument("--seed", type=_number(int, 0), default=0)
     c.add_argument("--naive", action="store_true", help="one full pass per sub-pixel instead of the cached sampler")
     _add_common(c)
+
+    i = sub.add_parser("interpolate", help="decode the straight line between two test images' codes (models with encode)")
+    i.add_argument("dir")
+    i.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    i.add_argument("--pairs", type=_number(int, 1, 32), default=4, help="rows: pairs of test images")
+    i.add_argument("--steps", type=_number(int, 2, 32), default=8, help="columns: points from one image to the other")
+    i.add_argument("--data", help="dataset (default: the run's)")
+    i.add_argument("--data-dir")
+    _add_common(i)
+
+    y = sub.add_parser("toy", help="train a 2-D flow in seconds and plot data, density and samples")
+    y.add_argument("model", choices=toy.KINDS)
+    y.add_argument("--data", choices=toy.DATASETS, default="moons")
+    y.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    y.add_argument("--steps", type=_number(int, 1, 100000), default=1500)
+    y.add_argument("--seed", type=_number(int, 0), default=0)
+    _add_common(y)
     return parser
 
 
@@ -439,7 +459,44 @@ def cmd_complete(args):
     return 0
 
 
-COMMANDS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "complete": cmd_complete}
+@torch.no_grad()
+def cmd_interpolate(args):
+    images.check_png_path(args.output)
+    device = _apply_common(args)
+    model, run = _load_run(args.dir)
+    if not (hasattr(model, "encode") and hasattr(model, "decode")):
+        raise GenzooError(f"{model.name} has no latent code to interpolate in (flows and latent-variable models do)")
+    spec = _data_spec(args, run)
+    ds, levels, _ = data.prepare(spec, "test")
+    _check_fits(model, ds, levels)
+    if len(ds) < 2 * args.pairs:
+        raise GenzooError(f"--pairs {args.pairs}: the test split has only {len(ds)} images")
+    model.to(device)
+    x = ds.images[: 2 * args.pairs].to(device)
+    z = model.encode(x)
+    z0, z1 = z[0::2], z[1::2]  # (pairs, ...)
+    t = torch.linspace(0, 1, args.steps, dtype=z.dtype, device=device).view(1, -1, *([1] * (z.dim() - 1)))
+    path = (1 - t) * z0[:, None] + t * z1[:, None]  # (pairs, steps, ...): the straight line in code space
+    out = model.decode(path.flatten(0, 1)).cpu()
+    H = model.image_shape[1]
+    images.save_png(images.grid(out, model.levels, nrow=args.steps, scale=images.default_scale(H)), args.output)
+    print(f"wrote {args.pairs} interpolations x {args.steps} steps to {args.output}")
+    return 0
+
+
+def cmd_toy(args):
+    images.check_png_path(args.output)
+    _apply_common(args)
+    flow, nll = toy.train_toy(args.model, args.data, steps=args.steps, seed=args.seed)
+    mass = toy.plot_toy(flow, args.data, args.output, seed=args.seed,
+                        title=f"{args.model} on {args.data}: {args.steps} steps, train NLL {nll:.3f} nats")
+    print(f"{args.model} on {args.data}: train NLL {nll:.3f} nats/point after {args.steps} steps; "
+          f"density mass on the plotted grid {mass:.3f}; wrote {args.output}")
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "complete": cmd_complete,
+            "interpolate": cmd_interpolate, "toy": cmd_toy}
 
 
 def main(argv=None) -> int:

@@ -30,16 +30,30 @@ def grid(images: torch.Tensor, levels: int, nrow: int | None = None, scale: int 
     return out[0] if c == 1 else out.transpose(1, 2, 0)
 
 
-def save_png(picture: np.ndarray, path) -> None:
+def check_png_path(path) -> Path:
+    """An output PNG path: a .png name in an existing folder (checked before any work is done)."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise GenzooError(f"{path}: the output must be a .png file")
     if not path.parent.is_dir():
         raise GenzooError(f"{path.parent}: no such folder for the output")
+    return path
+
+
+def save_png(picture: np.ndarray, path) -> None:
+    path = check_png_path(path)
     if picture.ndim == 3 and picture.shape[2] not in (3,):
         raise GenzooError(f"cannot write {picture.shape[2]}-channel images as PNG (1 or 3 channels)")
     buf = io.BytesIO()
     Image.fromarray(picture).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def save_figure(fig, path, dpi: int = 80) -> None:
+    """A matplotlib figure as a PNG file, written atomically."""
+    path = check_png_path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
     atomic_write_bytes(path, buf.getvalue())
 
 

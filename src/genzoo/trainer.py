@@ -75,6 +75,7 @@ class TrainConfig:
     checkpoint_minutes: float = 10.0  # also checkpoint after this much training time; 0 = off
     compile: bool = False  # torch.compile the training step's loss
     precision: str = "fp32"  # "bf16": autocast the forward pass and loss (fp32 weights, Adam state, nats)
+    max_bad_steps: int = 20  # a step with a non-finite loss or gradient is skipped; this many in a row stop the run
 
     def __post_init__(self):
         checks = {
@@ -84,7 +85,7 @@ class TrainConfig:
             "weight_decay": self.weight_decay >= 0, "eval_batch_size": self.eval_batch_size >= 1,
             "eval_limit": self.eval_limit >= 0, "checkpoint_every": self.checkpoint_every >= 0,
             "checkpoint_minutes": self.checkpoint_minutes >= 0 and math.isfinite(self.checkpoint_minutes),
-            "precision": self.precision in PRECISIONS,
+            "precision": self.precision in PRECISIONS, "max_bad_steps": self.max_bad_steps >= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -156,7 +157,7 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def _fresh_state(self) -> dict:
         return {"step": 0, "epoch": 0, "batch": 0, "train_nll_sum": 0.0, "train_loss_sum": 0.0,
-                "train_count": 0, "elapsed_s": 0.0}
+                "train_count": 0, "elapsed_s": 0.0, "skipped": 0, "bad_in_a_row": 0}
 
     def _rng_state(self) -> dict:
         np_state = np.random.get_state()
@@ -174,6 +175,10 @@ class Trainer:
 
     def save_checkpoint(self, state: dict) -> None:
         """Commit a checkpoint (rank 0 writes; every rank waits for it)."""
+        bad = [name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:  # cannot happen while bad steps are skipped; never write such a checkpoint regardless
+            raise GenzooError(f"weight {bad[0]} is not finite at step {state['step']}: checkpoint not written; "
+                              f"the last committed one is kept")
         if self.rank == 0:
             folder = self.out / "ckpt"
             folder.mkdir(parents=True, exist_ok=True)
@@ -199,7 +204,7 @@ class Trainer:
         except (KeyError, TypeError, ValueError):
             raise GenzooError(f"{self.out / CHECKPOINT_RECORD}: not a genzoo checkpoint record") from None
         ckpt.load_state_into(self.model, ckpt.load_weights(weights), weights)
-        state = ckpt.load_trainer_state(trainer)
+        state = {**self._fresh_state(), **ckpt.load_trainer_state(trainer)}  # counters newer than the file start at 0
         try:
             self.optimizer.load_state_dict(state.pop("optimizer"))
             self._set_rng_state(state.pop("rng"))
@@ -252,6 +257,13 @@ class Trainer:
                 "test_bpd": float(bits_per_dim(sums[1].item() / n, self.dims)), "test_count": int(n)}
 
     # ------------------------------------------------------------------ training
+    def _bad_step(self, loss, grad_norm) -> bool:
+        """Is the loss or the gradient norm non-finite (on any rank: every rank must skip together)?"""
+        bad = (~torch.isfinite(loss.detach().float()) | ~torch.isfinite(grad_norm.float())).float()
+        if self.distributed:
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        return bool(bad)
+
     def _clock(self, state, started, last_checkpoint) -> tuple[bool, bool]:
         """(out of the --minutes budget, a --checkpoint-minutes checkpoint is due), as rank 0 sees it."""
         cfg = self.cfg
@@ -307,24 +319,33 @@ class Trainer:
                 with autocast(self.device, cfg.precision):
                     out = self.step_fn(x, y)
                 loss = out["loss"]
-                loss_value = loss.item()  # one device sync a step
-                if not math.isfinite(loss_value):
-                    raise GenzooError(f"training diverged: loss is {loss_value} at step {state['step']} "
-                                      f"(lower --lr or raise --warmup-steps); the last checkpoint is kept")
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                if cfg.grad_clip:
-                    nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                self.optimizer.step()
+                grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or math.inf)
+                if self._bad_step(loss, grad_norm):
+                    # A non-finite loss or gradient: no update (the batch and the schedule move on),
+                    # counted in metrics.jsonl; a run of them means the run has diverged.
+                    state["skipped"] += 1
+                    state["bad_in_a_row"] += 1
+                    if state["bad_in_a_row"] >= cfg.max_bad_steps:
+                        raise GenzooError(f"training diverged: {state['bad_in_a_row']} steps in a row with a non-finite "
+                                          f"loss or gradient, up to step {state['step']} (lower --lr or raise "
+                                          f"--warmup-steps); the last checkpoint is kept")
+                    self.optimizer.zero_grad(set_to_none=True)
+                else:
+                    self.optimizer.step()
+                    state["bad_in_a_row"] = 0
+                    loss_value = loss.item()  # one device sync a step
+                    state["train_loss_sum"] += loss_value * len(x)
+                    if "nll" in out:
+                        state["train_nll_sum"] += out["nll"].detach().sum().item()
+                    state["train_count"] += len(x)
                 state["step"] += 1
                 state["batch"] = b + 1
-                state["train_loss_sum"] += loss_value * len(x)
-                if "nll" in out:
-                    state["train_nll_sum"] += out["nll"].detach().sum().item()
-                state["train_count"] += len(x)
                 seen += len(x)
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_value:.4f}", bpd=f"{bits_per_dim(state['train_nll_sum'] / state['train_count'], self.dims):.4f}")
+                bar.set_postfix(loss=f"{state['train_loss_sum'] / max(1, state['train_count']):.4f}",
+                                bpd=f"{bits_per_dim(state['train_nll_sum'] / max(1, state['train_count']), self.dims):.4f}")
                 out_of_time, checkpoint_due = self._clock(state, started, last_checkpoint)
                 if out_of_time:
                     stopped = True
@@ -341,14 +362,14 @@ class Trainer:
                       "lr": lr_at(max(0, state["step"] - 1), self.total_steps, cfg),
                       "train_loss": state["train_loss_sum"] / max(1, state["train_count"]),
                       "train_nll": state["train_nll_sum"] / max(1, state["train_count"]),
-                      "images_per_s": seen * self.world / max(train_time, 1e-9)}
+                      "images_per_s": seen * self.world / max(train_time, 1e-9), "skipped_steps": state["skipped"]}
             record["train_bpd"] = float(bits_per_dim(record["train_nll"], self.dims))
             record.update(self.evaluate())
             state["elapsed_s"] += time.monotonic() - started
             started = time.monotonic()
             record["elapsed_s"] = state["elapsed_s"]
             if finished_epoch:
-                state.update(epoch=epoch + 1, batch=0, train_nll_sum=0.0, train_loss_sum=0.0, train_count=0)
+                state.update(epoch=epoch + 1, batch=0, train_nll_sum=0.0, train_loss_sum=0.0, train_count=0, skipped=0)
             self._append_metrics(record)
             self.save_checkpoint(state)
             last_checkpoint = time.monotonic()

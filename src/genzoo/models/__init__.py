@@ -5,7 +5,9 @@ from .base import GenerativeModel
 from .folder import build_from_record, load_model, model_config_record, save_model
 from .registry import build, config_fields, get, names, register
 
-from . import pixelcnn, pixelrnn, transformer  # noqa: E402,F401  (each family module registers its models)
+# Each family module registers its models; this order is the registry's (../shared/GUIDE.md).
+from . import pixelcnn, pixelrnn, transformer  # noqa: E402,F401,I001
+from . import flows  # noqa: E402,F401,I001
 
 __all__ = ["GenerativeModel", "build", "build_from_record", "config_fields", "get", "load_model",
            "model_config_record", "names", "register", "save_model"]

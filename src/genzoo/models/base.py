@@ -76,7 +76,8 @@ class GenerativeModel(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         """The floating dtype of the weights (float32, or float64 after ``.double()``)."""
-        return next(self.parameters()).dtype
+        p = next(self.parameters(), None)
+        return p.dtype if p is not None else torch.get_default_dtype()
 
     @property
     def levels(self) -> int:

@@ -1,0 +1,218 @@
+"""Normalizing flows on images: NICE and RealNVP.
+
+* NICE: Dinh, Krueger & Bengio, "NICE: Non-linear Independent Components Estimation", ICLR
+  2015 workshop (arXiv:1410.8516): additive couplings y2 = x2 + m(x1) of MLPs on the flattened
+  image, alternating halves, volume preserving (log-det 0), then a diagonal scaling
+  (log-det = sum of log-scales); a logistic prior. Published: 4.36 bits/dim on 8-bit MNIST.
+* RealNVP: Dinh, Sohl-Dickstein & Bengio, "Density estimation using Real NVP", ICLR 2017
+  (arXiv:1605.08803): affine couplings y2 = x2 exp(s(x1)) + t(x1) with ResNet s, t, on
+  checkerboard then channel-wise masks, squeezes, and a multi-scale architecture that factors
+  out half of the dimensions at each scale; a logit preprocessing; a Gaussian prior.
+  Published: 1.06 bits/dim on 8-bit MNIST.
+
+Both are continuous densities on u = (x + noise) / k in [0, 1)^D (uniform dequantization,
+noise ~ U[0, 1)^D), so the discrete image gets the bound (../shared/GUIDE.md)
+
+    -log P(x) <= E_noise[-log p(u)] + D log k,      log p(u) = log p_Z(f(u)) + log |det df/du|,
+
+``likelihood_kind = "bound"``. ``forward(u)`` returns z (one tensor of u's shape; factored-out
+parts stay in place) and the log-det of everything from u, the logit included.
+
+Recipes toward the published figures (need a GPU; NOT run to the end here; docs/RESULTS.md
+has the CPU-budget figures; they are on Fashion-MNIST here, MNIST in the papers):
+    genzoo train nice --data mnist --out runs/nice --hidden-features 1000 --num-hidden 5 \\
+        --epochs 100 --batch-size 256 --lr 1e-3
+    genzoo train realnvp --data mnist --out runs/realnvp --num-scales 3 --hidden-channels 64 \\
+        --num-blocks 8 --epochs 100 --batch-size 64 --lr 1e-3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from ..likelihood import bits_per_dim, dequantized_nll_bound
+from .base import GenerativeModel, ImageConfig, require, require_positive_ints
+from .registry import register
+from .transforms import (PRIORS, ActNorm, AdditiveCoupling, AffineCoupling, DiagonalScaling, Logit, MultiScale,
+                         Sequential, alternating_mask, channel_mask, checkerboard_mask)
+
+
+class Flow(GenerativeModel):
+    """What NICE and RealNVP share: dequantization, the bound, sampling through the inverse.
+
+    A subclass sets ``self.transform`` (u -> z, on [B, C, H, W], or on [B, D] when ``flat``) and
+    ``self.prior`` (``log_prob(z) -> [B]``, ``sample(shape)``).
+    """
+
+    likelihood_kind = "bound"
+    flat = False  # the transform works on the flattened image [B, D]
+
+    def forward(self, u):
+        """u: float [B, C, H, W] in [0, 1) -> (z [B, C, H, W], log |det dz/du| [B])."""
+        z, logdet = self.transform(u.flatten(1) if self.flat else u)
+        return z.view_as(u), logdet
+
+    def inverse(self, z):
+        """z: [B, C, H, W] -> u [B, C, H, W]."""
+        u, _ = self.transform.inverse(z.flatten(1) if self.flat else z)
+        return u.view_as(z)
+
+    def log_density(self, u):
+        """log p(u) [B], nats: the change of variables."""
+        z, logdet = self.forward(u)
+        return self.prior.log_prob(z.flatten(1) if self.flat else z) + logdet
+
+    def dequantize(self, x, generator=None):
+        """uint8 levels -> u = (x + U[0, 1)) / k, in the weights' dtype."""
+        noise = torch.rand(x.shape, generator=generator, dtype=self.dtype).to(x.device)
+        return (x.to(self.dtype) + noise) / self.levels
+
+    def loss(self, x, y=None):
+        self.check_images(x)
+        # Evaluation draws its noise from a fixed seed, so a figure is reproducible.
+        u = self.dequantize(x, None if self.training else torch.Generator().manual_seed(0))
+        nll = dequantized_nll_bound(-self.log_density(u), self.dims, self.levels)  # (B,) nats, a bound
+        return {"loss": nll.mean() / self.dims, "nll": nll, "bits_per_dim": bits_per_dim(nll.detach(), self.dims)}
+
+    def quantize(self, u):
+        return (u * self.levels).floor().clamp(0, self.levels - 1).to(torch.uint8)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0, y=None):
+        """uint8 [n, C, H, W]: z ~ prior (scaled by temperature), u = f^-1(z), x = floor(k u)."""
+        z = self.prior.sample((n, *self.image_shape), generator=generator, dtype=self.dtype,
+                              device=next(self.parameters()).device)
+        return self.quantize(self.inverse(z * temperature))
+
+    @torch.no_grad()
+    def encode(self, x):
+        """uint8 images -> z [B, C, H, W] of the cell centres u = (x + 1/2) / k."""
+        self.check_images(x)
+        return self.forward((x.to(self.dtype) + 0.5) / self.levels)[0]
+
+    @torch.no_grad()
+    def decode(self, z):
+        """z [B, C, H, W] -> uint8 images."""
+        return self.quantize(self.inverse(z))
+
+
+def _mlp(dims: int, hidden: int, num_hidden: int) -> nn.Sequential:
+    layers, width = [], dims
+    for _ in range(num_hidden):
+        layers += [nn.Linear(width, hidden), nn.ReLU()]
+        width = hidden
+    last = nn.Linear(width, dims)
+    nn.init.zeros_(last.weight)  # each coupling starts as the identity: stable first steps
+    nn.init.zeros_(last.bias)
+    return nn.Sequential(*layers, last)
+
+
+def _prior(name: str):
+    require(name in PRIORS, f"prior must be one of {', '.join(PRIORS)}, got {name!r}")
+    return PRIORS[name]()
+
+
+@dataclasses.dataclass
+class NICEConfig(ImageConfig):
+    num_couplings: int = 4  # additive couplings, alternating the even and odd halves
+    hidden_features: int = 512  # width of each coupling's MLP (1000 in the paper)
+    num_hidden: int = 4  # hidden layers of each MLP (5 in the paper)
+    prior: str = "logistic"  # logistic (the paper's) or gaussian
+    logit_alpha: float = 0.0  # > 0: the logit preprocessing first; 0: none (the paper's)
+
+    def __post_init__(self):
+        super().__post_init__()
+        require_positive_ints(self, "num_couplings", "hidden_features", "num_hidden")
+        require(self.prior in ("logistic", "gaussian"), f"prior must be logistic or gaussian, got {self.prior!r}")
+        require(isinstance(self.logit_alpha, (int, float)) and 0 <= self.logit_alpha < 0.5,
+                "logit_alpha must be in [0, 0.5)")
+
+
+@register
+class NICE(Flow):
+    """NICE (Dinh et al. 2015): additive couplings + diagonal scaling, logistic prior, a bound."""
+
+    name = "nice"
+    Config = NICEConfig
+    flat = True
+
+    def __init__(self, config: NICEConfig):
+        super().__init__(config)
+        D = self.dims
+        steps = [Logit(config.logit_alpha)] if config.logit_alpha else []
+        steps += [AdditiveCoupling(alternating_mask(D, i % 2), _mlp(D, config.hidden_features, config.num_hidden))
+                  for i in range(config.num_couplings)]
+        self.transform = Sequential(*steps, DiagonalScaling(D))
+        self.prior = _prior(config.prior)
+
+
+class ResNet(nn.Module):
+    """The coupling network of RealNVP (section 4.1): 3x3 conv, residual blocks, 3x3 conv.
+
+    [B, C, H, W] -> [B, 2C, H, W] (s_raw and t); the last convolution starts at zero, so
+    every coupling starts as the identity.
+    """
+
+    def __init__(self, channels: int, hidden: int, num_blocks: int):
+        super().__init__()
+        self.inp = nn.Conv2d(channels, hidden, 3, padding=1)
+        self.blocks = nn.ModuleList([nn.Sequential(nn.ReLU(), nn.Conv2d(hidden, hidden, 3, padding=1),
+                                                   nn.ReLU(), nn.Conv2d(hidden, hidden, 3, padding=1))
+                                     for _ in range(num_blocks)])
+        self.out = nn.Conv2d(hidden, 2 * channels, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x):
+        h = self.inp(x)
+        for block in self.blocks:
+            h = h + block(h)
+        return self.out(torch.relu(h))
+
+
+@dataclasses.dataclass
+class RealNVPConfig(ImageConfig):
+    num_scales: int = 2  # scales of the multi-scale architecture (fewer if H, W stop being even)
+    hidden_channels: int = 64  # width of each coupling's ResNet
+    num_blocks: int = 4  # residual blocks of each coupling's ResNet (8 in the paper)
+    logit_alpha: float = 0.05  # the logit preprocessing's alpha (section 4.1)
+
+    def __post_init__(self):
+        super().__post_init__()
+        require_positive_ints(self, "num_scales", "hidden_channels", "num_blocks")
+        require(isinstance(self.logit_alpha, (int, float)) and 0 < self.logit_alpha < 0.5,
+                "logit_alpha must be in (0, 0.5)")
+
+
+@register
+class RealNVP(Flow):
+    """RealNVP (Dinh et al. 2017): affine couplings, multi-scale, logit preprocessing, Gaussian prior, a bound."""
+
+    name = "realnvp"
+    Config = RealNVPConfig
+
+    def __init__(self, config: RealNVPConfig):
+        super().__init__(config)
+        self.transform = Sequential(Logit(config.logit_alpha), self._scale(config.image_shape, config.num_scales))
+        self.prior = _prior("gaussian")
+
+    def _couplings(self, shape, make_mask, parities):
+        cfg = self.config
+        steps = []
+        for p in parities:
+            steps += [ActNorm(shape[0]),
+                      AffineCoupling(make_mask(shape, p), ResNet(shape[0], cfg.hidden_channels, cfg.num_blocks), shape[0])]
+        return Sequential(*steps)
+
+    def _scale(self, shape, scales_left: int) -> MultiScale:
+        """Checkerboard x3, squeeze, channel-wise x3, factor out half, recurse; the last scale: checkerboard x4."""
+        C, H, W = shape
+        if scales_left <= 1 or H % 2 or W % 2:
+            return MultiScale(self._couplings(shape, checkerboard_mask, (0, 1, 0, 1)))
+        squeezed = (4 * C, H // 2, W // 2)
+        return MultiScale(self._couplings(shape, checkerboard_mask, (0, 1, 0)),
+                          self._couplings(squeezed, channel_mask, (0, 1, 0)),
+                          self._scale((2 * C, H // 2, W // 2), scales_left - 1))
