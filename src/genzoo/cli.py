@@ -26,9 +26,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import __version__, data, images, likelihood, models, toy
+from . import __version__, data, images, likelihood, models, probe, toy
 from . import checkpoint as ckpt
 from .errors import GenzooError
+from .models.autoencoders import CORRUPTIONS
 from .trainer import CHECKPOINT_RECORD, PRECISIONS, TrainConfig, Trainer, autocast
 
 RUN_FILE = "run.json"
@@ -141,6 +142,10 @@ def build_parser(argv) -> argparse.ArgumentParser:
     e.add_argument("--limit", type=_number(int, 1), help="first N images only")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default fp32: a bf16-trained model is scored exactly")
+    e.add_argument("--iwae-k", type=_number(int, 1, 1_000_000), help="VAE: the importance-weighted bound with K samples")
+    e.add_argument("--corruption", choices=CORRUPTIONS, default="none",
+                   help="autoencoders: reconstruct test images corrupted this way (the error is against the clean ones)")
+    e.add_argument("--noise-level", type=_number(float, 0, 1), default=0.3, help="with --corruption; default 0.3")
     _add_common(e)
 
     s = sub.add_parser("sample", help="draw samples into a PNG grid")
@@ -152,6 +157,7 @@ def build_parser(argv) -> argparse.ArgumentParser:
     s.add_argument("--label", type=_number(int, 0), help="class for a conditional model (default: cycle)")
     s.add_argument("--scale", type=_number(int, 1, 32), help="pixel upscaling in the PNG")
     s.add_argument("--naive", action="store_true", help="autoregressive models: one full pass per sub-pixel, no cache")
+    s.add_argument("--mean", action="store_true", help="VAE: the decoder's mean instead of a sample of p(x|z)")
     _add_common(s)
 
     c = sub.add_parser("complete", help="complete the lower part of test images (autoregressive models)")
@@ -174,6 +180,23 @@ def build_parser(argv) -> argparse.ArgumentParser:
     i.add_argument("--data", help="dataset (default: the run's)")
     i.add_argument("--data-dir")
     _add_common(i)
+
+    r = sub.add_parser("reconstruct", help="test images beside their reconstructions (models with encode and decode)")
+    r.add_argument("dir")
+    r.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    r.add_argument("-n", type=_number(int, 1, 256), default=16, help="test images")
+    r.add_argument("--data", help="dataset (default: the run's)")
+    r.add_argument("--data-dir")
+    r.add_argument("--seed", type=_number(int, 0), default=0, help="of the corruption, for a denoising model")
+    _add_common(r)
+
+    pr = sub.add_parser("probe", help="logistic regression on frozen codes vs raw pixels, PCA, random projection")
+    pr.add_argument("dir")
+    pr.add_argument("--data", help="dataset (default: the run's)")
+    pr.add_argument("--data-dir")
+    pr.add_argument("--limit", type=_number(int, 10), help="first N training images only (default: all)")
+    pr.add_argument("--json", action="store_true")
+    _add_common(pr)
 
     y = sub.add_parser("toy", help="train a 2-D flow in seconds and plot data, density and samples")
     y.add_argument("model", choices=toy.KINDS)
@@ -371,6 +394,10 @@ def cmd_train(args):
 def cmd_eval(args):
     device = _apply_common(args)
     model, run = _load_run(args.dir)
+    if args.iwae_k and "k" not in inspect.signature(model.log_prob).parameters:
+        raise GenzooError(f"--iwae-k: {model.name} has no importance-weighted bound (the VAE does)")
+    if args.corruption != "none" and not hasattr(model, "reconstruction_error"):
+        raise GenzooError(f"--corruption: {model.name} is not an autoencoder")
     spec = _data_spec(args, run)
     ds, levels, _ = data.prepare(spec, args.split)
     _check_fits(model, ds, levels)
@@ -378,13 +405,42 @@ def cmd_eval(args):
     x, y = ds.images, ds.labels
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]
-    total = 0.0
-    for chunk in torch.arange(len(x)).split(args.batch_size):
+    batch = min(args.batch_size, 16) if args.iwae_k else args.batch_size  # K samples per image in memory
+    g = torch.Generator().manual_seed(0)
+    sums: dict[str, float] = {}
+    for chunk in tqdm(torch.arange(len(x)).split(batch), desc="evaluating", disable=None, file=sys.stderr, leave=False):
+        xb, yb = x[chunk].to(device), y[chunk].to(device)
         with autocast(device, args.precision):
-            total += model.loss(x[chunk].to(device), y[chunk].to(device))["nll"].double().sum().item()
-    s = likelihood.summary(total / len(x), model.dims, model.likelihood_kind, len(x))
+            if args.iwae_k:
+                figures = {"nll": -model.log_prob(xb, k=args.iwae_k, generator=g)}
+            elif model.likelihood_kind == "none":
+                mse = model.reconstruction_error(xb, args.corruption, args.noise_level, generator=g)
+                figures = {"mse": mse, "near_zero": model.loss(xb)["near_zero"]}
+            else:
+                figures = {"nll": model.loss(xb, yb)["nll"]}
+        for k, v in figures.items():
+            sums[k] = sums.get(k, 0.0) + v.double().sum().item()
+    where = f"{model.name} on {spec['name']} {args.split}"
+    if model.likelihood_kind == "none":
+        mse = sums["mse"] / len(x)
+        s = {"likelihood_kind": "none", "count": len(x), "mse": mse, "psnr_db": 10 * math.log10(1 / max(mse, 1e-12)),
+             "near_zero_fraction": sums["near_zero"] / len(x), "corruption": args.corruption}
+        if args.corruption != "none":
+            s["noise_level"] = args.noise_level
+        text = (f"{where}: reconstruction MSE {mse:.5f} (per pixel, [0, 1] scale), PSNR {s['psnr_db']:.2f} dB"
+                f"{f' from {args.corruption} corruption at {args.noise_level}' if args.corruption != 'none' else ''}; "
+                f"{100 * s['near_zero_fraction']:.1f}% of code units near zero (|h| < 0.01); {len(x)} images; "
+                f"no likelihood (this model defines none)")
+    else:
+        s = likelihood.summary(sums["nll"] / len(x), model.dims, model.likelihood_kind, len(x))
+        text = f"{where}: {likelihood.describe(s)}"
+        if args.iwae_k:
+            s["iwae_k"] = args.iwae_k
+            text += f", IWAE bound with K = {args.iwae_k}"
+        elif "k" in inspect.signature(model.log_prob).parameters:
+            text += ", the ELBO (analytic KL; --iwae-k K for the tighter bound)"
     s.update(model=model.name, data=spec["name"], split=args.split, precision=args.precision)
-    print(json.dumps(s) if args.json else f"{model.name} on {spec['name']} {args.split}: {likelihood.describe(s)}")
+    print(json.dumps(s) if args.json else text)
     return 0
 
 
@@ -419,6 +475,10 @@ def cmd_sample(args):
             raise GenzooError(f"--label: this model has {model.num_classes or 'no'} classes")
         kwargs["y"] = torch.full((args.n,), args.label)
     kwargs.update(_sampling_options(model, args))
+    if args.mean:
+        if "mean" not in inspect.signature(model.sample).parameters:
+            raise GenzooError(f"--mean: {model.name} has no decoder mean (the VAE does)")
+        kwargs["mean"] = True
     with _row_progress(model, kwargs, "sampling"):
         x = model.sample(args.n, generator=g, **kwargs)
     images.save_png(images.grid(x, model.levels, scale=args.scale or images.default_scale(x.shape[2])), args.output)
@@ -463,12 +523,7 @@ def cmd_complete(args):
 def cmd_interpolate(args):
     images.check_png_path(args.output)
     device = _apply_common(args)
-    model, run = _load_run(args.dir)
-    if not (hasattr(model, "encode") and hasattr(model, "decode")):
-        raise GenzooError(f"{model.name} has no latent code to interpolate in (flows and latent-variable models do)")
-    spec = _data_spec(args, run)
-    ds, levels, _ = data.prepare(spec, "test")
-    _check_fits(model, ds, levels)
+    model, ds = _latent_model_and_test_split(args, "interpolate in")
     if len(ds) < 2 * args.pairs:
         raise GenzooError(f"--pairs {args.pairs}: the test split has only {len(ds)} images")
     model.to(device)
@@ -484,6 +539,73 @@ def cmd_interpolate(args):
     return 0
 
 
+def _latent_model(model, what):
+    if not (hasattr(model, "encode") and hasattr(model, "decode")):
+        raise GenzooError(f"{model.name} has no code to {what} (autoencoders, the VAE and flows do)")
+
+
+def _latent_model_and_test_split(args, what):
+    """The run's model (one with a code) and the test split it was trained on, checked to fit."""
+    model, run = _load_run(args.dir)
+    _latent_model(model, what)
+    ds, levels, _ = data.prepare(_data_spec(args, run), "test")
+    _check_fits(model, ds, levels)
+    return model, ds
+
+
+@torch.no_grad()
+def cmd_reconstruct(args):
+    images.check_png_path(args.output)
+    device = _apply_common(args)
+    model, ds = _latent_model_and_test_split(args, "reconstruct from")
+    model.to(device)
+    x = ds.images[: args.n].to(device)
+    columns = [x]
+    if getattr(model.config, "corruption", "none") != "none":  # a denoising model: clean, corrupted, reconstructed
+        u = model.corrupted(x, torch.Generator().manual_seed(args.seed))
+        columns.append((u * (model.levels - 1)).round().to(torch.uint8))
+        columns.append((model.reconstruction(u)[0] * (model.levels - 1)).round().to(torch.uint8))
+    else:
+        columns.append(model.decode(model.encode(x)))
+    pic = torch.stack(columns, dim=1).flatten(0, 1).cpu()  # (n * columns, C, H, W): one row per image
+    images.save_png(images.grid(pic, model.levels, nrow=len(columns), scale=images.default_scale(model.image_shape[1])),
+                    args.output)
+    print(f"wrote {len(x)} test images x ({'original, corrupted, reconstruction' if len(columns) == 3 else 'original, reconstruction'}) "
+          f"to {args.output}")
+    return 0
+
+
+@torch.no_grad()
+def cmd_probe(args):
+    device = _apply_common(args)
+    model, run = _load_run(args.dir)
+    _latent_model(model, "probe")
+    spec = _data_spec(args, run)
+    train_ds, levels, _ = data.prepare(spec, "train")
+    test_ds, _, _ = data.prepare(spec, "test")
+    _check_fits(model, train_ds, levels)
+    if not train_ds.num_classes:
+        raise GenzooError(f"{spec['name']} has no labels to probe with")
+    model.to(device)
+    n = args.limit or len(train_ds)
+
+    def codes(x):
+        return torch.cat([model.encode(c.to(device)).flatten(1).cpu() for c in x.split(256)]).double().numpy()
+
+    result = probe.compare(codes(train_ds.images[:n]), train_ds.labels[:n].numpy(), codes(test_ds.images),
+                           test_ds.labels.numpy(), train_ds.images[:n].flatten(1).double().numpy() / (levels - 1),
+                           test_ds.images.flatten(1).double().numpy() / (levels - 1))
+    result.update(model=model.name, data=spec["name"], train_images=n, test_images=len(test_ds))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"linear probe (logistic regression) on {spec['name']}: {n} train, {len(test_ds)} test images; test accuracy:")
+        for name in ("codes", "raw_pixels", "pca", "random_projection"):
+            r = result[name]
+            print(f"  {name.replace('_', ' '):18s} width {r['width']:5d}: accuracy {r['accuracy']:.4f}")
+    return 0
+
+
 def cmd_toy(args):
     images.check_png_path(args.output)
     _apply_common(args)
@@ -496,7 +618,7 @@ def cmd_toy(args):
 
 
 COMMANDS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "complete": cmd_complete,
-            "interpolate": cmd_interpolate, "toy": cmd_toy}
+            "interpolate": cmd_interpolate, "reconstruct": cmd_reconstruct, "probe": cmd_probe, "toy": cmd_toy}
 
 
 def main(argv=None) -> int:

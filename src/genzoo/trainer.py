@@ -240,21 +240,30 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def evaluate(self) -> dict:
-        """Mean test loss and nll (nats/image) over the test split, summed across ranks."""
+        """Means over the test split, summed across ranks: test_loss, and for every per-image entry
+        of ``loss`` ([B], e.g. nll in nats, or a reconstruction error) test_<name>; test_bpd from nll."""
         self.model.eval()
         idx = torch.arange(self.rank, len(self.test_images), self.world)
-        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss*n, nll, n
+        names, sums = None, None
         for chunk in idx.split(self.cfg.eval_batch_size):
             out = self.model.loss(self.test_images[chunk], self.test_labels[chunk])
-            sums[0] += out["loss"].double() * len(chunk)
-            sums[1] += out["nll"].double().sum() if "nll" in out else math.nan
-            sums[2] += len(chunk)
+            if names is None:
+                names = sorted(k for k, v in out.items() if k != "loss" and v.dim() == 1 and len(v) == len(chunk))
+                sums = torch.zeros(2 + len(names), dtype=torch.float64, device=self.device)  # n, loss*n, per-image sums
+            sums[0] += len(chunk)
+            sums[1] += out["loss"].double() * len(chunk)
+            for i, k in enumerate(names):
+                sums[2 + i] += out[k].double().sum()
         if self.distributed:
             dist.all_reduce(sums)
         self.model.train()
-        n = sums[2].item()
-        return {"test_loss": sums[0].item() / n, "test_nll": sums[1].item() / n,
-                "test_bpd": float(bits_per_dim(sums[1].item() / n, self.dims)), "test_count": int(n)}
+        n = sums[0].item()
+        record = {"test_loss": sums[1].item() / n, "test_count": int(n)}
+        record.update({f"test_{k}": sums[2 + i].item() / n for i, k in enumerate(names)})
+        if "test_nll" in record:
+            record["test_bpd"] = float(bits_per_dim(record["test_nll"], self.dims))
+        record.pop("test_bits_per_dim", None)  # the same figure as test_bpd
+        return record
 
     # ------------------------------------------------------------------ training
     def _bad_step(self, loss, grad_norm) -> bool:
@@ -365,6 +374,8 @@ class Trainer:
                       "images_per_s": seen * self.world / max(train_time, 1e-9), "skipped_steps": state["skipped"]}
             record["train_bpd"] = float(bits_per_dim(record["train_nll"], self.dims))
             record.update(self.evaluate())
+            if "test_nll" not in record:  # the model reports no likelihood: no nats to show
+                del record["train_nll"], record["train_bpd"]
             state["elapsed_s"] += time.monotonic() - started
             started = time.monotonic()
             record["elapsed_s"] = state["elapsed_s"]
@@ -374,7 +385,13 @@ class Trainer:
             self.save_checkpoint(state)
             last_checkpoint = time.monotonic()
             records.append(record)
+            if "test_nll" in record:
+                scores = (f"train {record['train_bpd']:.4f} bpd, test {record['test_nll']:.3f} nats "
+                          f"= {record['test_bpd']:.4f} bpd")
+            else:  # a model without a likelihood: its loss and per-image figures
+                scores = f"test loss {record['test_loss']:.5f}" + "".join(
+                    f", {k[5:]} {v:.5f}" for k, v in record.items() if k.startswith("test_") and k not in (
+                        "test_loss", "test_count"))
             self.log(f"epoch {record['epoch']}{' (stopped early: time budget)' if not finished_epoch else ''} "
-                     f"step {record['step']}: train {record['train_bpd']:.4f} bpd, test {record['test_nll']:.3f} nats "
-                     f"= {record['test_bpd']:.4f} bpd ({record['test_count']} images), {record['images_per_s']:.0f} img/s")
+                     f"step {record['step']}: {scores} ({record['test_count']} images), {record['images_per_s']:.0f} img/s")
         return records

@@ -7,6 +7,7 @@ from .registry import build, config_fields, get, names, register
 
 # Each family module registers its models; this order is the registry's (../shared/GUIDE.md).
 from . import pixelcnn, pixelrnn, transformer  # noqa: E402,F401,I001
+from . import autoencoders, vae  # noqa: E402,F401,I001
 from . import flows  # noqa: E402,F401,I001
 
 __all__ = ["GenerativeModel", "build", "build_from_record", "config_fields", "get", "load_model",

@@ -22,9 +22,11 @@ Transformer. Both draw the same images for the same generator.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from ..likelihood import bits_per_dim, categorical_nll
 from .base import GenerativeModel
+from .layers import pointwise
 
 
 class AutoregressiveModel(GenerativeModel):
@@ -115,7 +117,16 @@ class IncrementalSampler:
 
     def __init__(self, model: AutoregressiveModel):
         self.C, self.H, self.W = model.image_shape
+        self.k = model.levels
         self.done = 0  # pixels (raster index) whose stored activations are final
+        # the model's layers.output_head (ReLU, 1x1, ReLU, 1x1) as two (weight, bias) pairs
+        self.head = (pointwise(model.head[1]), pointwise(model.head[3]))
+
+    def head_logits(self, v: torch.Tensor) -> torch.Tensor:
+        """The output head at one pixel: features [n, channels] -> logits [n, k, C]."""
+        (w1, b1), (w2, b2) = self.head
+        out = F.linear(F.relu(F.linear(F.relu(v), w1, b1)), w2, b2)  # (n, C*k)
+        return out.view(-1, self.C, self.k).transpose(1, 2)
 
     def compute_pixel(self, x, i, j) -> torch.Tensor:
         raise NotImplementedError

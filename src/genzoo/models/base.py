@@ -46,6 +46,12 @@ def require_positive_ints(cfg, *fields: str) -> None:
         require(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"{f} must be a positive integer, got {v!r}")
 
 
+def require_num_classes(cfg) -> None:
+    """num_classes: 0 (unconditional) or the number of classes of a class-conditional model."""
+    v = cfg.num_classes
+    require(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"num_classes must be an integer >= 0, got {v!r}")
+
+
 def require_odd_kernels(cfg, *fields: str, minimum: int = 1) -> None:
     for f in fields:
         v = getattr(cfg, f)

@@ -27,7 +27,8 @@ from torch import nn
 
 from .registry import register
 from .autoregressive import AutoregressiveModel, IncrementalSampler
-from .base import ImageConfig, require, require_channel_multiple, require_odd_kernels, require_positive_ints
+from .base import (ImageConfig, require_channel_multiple, require_num_classes, require_odd_kernels,
+                   require_positive_ints)
 from .layers import (MaskedConv2d, VerticalConv2d, conv_at, effective_weight, output_head, pointwise, shift_down,
                      to_logits)
 
@@ -97,12 +98,11 @@ class _PixelCNNSampler(IncrementalSampler):
 
     def __init__(self, model: PixelCNN, n: int):
         super().__init__(model)
-        self.k, h, ref = model.levels, model.config.hidden_channels, model.first.weight
+        h, ref = model.config.hidden_channels, model.first.weight
         self.first = (effective_weight(model.first), model.first.bias, model.config.first_kernel // 2)
         self.blocks = [(pointwise(b.net[1]), (effective_weight(b.net[3]), b.net[3].bias), pointwise(b.net[5]))
                        for b in model.blocks]
         self.mid = [ref.new_zeros(n, h, self.H, self.W) for _ in model.blocks]  # each block's kxk input
-        self.head = (pointwise(model.head[1]), pointwise(model.head[3]))
         self.p = model.config.kernel // 2
 
     def compute_pixel(self, x, i, j):
@@ -111,9 +111,7 @@ class _PixelCNNSampler(IncrementalSampler):
         for ((w1, b1), (w3, b3), (w5, b5)), mid in zip(self.blocks, self.mid):
             mid[:, :, i, j] = F.relu(F.linear(F.relu(v), w1, b1))
             v = v + F.linear(F.relu(conv_at(mid, w3, b3, i, j, self.p, self.p)), w5, b5)
-        (w1, b1), (w2, b2) = self.head
-        out = F.linear(F.relu(F.linear(F.relu(v), w1, b1)), w2, b2)  # (n, C*k)
-        return out.view(-1, self.C, self.k).transpose(1, 2)  # (n, k, C)
+        return self.head_logits(v)  # (n, k, C)
 
 
 # ----------------------------------------------------------------------------- Gated PixelCNN
@@ -131,7 +129,7 @@ class GatedPixelCNNConfig(ImageConfig):
         super().__post_init__()
         require_positive_ints(self, "hidden_channels", "num_layers", "head_channels")
         require_odd_kernels(self, "first_kernel", "kernel", minimum=3)
-        require(isinstance(self.num_classes, int) and self.num_classes >= 0, "num_classes must be >= 0")
+        require_num_classes(self)
         require_channel_multiple(self, "hidden_channels")
 
 
@@ -208,7 +206,7 @@ class _GatedPixelCNNSampler(IncrementalSampler):
     def __init__(self, model: GatedPixelCNN, n: int, y):
         super().__init__(model)
         F_, ref = model.config.hidden_channels, model.head[1].weight
-        self.k, self.layers = model.levels, list(model.layers)
+        self.layers = list(model.layers)
         self.v_in = [None] + [ref.new_zeros(n, F_, self.H, self.W) for _ in self.layers[1:]]  # vertical inputs
         self.h_in = [None] + [ref.new_zeros(n, F_, self.H, self.W) for _ in self.layers]  # horizontal inputs
         self.link = [ref.new_zeros(n, 2 * F_, self.H, self.W) for _ in self.layers]  # link(v_pre), by row
@@ -217,7 +215,6 @@ class _GatedPixelCNNSampler(IncrementalSampler):
         cond = F.one_hot(y, model.num_classes).to(ref.dtype) if model.num_classes else None
         self.cond = [L.cond(cond).chunk(2, dim=1) if cond is not None else (0, 0)
                      for L in self.layers]  # (cv, ch): [n, 2F] each, added to v_pre and h_pre
-        self.head = (pointwise(model.head[1]), pointwise(model.head[3]))
 
     def finish_row(self, x, i):
         for L, layer in enumerate(self.layers):
@@ -239,6 +236,4 @@ class _GatedPixelCNNSampler(IncrementalSampler):
             h_new = F.linear(gate(h_pre), *self.out[L])  # (n, F)
             self.h_in[L + 1][:, :, i, j] = h[:, :, i, j] + h_new if layer.residual else h_new
             h = self.h_in[L + 1]
-        (w1, b1), (w2, b2) = self.head
-        out = F.linear(F.relu(F.linear(F.relu(h[:, :, i, j]), w1, b1)), w2, b2)  # (n, C*k)
-        return out.view(-1, self.C, self.k).transpose(1, 2)  # (n, k, C)
+        return self.head_logits(h[:, :, i, j])  # (n, k, C)

@@ -43,7 +43,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .autoregressive import AutoregressiveModel, IncrementalSampler
-from .base import ImageConfig, require, require_channel_multiple, require_odd_kernels, require_positive_ints
+from .base import (ImageConfig, require_channel_multiple, require_num_classes, require_odd_kernels,
+                   require_positive_ints)
 from .layers import MaskedConv2d, conv_at, effective_weight, output_head, pointwise, shift_down, skew, to_logits, unskew
 from .registry import register
 
@@ -62,7 +63,7 @@ class PixelRNNConfig(ImageConfig):
         super().__post_init__()
         require_positive_ints(self, "hidden_channels", "num_layers", "head_channels")
         require_odd_kernels(self, "first_kernel", "input_kernel", "state_kernel")
-        require(isinstance(self.num_classes, int) and self.num_classes >= 0, "num_classes must be >= 0")
+        require_num_classes(self)
         require_channel_multiple(self, "hidden_channels")
 
 
@@ -188,13 +189,12 @@ class _PixelRNNSampler(IncrementalSampler):
 
     def __init__(self, model: PixelRNN, n: int, y):
         super().__init__(model)
-        self.model, self.k, self.diagonal = model, model.levels, isinstance(model, DiagonalBiLSTM)
+        self.model, self.diagonal = model, isinstance(model, DiagonalBiLSTM)
         h, ref = model.config.hidden_channels, model.first.weight
         L = len(model.layers)
         z = lambda ch: [ref.new_zeros(n, ch, self.H, self.W) for _ in range(L)]  # noqa: E731
         self.inp, self.h, self.c = z(2 * h), z(h), z(h)  # each layer's input, and its (left) LSTM state
         self.first = (effective_weight(model.first), model.first.bias, model.config.first_kernel // 2)
-        self.head = (pointwise(model.head[1]), pointwise(model.head[3]))
         cond = F.one_hot(y, model.num_classes).to(ref.dtype) if model.num_classes else None
         self.cond = [layer.cond(cond) if cond is not None else 0 for layer in model.layers]
         if self.diagonal:  # per layer: the left direction's input-to-state, state-to-state taps and up_l
@@ -231,9 +231,7 @@ class _PixelRNNSampler(IncrementalSampler):
                 hn, cn = lstm_update(gates, self.c[L][:, :, i - 1, j] if i > 0 else 0)
                 v = v + F.linear(hn, w_up, b_up)
             self.h[L][:, :, i, j], self.c[L][:, :, i, j] = hn, cn
-        (w1, b1), (w2, b2) = self.head
-        out = F.linear(F.relu(F.linear(F.relu(v), w1, b1)), w2, b2)  # (n, C*k)
-        return out.view(-1, self.C, self.k).transpose(1, 2)  # (n, k, C)
+        return self.head_logits(v)  # (n, k, C)
 
     def finish_row(self, x, i):
         for L, layer in enumerate(self.model.layers):

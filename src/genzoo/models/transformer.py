@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .autoregressive import AutoregressiveModel
-from .base import ImageConfig, require, require_positive_ints
+from .base import ImageConfig, require, require_num_classes, require_positive_ints
 from .registry import register
 
 
@@ -46,7 +46,7 @@ class PixelTransformerConfig(ImageConfig):
         super().__post_init__()
         require_positive_ints(self, "embed_dim", "num_layers", "num_heads", "mlp_ratio")
         require(self.embed_dim % self.num_heads == 0, "embed_dim must be a multiple of num_heads")
-        require(isinstance(self.num_classes, int) and self.num_classes >= 0, "num_classes must be >= 0")
+        require_num_classes(self)
 
 
 class CausalSelfAttention(nn.Module):

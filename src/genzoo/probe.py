@@ -1,0 +1,40 @@
+"""Are a model's codes useful features? A linear probe, and the baselines it must beat.
+
+A logistic regression (scikit-learn) is fit on frozen features of the training split and
+scored on the test split, for: the model's codes (``encode``), the raw pixels, PCA of the
+pixels to the codes' width, and a Gaussian random projection of the pixels to that width.
+"""
+
+from __future__ import annotations
+
+
+
+def linear_probe(train_x, train_y, test_x, test_y) -> float:
+    """Test accuracy of a standardised multinomial logistic regression."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    clf.fit(train_x, train_y)
+    return float(clf.score(test_x, test_y))
+
+
+def compare(train_codes, train_y, test_codes, test_y, train_pixels, test_pixels, seed: int = 0) -> dict:
+    """{name: {"width", "accuracy"}} for codes, raw_pixels, pca and random_projection (same width as the codes)."""
+    from sklearn.decomposition import PCA
+    from sklearn.random_projection import GaussianRandomProjection
+
+    width = train_codes.shape[1]
+    out = {"codes": {"width": width, "accuracy": linear_probe(train_codes, train_y, test_codes, test_y)},
+           "raw_pixels": {"width": train_pixels.shape[1],
+                          "accuracy": linear_probe(train_pixels, train_y, test_pixels, test_y)}}
+    reduced = min(width, train_pixels.shape[1], len(train_pixels))
+    for name, reducer in (("pca", PCA(reduced, random_state=seed)),
+                          ("random_projection", GaussianRandomProjection(width, random_state=seed))):
+        tr = reducer.fit_transform(train_pixels)
+        out[name] = {"width": int(tr.shape[1]),
+                     "accuracy": linear_probe(tr, train_y, reducer.transform(test_pixels), test_y)}
+    return out
+
+
