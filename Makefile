@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 GENZOO := $(VENV)/bin/genzoo
 STAMP  := $(VENV)/.installed
 
-.PHONY: install data demo test bench clean
+.PHONY: install data browser demo test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,15 @@ data:
 		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) || echo "fashion-mnist: apt-get failed; skipped"; \
 	else echo "fashion-mnist: not root, skipped (downloaded on first use)"; fi
 
-# Trains a class-conditional Gated PixelCNN on the embedded 8x8 digits, evaluates it, samples and completes.
+# Headless Chromium + ChromeDriver from Debian for the report's browser test (root + apt-get; else the test skips).
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then echo "chromium: present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) || echo "chromium: apt-get failed; the browser test will skip"; \
+	else echo "chromium: not root, skipped (the browser test will skip)"; fi
+
+# Trains a class-conditional Gated PixelCNN and a VAE on the embedded 8x8 digits, evaluates,
+# samples and completes, and writes the HTML report comparing the two.
 demo: $(STAMP) data
 	rm -rf demo
 	$(GENZOO) train gated-pixelcnn --data digits --conditional --out demo/gated-pixelcnn --epochs 40 \
@@ -31,7 +39,11 @@ demo: $(STAMP) data
 	$(GENZOO) eval demo/gated-pixelcnn
 	$(GENZOO) sample demo/gated-pixelcnn -n 100 -o demo/samples.png
 	$(GENZOO) complete demo/gated-pixelcnn -n 10 --samples 4 -o demo/completions.png
+	$(GENZOO) train vae --data digits --out demo/vae --epochs 40 --latent-dim 8 --width 256 --batch-size 32 --warmup-steps 50
+	$(GENZOO) eval demo/vae --iwae-k 1000
+	$(GENZOO) report demo/gated-pixelcnn demo/vae -o demo/report.html
 	@echo "demo: outputs in demo/ (samples.png: column c is class c; completions.png: original, visible half, 4 completions)"
+	@echo "demo: open $(CURDIR)/demo/report.html (leaderboard, curves, samples, completions, reconstructions)"
 
 test: $(STAMP)
 	$(PY) -m pytest -q

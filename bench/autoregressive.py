@@ -27,7 +27,9 @@ CONFIGS = {
     "gated-pixelcnn": dict(hidden_channels=28, num_layers=5, head_channels=64, kernel=3),  # 80,974
     "row-lstm": dict(hidden_channels=24, num_layers=3, head_channels=64),  # 72,050
     "diagonal-bilstm": dict(hidden_channels=24, num_layers=3, head_channels=64),  # 69,314
-    "pixel-transformer": dict(embed_dim=44, num_layers=3, num_heads=4),  # 74,230
+    # 2 heads of 22 dims: the same parameters as 4 heads of 11, and 2x the training speed on this
+    # CPU (scaled_dot_product_attention's cost is per head here: 41 img/s with 4 heads)
+    "pixel-transformer": dict(embed_dim=44, num_layers=3, num_heads=2),  # 74,230
 }
 
 p = argparse.ArgumentParser()
@@ -60,12 +62,18 @@ def sequential_steps(name, cfg):
 
 
 def timed_sampling(model, n, seed=0):
+    """(cached seconds, naive seconds, images drawn identically by both).
+
+    The two paths compute the same logits in a different order, so they agree to float
+    rounding (about 1e-6 in log-probability), not bitwise: a draw whose uniform number falls
+    within that distance of a class boundary can go either way, and the image diverges from
+    there. The count says how often that happened."""
     t0 = time.perf_counter()
     cached = model.sample(n, generator=torch.Generator().manual_seed(seed))
     t1 = time.perf_counter()
     naive = model.sample(n, generator=torch.Generator().manual_seed(seed), naive=True)
     t2 = time.perf_counter()
-    return t1 - t0, t2 - t1, torch.equal(cached, naive)
+    return t1 - t0, t2 - t1, int((cached == naive).flatten(1).all(1).sum())
 
 
 rows = []
@@ -110,15 +118,15 @@ print(f"\n# static binarized MNIST, {args.minutes} min of training each (batch 6
       f"steps), {args.threads} threads, torch {torch.__version__}; test NLL on the full test set; "
       f"sampling {args.sample_n} images")
 print("| model | parameters | train images/s | steps | test NLL (nats, exact) | bits/dim | sample cached (s) "
-      "| sample naive (s) | speed-up | identical | sequential steps: training | sampling |")
+      "| sample naive (s) | speed-up | identical images | sequential steps: training | sampling |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for r in rows:
     print(f"| {r['model']} | {r['parameters']:,} | {r['train_images_per_s']:.0f} | {r['train_steps']} | "
           f"{r['test_nll']:.2f} | {r['test_bpd']:.4f} | {r['sample_cached_s']:.1f} | {r['sample_naive_s']:.1f} | "
-          f"{r['speedup']:.1f}x | {'yes' if r['identical'] else 'NO'} | {r['sequential_train']} | {r['sequential_sample']} |")
+          f"{r['speedup']:.1f}x | {r['identical']}/{args.sample_n} | {r['sequential_train']} | {r['sequential_sample']} |")
 if default:
     print(f"\ndefault pixelcnn ({default['parameters']:,} parameters), {args.sample_n} images: cached "
-          f"{default['cached_s']:.1f} s, naive {default['naive_s']:.1f} s, {default['speedup']:.1f}x, identical: "
-          f"{default['identical']}")
+          f"{default['cached_s']:.1f} s, naive {default['naive_s']:.1f} s, {default['speedup']:.1f}x, identical images: "
+          f"{default['identical']}/{args.sample_n}")
 Path(args.json).parent.mkdir(parents=True, exist_ok=True)
 Path(args.json).write_text(json.dumps({"rows": rows, "default_pixelcnn": default, "args": vars(args)}, indent=2))

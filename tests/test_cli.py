@@ -54,7 +54,7 @@ def test_sample_writes_a_png_grid(trained_run, tmp_path):
     out = tmp_path / "grid.png"
     assert main(["sample", str(trained_run), "-n", "9", "-o", str(out), "--seed", "3"]) == 0
     img = Image.open(out)
-    assert img.mode == "L" and img.size == (3 * 65 + 1, 3 * 65 + 1)  # 3x3 of 8x8 upscaled x8, 1px gaps
+    assert img.mode == "L" and img.size == (3 * 68 + 4, 3 * 68 + 4)  # 3x3 of 8x8 upscaled x8, 4px gaps
     again = tmp_path / "again.png"
     main(["sample", str(trained_run), "-n", "9", "-o", str(again), "--seed", "3"])
     assert out.read_bytes() == again.read_bytes()
@@ -63,7 +63,7 @@ def test_sample_writes_a_png_grid(trained_run, tmp_path):
 def test_complete_writes_a_png(trained_run, tmp_path):
     out = tmp_path / "c.png"
     assert main(["complete", str(trained_run), "-o", str(out), "-n", "2", "--samples", "2"]) == 0
-    assert Image.open(out).size == (4 * 65 + 1, 2 * 65 + 1)
+    assert Image.open(out).size == (4 * 68 + 4, 2 * 68 + 4)
 
 
 def test_list_names_models_and_datasets(capsys):
@@ -176,7 +176,7 @@ def test_each_autoregressive_model_trains_evaluates_samples_and_completes(name, 
     assert main(["sample", str(run), "-n", "4", "-o", str(naive), "--label", "3", "--naive"]) == 0
     assert cached.read_bytes() == naive.read_bytes()  # the cache changes the speed, never the images
     assert main(["complete", str(run), "-o", str(tmp_path / "c.png"), "-n", "2", "--samples", "2"]) == 0
-    assert Image.open(tmp_path / "c.png").size == (4 * 65 + 1, 2 * 65 + 1)
+    assert Image.open(tmp_path / "c.png").size == (4 * 68 + 4, 2 * 68 + 4)
     capsys.readouterr()
     assert main(["train", name, "--data", "digits", "--out", str(tmp_path / "bad"), "--num-layers", "0"]) == 2
     err = capsys.readouterr().err

@@ -181,7 +181,7 @@ def test_cli_train_eval_sample_interpolate(name, tmp_path, capsys):
     assert "<=" in capsys.readouterr().out  # a bound says it is one
     assert main(["sample", str(run), "-n", "4", "-o", str(tmp_path / "s.png"), "--temperature", "0.7"]) == 0
     assert main(["interpolate", str(run), "-o", str(tmp_path / "i.png"), "--pairs", "2", "--steps", "5"]) == 0
-    assert Image.open(tmp_path / "i.png").size == (5 * 65 + 1, 2 * 65 + 1)
+    assert Image.open(tmp_path / "i.png").size == (5 * 68 + 4, 2 * 68 + 4)
     capsys.readouterr()
     for bad in (["train", name, "--data", "digits", "--out", str(tmp_path / "b"), opts[name][0], "0"],
                 ["interpolate", str(run), "-o", str(tmp_path / "i.jpg")],

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import __version__, data, images, likelihood, models, probe, toy
+from . import __version__, data, images, likelihood, models, probe, report, tensorboard_log, toy, views
 from . import checkpoint as ckpt
 from .errors import GenzooError
 from .models.autoencoders import CORRUPTIONS
@@ -128,6 +128,8 @@ def build_parser(argv) -> argparse.ArgumentParser:
         default = getattr(d, flag[2:].replace("-", "_"))
         train_opts.add_argument(flag, type=kind, default=None, help=f"{help_ + '; ' if help_ else ''}default {default}")
     train_opts.add_argument("--compile", action="store_true", default=None, help="torch.compile the training step")
+    t.add_argument("--tensorboard", action="store_true",
+                   help="also write scalars and a sample grid per epoch to DIR/tensorboard (needs the tensorboard package)")
     _add_common(t)
     # The model's own options, when the model is named on the command line.
     if len(argv) >= 2 and argv[0] == "train" and argv[1] in models.names():
@@ -197,6 +199,15 @@ def build_parser(argv) -> argparse.ArgumentParser:
     pr.add_argument("--limit", type=_number(int, 10), help="first N training images only (default: all)")
     pr.add_argument("--json", action="store_true")
     _add_common(pr)
+
+    rp = sub.add_parser("report", help="one self-contained HTML page comparing run folders (nothing is retrained)")
+    rp.add_argument("dirs", nargs="+", metavar="DIR")
+    rp.add_argument("-o", "--output", required=True, metavar="FILE.html")
+    rp.add_argument("--samples", type=_number(int, 1, 256), default=16, help="samples drawn per run (default 16)")
+    rp.add_argument("--seed", type=_number(int, 0), default=0)
+    rp.add_argument("--ood", metavar="NAME", help="also score each run on dataset NAME's test split (same shape and levels)")
+    rp.add_argument("--ood-limit", type=_number(int, 1), default=1000, help="images per set for --ood (default 1000)")
+    _add_common(rp)
 
     y = sub.add_parser("toy", help="train a 2-D flow in seconds and plot data, density and samples")
     y.add_argument("model", choices=toy.KINDS)
@@ -321,7 +332,7 @@ def cmd_train(args):
         run = ckpt.read_json(out / RUN_FILE)
         given = _given_train_options(args)
         fixed = sorted(set(given) - set(RESUMABLE_OPTIONS)) + [
-            o for o in ("levels", "binarize", "data_dir", "conditional") if getattr(args, o)]
+            o for o in ("levels", "binarize", "data_dir", "conditional", "tensorboard") if getattr(args, o)]
         if fixed:
             raise GenzooError(f"--resume continues the run as launched; it cannot change --{fixed[0].replace('_', '-')} "
                               f"(only {', '.join('--' + o.replace('_', '-') for o in RESUMABLE_OPTIONS)}, --threads, --device)")
@@ -333,6 +344,7 @@ def cmd_train(args):
         except (KeyError, TypeError):
             raise GenzooError(f"{out / RUN_FILE}: not a genzoo run record") from None
         record = ckpt.read_json(out / ckpt.CONFIG_FILE)
+        tensorboard = bool(run.get("tensorboard"))
     else:
         if not args.model:
             raise GenzooError(f"train: name a model ({', '.join(models.names())}) or --resume DIR")
@@ -343,6 +355,9 @@ def cmd_train(args):
         _check_new_run_folder(out)
         tcfg = TrainConfig(**_given_train_options(args))
         spec = {"name": args.data, "data_dir": args.data_dir, "levels": args.levels, "binarize": args.binarize or "none"}
+        tensorboard = args.tensorboard
+    if tensorboard:
+        tensorboard_log.require_tensorboard()
     device = _device(args.device)
     _bf16_note(tcfg.precision, device)
     rank, world, local = _distributed_init()
@@ -375,16 +390,22 @@ def cmd_train(args):
         else:
             ckpt.create_folder(out, {
                 RUN_FILE: ckpt.json_bytes({"model": args.model, "data": spec, "train": dataclasses.asdict(tcfg),
-                                           "threads": args.threads, "genzoo_version": __version__}),
+                                           "threads": args.threads, "tensorboard": tensorboard,
+                                           "genzoo_version": __version__}),
                 ckpt.CONFIG_FILE: ckpt.json_bytes(models.model_config_record(model))})
         nparams = sum(p.numel() for p in model.parameters())
         print(f"{model.name}: {nparams:,} parameters; {spec['name']} {list(train_ds.image_shape)} x {len(train_ds)} train, "
               f"{len(test_ds)} test, {levels} levels; {world} process(es) on {device}, {tcfg.precision}", flush=True)
+    if tensorboard and rank == 0:  # inside the run folder, so only once it exists
+        resumed = ckpt.read_json(out / CHECKPOINT_RECORD)["step"] if (out / CHECKPOINT_RECORD).is_file() else 0
+        trainer.on_epoch = tensorboard_log.TensorBoardLogger(model, out / "tensorboard", resume_step=resumed)
     if world > 1:
         import torch.distributed as dist
 
         dist.barrier()  # the run folder exists before any rank trains
     trainer.fit(resume=bool(args.resume))
+    if trainer.on_epoch is not None:
+        trainer.on_epoch.close()
     if world > 1:
         dist.destroy_process_group()
     return 0
@@ -490,30 +511,23 @@ def cmd_sample(args):
 def cmd_complete(args):
     device = _apply_common(args)
     model, run = _load_run(args.dir)
-    if "prefix" not in inspect.signature(model.sample).parameters:
+    if not views.can_complete(model):
         raise GenzooError(f"{model.name} does not complete images (autoregressive models do)")
     spec = _data_spec(args, run)
     ds, levels, _ = data.prepare(spec, "test")
     _check_fits(model, ds, levels)
     model.to(device)
-    C, H, W = model.image_shape
+    H = model.image_shape[1]
     rows = args.rows if args.rows is not None else H // 2
     if rows >= H:
         raise GenzooError(f"--rows must be below the image height {H}")
-    known = torch.zeros(C, H, W, dtype=torch.bool)
-    known[:, :rows] = True
     originals = ds.images[: args.n]
     labels = ds.labels[: args.n] if model.num_classes else None
-    prefix = originals.repeat_interleave(args.samples, 0)
-    y = labels.repeat_interleave(args.samples, 0) if labels is not None else None
     g = torch.Generator().manual_seed(args.seed)
     kwargs = _sampling_options(model, args)
     with _row_progress(model, kwargs, "completing"):
-        done = model.sample(len(prefix), generator=g, prefix=prefix.to(device), known=known, y=y, **kwargs).cpu()
-    masked = originals * known
-    # One row per image: original, its visible part, then the completions.
-    rows_out = torch.cat([originals[:, None], masked[:, None], done.view(args.n, args.samples, C, H, W)], 1)
-    pic = images.grid(rows_out.flatten(0, 1), model.levels, nrow=args.samples + 2, scale=images.default_scale(H))
+        out, ncol = views.completions(model, originals, rows, args.samples, labels=labels, generator=g, **kwargs)
+    pic = images.grid(out, model.levels, nrow=ncol, scale=images.default_scale(H))
     images.save_png(pic, args.output)
     print(f"wrote {args.n} images x {args.samples} completions (top {rows} rows kept) to {args.output}")
     return 0
@@ -527,20 +541,15 @@ def cmd_interpolate(args):
     if len(ds) < 2 * args.pairs:
         raise GenzooError(f"--pairs {args.pairs}: the test split has only {len(ds)} images")
     model.to(device)
-    x = ds.images[: 2 * args.pairs].to(device)
-    z = model.encode(x)
-    z0, z1 = z[0::2], z[1::2]  # (pairs, ...)
-    t = torch.linspace(0, 1, args.steps, dtype=z.dtype, device=device).view(1, -1, *([1] * (z.dim() - 1)))
-    path = (1 - t) * z0[:, None] + t * z1[:, None]  # (pairs, steps, ...): the straight line in code space
-    out = model.decode(path.flatten(0, 1)).cpu()
+    out, ncol = views.interpolations(model, ds.images[: 2 * args.pairs].to(device), args.steps)
     H = model.image_shape[1]
-    images.save_png(images.grid(out, model.levels, nrow=args.steps, scale=images.default_scale(H)), args.output)
+    images.save_png(images.grid(out, model.levels, nrow=ncol, scale=images.default_scale(H)), args.output)
     print(f"wrote {args.pairs} interpolations x {args.steps} steps to {args.output}")
     return 0
 
 
 def _latent_model(model, what):
-    if not (hasattr(model, "encode") and hasattr(model, "decode")):
+    if not views.has_code(model):
         raise GenzooError(f"{model.name} has no code to {what} (autoencoders, the VAE and flows do)")
 
 
@@ -560,18 +569,10 @@ def cmd_reconstruct(args):
     model, ds = _latent_model_and_test_split(args, "reconstruct from")
     model.to(device)
     x = ds.images[: args.n].to(device)
-    columns = [x]
-    if getattr(model.config, "corruption", "none") != "none":  # a denoising model: clean, corrupted, reconstructed
-        u = model.corrupted(x, torch.Generator().manual_seed(args.seed))
-        columns.append((u * (model.levels - 1)).round().to(torch.uint8))
-        columns.append((model.reconstruction(u)[0] * (model.levels - 1)).round().to(torch.uint8))
-    else:
-        columns.append(model.decode(model.encode(x)))
-    pic = torch.stack(columns, dim=1).flatten(0, 1).cpu()  # (n * columns, C, H, W): one row per image
-    images.save_png(images.grid(pic, model.levels, nrow=len(columns), scale=images.default_scale(model.image_shape[1])),
+    pic, names = views.reconstructions(model, x, torch.Generator().manual_seed(args.seed))
+    images.save_png(images.grid(pic, model.levels, nrow=len(names), scale=images.default_scale(model.image_shape[1])),
                     args.output)
-    print(f"wrote {len(x)} test images x ({'original, corrupted, reconstruction' if len(columns) == 3 else 'original, reconstruction'}) "
-          f"to {args.output}")
+    print(f"wrote {len(x)} test images x ({', '.join(names)}) to {args.output}")
     return 0
 
 
@@ -606,6 +607,21 @@ def cmd_probe(args):
     return 0
 
 
+@torch.no_grad()
+def cmd_report(args):
+    out = Path(args.output)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise GenzooError(f"{out}: the report must be an .html file")
+    if not out.parent.is_dir():
+        raise GenzooError(f"{out.parent}: no such folder for the report")
+    device = _apply_common(args)
+    page = report.build(args.dirs, samples=args.samples, seed=args.seed, ood=args.ood, ood_limit=args.ood_limit,
+                        device=device, log=lambda m: print(m, file=sys.stderr, flush=True))
+    ckpt.atomic_write_bytes(out, page.encode())
+    print(f"wrote {out} ({len(page) / 1e6:.1f} MB, {len(args.dirs)} run(s))")
+    return 0
+
+
 def cmd_toy(args):
     images.check_png_path(args.output)
     _apply_common(args)
@@ -618,7 +634,8 @@ def cmd_toy(args):
 
 
 COMMANDS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "complete": cmd_complete,
-            "interpolate": cmd_interpolate, "reconstruct": cmd_reconstruct, "probe": cmd_probe, "toy": cmd_toy}
+            "interpolate": cmd_interpolate, "reconstruct": cmd_reconstruct, "probe": cmd_probe, "report": cmd_report,
+            "toy": cmd_toy}
 
 
 def main(argv=None) -> int:

@@ -14,16 +14,25 @@ from .checkpoint import atomic_write_bytes
 from .errors import GenzooError
 
 
-def grid(images: torch.Tensor, levels: int, nrow: int | None = None, scale: int = 1, pad: int = 1) -> np.ndarray:
-    """uint8 levels [N, C, H, W] -> uint8 picture [rows*(H+pad)+pad, cols*(W+pad)+pad(, 3)] in 0..255."""
+GAP_VALUE = 128  # mid grey between images: visible on black backgrounds and on white ones
+
+
+def grid(images: torch.Tensor, levels: int, nrow: int | None = None, scale: int = 1, pad: int | None = None) -> np.ndarray:
+    """uint8 levels [N, C, H, W] -> uint8 picture [rows*(H+pad)+pad, cols*(W+pad)+pad(, 3)] in 0..255.
+
+    Each image is upscaled ``scale`` times (nearest neighbour) and framed by a gap of ``pad``
+    pixels (default: a quarter of an upscaled image's pixel block, at least 2), so neighbours
+    never run into each other.
+    """
     n, c, h, w = images.shape
+    pad = max(2, scale // 4 * 2) if pad is None else pad
     nrow = nrow or max(1, math.ceil(math.sqrt(n)))
     rows = math.ceil(n / nrow)
     pix = (images.long() * 255 // (levels - 1)).to(torch.uint8).cpu().numpy()  # (N, C, H, W)
     if scale > 1:
         pix = pix.repeat(scale, axis=2).repeat(scale, axis=3)
         h, w = h * scale, w * scale
-    out = np.full((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), 128, np.uint8)
+    out = np.full((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), GAP_VALUE, np.uint8)
     for i in range(n):
         r, q = divmod(i, nrow)
         out[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = pix[i]
@@ -58,4 +67,5 @@ def save_figure(fig, path, dpi: int = 80) -> None:
 
 
 def default_scale(height: int) -> int:
+    """Upscale so an image is at least 64 pixels high: an 8x8 digit is shown 8x, a 28x28 one 2x."""
     return max(1, 64 // height)

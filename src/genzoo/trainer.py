@@ -127,8 +127,9 @@ class Trainer:
     """
 
     def __init__(self, model, train, test, config: TrainConfig, out_dir, batch_transform=None,
-                 device="cpu", log=print):
+                 device="cpu", log=print, on_epoch=None):
         self.model, self.cfg, self.out = model, config, Path(out_dir)
+        self.on_epoch = on_epoch  # called on rank 0 with each metrics record once it is committed (e.g. TensorBoard)
         self.device = torch.device(device)
         self.train_images, self.train_labels = (t.to(self.device) for t in train)
         self.test_images, self.test_labels = (t.to(self.device) for t in test)
@@ -383,6 +384,10 @@ class Trainer:
                 state.update(epoch=epoch + 1, batch=0, train_nll_sum=0.0, train_loss_sum=0.0, train_count=0, skipped=0)
             self._append_metrics(record)
             self.save_checkpoint(state)
+            if self.on_epoch is not None and self.rank == 0:
+                t_hook = time.monotonic()
+                self.on_epoch(record)  # it must not touch the global RNG (resumes stay bitwise)
+                started += time.monotonic() - t_hook  # and its time is not training time
             last_checkpoint = time.monotonic()
             records.append(record)
             if "test_nll" in record:

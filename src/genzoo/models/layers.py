@@ -119,17 +119,20 @@ def skew(x: torch.Tensor) -> torch.Tensor:
     """Shift row i right by i, so each diagonal of the image becomes a column (PixelRNN section 3.2).
 
     [B, C, H, W] -> [B, C, H, H + W - 1], zeros outside the band: out[..., i, i + j] = x[..., i, j].
+    Done by padding and re-viewing (no per-row copies, whose backward would clone the whole
+    map once per row): padded row i starts at flat i (W + H) = i (W + H - 1) + i, which is
+    column i of row i at the shorter row length.
     """
     B, C, H, W = x.shape
-    out = x.new_zeros(B, C, H, H + W - 1)
-    for i in range(H):
-        out[:, :, i, i:i + W] = x[:, :, i]
-    return out
+    flat = F.pad(x, (0, H)).flatten(2)  # (B, C, H * (W + H))
+    return flat[:, :, : H * (W + H - 1)].view(B, C, H, W + H - 1)
 
 
 def unskew(x: torch.Tensor, W: int) -> torch.Tensor:
     """Inverse of :func:`skew`: [B, C, H, H + W - 1] -> [B, C, H, W]."""
-    return torch.stack([x[:, :, i, i:i + W] for i in range(x.shape[2])], dim=2)
+    B, C, H, _ = x.shape
+    flat = F.pad(x.flatten(2), (0, H))  # (B, C, H * (W + H)): row i of the result starts at i (W + H)
+    return flat.view(B, C, H, W + H)[..., :W]
 
 
 def pointwise(conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:

@@ -91,8 +91,8 @@ class RowLSTMLayer(nn.Module):
             gates_in = gates_in + self.cond(cond)[:, :, None, None]
         h = c = x.new_zeros(B, self.state_to_state.in_channels, W)  # (B, h, W): the row above row 0
         rows = []
-        for i in range(H):
-            h, c = lstm_update(gates_in[:, :, i] + self.state_to_state(h), c)
+        for row in gates_in.unbind(2):  # (B, 4h, W) each; unbind's backward is one stack
+            h, c = lstm_update(row + self.state_to_state(h), c)
             rows.append(h)
         return x + self.up(torch.stack(rows, dim=2))  # (B, 2h, H, W)
 
@@ -118,15 +118,17 @@ class DiagonalBiLSTMLayer(nn.Module):
         """The diagonal LSTM over skewed columns, left to right: gates_in [B, 4h, H, W] -> h [B, h, H, W]."""
         B, _, H, W = gates_in.shape
         ss = self.state_to_state[direction]
-        skewed = skew(gates_in)  # (B, 4h, H, H + W - 1)
+        # unbind: one view per skewed column, whose backward is a single stack (slicing column t
+        # out of the map in the loop would materialise a full-size gradient per step)
+        columns = skew(gates_in).unbind(3)  # H + W - 1 tensors (B, 4h, H)
         offset = (torch.arange(H + W - 1, device=gates_in.device)[None, :]
                   - torch.arange(H, device=gates_in.device)[:, None])  # (H, H+W-1): the column j of (i, t)
-        valid = ((offset >= 0) & (offset < W)).to(gates_in.dtype)
+        valid = ((offset >= 0) & (offset < W)).to(gates_in.dtype).unbind(1)
         h = c = gates_in.new_zeros(B, ss.in_channels, H)
         out = []
-        for t in range(H + W - 1):
-            h, c = lstm_update(skewed[:, :, :, t] + ss(h)[:, :, :H], c)  # ss(h)[r] = K0 h[r-1] + K1 h[r]
-            h, c = h * valid[:, t], c * valid[:, t]  # the padding outside the image stays zero
+        for t, column in enumerate(columns):
+            h, c = lstm_update(column + ss(h)[:, :, :H], c)  # ss(h)[r] = K0 h[r-1] + K1 h[r]
+            h, c = h * valid[t], c * valid[t]  # the padding outside the image stays zero
             out.append(h)
         return unskew(torch.stack(out, dim=3), W)
 

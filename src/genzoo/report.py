@@ -1,0 +1,297 @@
+"""One self-contained HTML page comparing trained runs: leaderboards, curves and pictures.
+
+Everything is read from the run folders (``run.json``, ``metrics.jsonl``, the saved model);
+nothing is retrained. Pictures are drawn from the saved models with a fixed seed. Images and
+plots are inlined as data URIs and the page carries its own CSS, so the file opens anywhere
+with no network.
+
+Ranking is honest: runs are grouped by dataset (name, levels, binarization) and never ranked
+across groups; only ``exact`` likelihoods are ranked; a ``bound`` is shown as "<= x" (the
+true NLL is at most x) and listed after them; ``none`` (autoencoders) shows reconstruction
+error and no nats.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint as ckpt
+from . import data, images, models, views
+from .errors import GenzooError
+from .likelihood import bits_per_dim
+
+RUN_FILE, METRICS_FILE = "run.json", "metrics.jsonl"
+
+
+@dataclasses.dataclass
+class Run:
+    """What the report knows about one run folder."""
+
+    name: str  # the folder's path as given
+    model: object  # the saved GenerativeModel
+    spec: dict  # run.json's data spec
+    metrics: list  # metrics.jsonl records, oldest first
+    parameters: int
+    anchor: str = "run"  # the id of its section in the page
+
+    @property
+    def kind(self) -> str:
+        return self.model.likelihood_kind
+
+    @property
+    def last(self) -> dict:
+        return self.metrics[-1] if self.metrics else {}
+
+    @property
+    def dataset(self) -> str:
+        """The leaderboard group: runs of different data are never ranked together."""
+        s = self.spec
+        extra = f", binarize {s['binarize']}" if s.get("binarize", "none") != "none" else ""
+        return f"{s.get('name', '?')}{extra} ({self.model.levels} levels, {'x'.join(map(str, self.model.image_shape))})"
+
+
+def load_run(folder) -> Run:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise GenzooError(f"{folder}: no such run folder")
+    if not (folder / RUN_FILE).is_file():
+        raise GenzooError(f"{folder}: not a run folder (no {RUN_FILE})")
+    run = ckpt.read_json(folder / RUN_FILE)
+    if not isinstance(run, dict) or not isinstance(run.get("data"), dict):
+        raise GenzooError(f"{folder / RUN_FILE}: not a genzoo run record")
+    model = models.load_model(folder)
+    metrics = []
+    if (folder / METRICS_FILE).is_file():
+        for line in (folder / METRICS_FILE).read_text().splitlines():
+            try:
+                metrics.append(json.loads(line))
+            except json.JSONDecodeError:  # a torn last line of a killed run: the trainer drops it too
+                pass
+    return Run(str(folder), model, run["data"], metrics, sum(p.numel() for p in model.parameters()))
+
+
+# -- inline pictures
+def png_uri(picture: np.ndarray) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(picture).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def figure_uri(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def grid_uri(x: torch.Tensor, levels: int, nrow: int) -> str:
+    return png_uri(images.grid(x, levels, nrow=nrow, scale=images.default_scale(x.shape[2])))
+
+
+def curves_uri(run: Run) -> str | None:
+    """Training and test curves against the step: bits/dim where the model has a likelihood, else the loss."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = run.metrics
+    if not m:
+        return None
+    key = "bpd" if "test_bpd" in m[-1] else "loss"
+    steps = [r["step"] for r in m]
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    for split in ("train", "test"):
+        ys = [r.get(f"{split}_{key}") for r in m]
+        if any(y is not None for y in ys):
+            ax.plot(steps, ys, marker="o", ms=3, label=split)
+    ax.set_xlabel("step")
+    ax.set_ylabel("bits/dim" if key == "bpd" else "loss")
+    ax.set_title(f"{run.model.name}: {'bits/dim' if key == 'bpd' else 'loss'} per epoch", fontsize=9)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return figure_uri(fig)
+
+
+# -- the per-run pictures
+def run_pictures(run: Run, test: data.Dataset, n: int, seed: int, device) -> list[tuple[str, str]]:
+    """[(caption, data URI)]: samples, and completions / reconstructions / interpolations where the model has them."""
+    model = run.model.to(device).eval()
+    levels, out = model.levels, []
+
+    def g():
+        return torch.Generator().manual_seed(seed)
+
+    try:
+        y = torch.arange(n) % model.num_classes if model.num_classes else None
+        x = model.sample(n, generator=g(), **({"y": y.to(device)} if y is not None else {})).cpu()
+        caption = f"{n} samples (seed {seed})" + (", image i of class i mod K" if y is not None else "")
+        out.append((caption, grid_uri(x, levels, nrow=min(n, 8))))
+    except GenzooError:  # autoencoders define no distribution to sample
+        pass
+    k = min(4, len(test))
+    originals = test.images[:k]
+    if views.can_complete(model):
+        rows = model.image_shape[1] // 2
+        labels = test.labels[:k] if model.num_classes else None
+        pic, ncol = views.completions(model, originals, rows, 4, labels=labels, generator=g())
+        out.append((f"completions: original, the top {rows} rows kept, 4 completions", grid_uri(pic, levels, ncol)))
+    if views.has_code(model):
+        pic, names = views.reconstructions(model, test.images[:8].to(device), g())
+        out.append(("reconstructions: " + ", ".join(names), grid_uri(pic, levels, len(names))))
+        if len(test) >= 4:
+            pic, ncol = views.interpolations(model, test.images[:4].to(device), 8)
+            out.append(("interpolations: the straight line between two test images' codes", grid_uri(pic, levels, ncol)))
+    return out
+
+
+@torch.no_grad()
+def per_image_bpd(model, x: torch.Tensor, device, batch: int = 256) -> torch.Tensor:
+    """bits/dim [N] of each image under the model (its own figure: exact or a bound)."""
+    dims = math.prod(model.image_shape)
+    return torch.cat([bits_per_dim(model.log_prob(c.to(device)).neg().cpu().double(), dims) for c in x.split(batch)])
+
+
+def checked_test_split(run: Run, name: str | None = None, what: str = "its own test data") -> data.Dataset:
+    """The test split of the run's data (or of dataset ``name`` prepared the same way), checked to fit its model."""
+    ds, levels, _ = data.prepare({**run.spec, "name": name or run.spec["name"]}, "test")
+    if tuple(ds.image_shape) != tuple(run.model.image_shape) or levels != run.model.levels:
+        raise GenzooError(f"{what}: its images ({list(ds.image_shape)}, {levels} levels) do not fit "
+                          f"{run.name} ({list(run.model.image_shape)}, {run.model.levels} levels)")
+    return ds
+
+
+def ood_section(run: Run, test: data.Dataset, other: data.Dataset, ood_name: str, limit: int, device) -> str:
+    """Per-image bits/dim on the run's own test set and on another dataset, histograms and means."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if run.kind == "none":
+        return "<p class=note>out-of-distribution: no likelihood (an autoencoder)</p>"
+    own = per_image_bpd(run.model, test.images[:limit], device)
+    far = per_image_bpd(run.model, other.images[:limit], device)
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    bins = np.linspace(float(min(own.min(), far.min())), float(max(own.max(), far.max())), 40)
+    ax.hist(own.numpy(), bins=bins, alpha=0.6, label=f"{run.spec['name']} (own test set)")
+    ax.hist(far.numpy(), bins=bins, alpha=0.6, label=ood_name)
+    ax.set_xlabel("bits/dim (lower = more likely)")
+    ax.set_ylabel("images")
+    ax.legend(fontsize=8)
+    ax.set_title(f"{run.model.name}: per-image bits/dim", fontsize=9)
+    verdict = (f"the model rates {html.escape(ood_name)} <b>more</b> likely than its own test set"
+               if far.mean() < own.mean() else f"{html.escape(ood_name)} is rated less likely, as it should be")
+    return (f"<p>out-of-distribution, {len(own)} + {len(far)} images ({run.kind}): mean {own.mean():.4f} bits/dim on "
+            f"its own test set, {far.mean():.4f} on {html.escape(ood_name)}: {verdict}.</p>"
+            f"<img alt='ood histogram' src='{figure_uri(fig)}'>")
+
+
+# -- the page
+CSS = """
+body { font-family: sans-serif; margin: 2em; max-width: 75em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #bbb; padding: 0.3em 0.6em; text-align: right; }
+th { background: #eee; } td.l, th.l { text-align: left; }
+section.run { border-top: 2px solid #ccc; margin-top: 2em; }
+figure { display: inline-block; margin: 0.5em 1em 0.5em 0; vertical-align: top; }
+figcaption { font-size: 0.85em; color: #555; max-width: 40em; }
+img { image-rendering: pixelated; }
+.note { color: #555; font-size: 0.9em; }
+"""
+
+
+def _fmt(v, spec=".3f", prefix=""):
+    return "&mdash;" if v is None else f"{prefix}{v:{spec}}"
+
+
+def leaderboard(runs: list[Run]) -> str:
+    """One table per dataset; exact figures ranked, bounds listed after them as '<= x', autoencoders last."""
+    groups: dict[str, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(r.dataset, []).append(r)
+    out = []
+    order = {"exact": 0, "bound": 1, "none": 2}
+    for name, rs in groups.items():
+        rs = sorted(rs, key=lambda r: (order[r.kind], r.last.get("test_nll", r.last.get("test_mse", math.inf))))
+        rows, rank = [], 0
+        for r in rs:
+            m = r.last
+            if r.kind == "exact":
+                rank += 1
+            shown_rank = str(rank) if r.kind == "exact" else ("bound" if r.kind == "bound" else "&mdash;")
+            nll = _fmt(m.get("test_nll"), prefix="&le; " if r.kind == "bound" else "")
+            bpd = _fmt(m.get("test_bpd"), ".4f", prefix="&le; " if r.kind == "bound" else "")
+            extra = f"reconstruction MSE {m['test_mse']:.5f}" if "test_mse" in m else ""
+            wall = m.get("elapsed_s")
+            speed = np.mean([x["images_per_s"] for x in r.metrics]) if r.metrics else None
+            rows.append(
+                f"<tr class=leader><td>{shown_rank}</td><td class=l><a href='#{r.anchor}'>{html.escape(r.name)}</a></td>"
+                f"<td class=l>{html.escape(r.model.name)}</td><td>{r.parameters:,}</td><td class=l>{r.kind}</td>"
+                f"<td>{nll}</td><td>{bpd}</td><td>{m.get('test_count', '&mdash;')}</td>"
+                f"<td>{_fmt(wall, '.1f' if wall is not None and wall < 100 else '.0f')}{' s' if wall is not None else ''}</td><td>{_fmt(speed, '.0f')}</td>"
+                f"<td class=l>{extra}</td></tr>")
+        out.append(
+            f"<h3>{html.escape(name)}</h3><table class=leaderboard><tr><th>rank</th><th class=l>run</th>"
+            "<th class=l>model</th><th>parameters</th><th class=l>likelihood</th><th>test nats/image</th>"
+            "<th>bits/dim</th><th>test images</th><th>training wall time</th><th>train images/s</th>"
+            "<th class=l>other</th></tr>" + "".join(rows) + "</table>")
+    return "\n".join(out)
+
+
+def build(folders, samples: int = 16, seed: int = 0, ood: str | None = None, ood_limit: int = 1000,
+          device=torch.device("cpu"), log=lambda msg: None) -> str:
+    """The report page as a string. Loads every run first, so a bad folder fails before any work."""
+    runs = [load_run(f) for f in folders]
+    for i, r in enumerate(runs):
+        r.anchor = f"run-{i}"
+    if not runs:
+        raise GenzooError("report: name at least one run folder")
+    if ood is not None and ood not in data.names():
+        raise GenzooError(f"--ood {ood}: unknown dataset (one of {', '.join(data.names())})")
+    # Every check before any work: a bad request is one error line and no half-done page.
+    tests = [checked_test_split(r) for r in runs]
+    others = [checked_test_split(r, ood, f"--ood {ood}") if ood is not None else None for r in runs]
+    sections = []
+    for r, test, other in zip(runs, tests, others):
+        log(f"report: {r.name}")
+        m = r.last
+        figure = ("final test figure: " + (f"{m['test_nll']:.3f} nats/image = {m['test_bpd']:.4f} bits/dim ({r.kind})"
+                                           if "test_nll" in m else
+                                           ", ".join(f"{k[5:]} {v:.5f}" for k, v in m.items()
+                                                     if k.startswith("test_") and k not in ("test_count", "test_loss")))
+                  if m else "no epoch finished yet")
+        parts = [f"<section class=run id='{r.anchor}'><h2>{html.escape(r.name)}: {html.escape(r.model.name)}</h2>",
+                 f"<p>{html.escape(r.dataset)}; {r.parameters:,} parameters; {html.escape(figure)}; "
+                 f"{len(r.metrics)} evaluation(s).</p>",
+                 f"<p class=note>config: <code>{html.escape(json.dumps(dataclasses.asdict(r.model.config)))}</code></p>"]
+        curves = curves_uri(r)
+        if curves:
+            parts.append(f"<figure><img alt='curves' src='{curves}'><figcaption>training and test curves</figcaption></figure>")
+        for caption, uri in run_pictures(r, test, samples, seed, device):
+            parts.append(f"<figure><img alt='{html.escape(caption)}' src='{uri}'>"
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        if ood is not None:
+            parts.append(ood_section(r, test, other, ood, ood_limit, device))
+        sections.append("\n".join(parts) + "</section>")
+    title = "genzoo report: " + ", ".join(r.name for r in runs)
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{CSS}</style></head><body><h1>genzoo report</h1>"
+            "<p class=note>One likelihood scale: -log P(x) of the discrete image in nats, bits/dim = nats / (D ln 2). "
+            "Only <b>exact</b> figures are ranked; a <b>bound</b> (&le;) says the true NLL is at most that much; "
+            "autoencoders have no likelihood. Runs on different data are never compared. Figures are the last "
+            "per-epoch test evaluation (its image count is shown); <code>genzoo eval</code> gives the full-test-set figure.</p>"
+            f"<h2>Leaderboards</h2>{leaderboard(runs)}" + "\n".join(sections) + "</body></html>")
