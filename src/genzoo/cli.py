@@ -257,12 +257,6 @@ def _data_spec(args, run: dict) -> dict:
     return spec
 
 
-def _check_fits(model, ds, levels):
-    if tuple(ds.image_shape) != tuple(model.image_shape) or levels != model.levels:
-        raise GenzooError(f"{ds.name} images are {list(ds.image_shape)} with {levels} levels; the model takes "
-                          f"{list(model.image_shape)} with {model.levels} levels")
-
-
 # ----------------------------------------------------------------------------- commands
 
 def cmd_list(args):
@@ -369,7 +363,7 @@ def cmd_train(args):
     torch.manual_seed(tcfg.seed)  # the initial weights are a function of --seed (a resume from step 0 rebuilds them)
     if args.resume:
         model = models.build_from_record(record, out / ckpt.CONFIG_FILE)
-        _check_fits(model, train_ds, levels)
+        data.check_fits(model, train_ds, levels)
     else:
         mcfg = {k[len("model_"):]: v for k, v in vars(args).items() if k.startswith("model_") and v is not None}
         if args.conditional:
@@ -421,7 +415,7 @@ def cmd_eval(args):
         raise GenzooError(f"--corruption: {model.name} is not an autoencoder")
     spec = _data_spec(args, run)
     ds, levels, _ = data.prepare(spec, args.split)
-    _check_fits(model, ds, levels)
+    data.check_fits(model, ds, levels)
     model.to(device)
     x, y = ds.images, ds.labels
     if args.limit:
@@ -515,7 +509,7 @@ def cmd_complete(args):
         raise GenzooError(f"{model.name} does not complete images (autoregressive models do)")
     spec = _data_spec(args, run)
     ds, levels, _ = data.prepare(spec, "test")
-    _check_fits(model, ds, levels)
+    data.check_fits(model, ds, levels)
     model.to(device)
     H = model.image_shape[1]
     rows = args.rows if args.rows is not None else H // 2
@@ -558,7 +552,7 @@ def _latent_model_and_test_split(args, what):
     model, run = _load_run(args.dir)
     _latent_model(model, what)
     ds, levels, _ = data.prepare(_data_spec(args, run), "test")
-    _check_fits(model, ds, levels)
+    data.check_fits(model, ds, levels)
     return model, ds
 
 
@@ -584,7 +578,7 @@ def cmd_probe(args):
     spec = _data_spec(args, run)
     train_ds, levels, _ = data.prepare(spec, "train")
     test_ds, _, _ = data.prepare(spec, "test")
-    _check_fits(model, train_ds, levels)
+    data.check_fits(model, train_ds, levels)
     if not train_ds.num_classes:
         raise GenzooError(f"{spec['name']} has no labels to probe with")
     model.to(device)

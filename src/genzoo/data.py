@@ -328,6 +328,13 @@ def load(name: str, split: str = "train", data_dir=None) -> Dataset:
 BINARIZE_MODES = ("none", "threshold", "dynamic")
 
 
+def check_fits(model, ds: Dataset, levels: int, where: str = "") -> None:
+    """The prepared images (``ds`` seen at ``levels``) are what ``model`` takes (its image_shape and levels)."""
+    if tuple(ds.image_shape) != tuple(model.image_shape) or levels != model.levels:
+        raise DataError(f"{where + ': ' if where else ''}{ds.name} images are {list(ds.image_shape)} with {levels} "
+                        f"levels; the model takes {list(model.image_shape)} with {model.levels} levels")
+
+
 def prepare(spec: dict, split: str):
     """Apply a run's data recipe to one split.
 

@@ -49,21 +49,42 @@ def check_png_path(path) -> Path:
     return path
 
 
-def save_png(picture: np.ndarray, path) -> None:
-    path = check_png_path(path)
+def png_bytes(picture: np.ndarray) -> bytes:
+    """A picture from :func:`grid` ([H, W] or [H, W, 3] uint8) encoded as PNG."""
     if picture.ndim == 3 and picture.shape[2] not in (3,):
         raise GenzooError(f"cannot write {picture.shape[2]}-channel images as PNG (1 or 3 channels)")
     buf = io.BytesIO()
     Image.fromarray(picture).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def save_png(picture: np.ndarray, path) -> None:
+    path = check_png_path(path)
+    atomic_write_bytes(path, png_bytes(picture))
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display is assumed anywhere)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def figure_png_bytes(fig, dpi: int = 80, **savefig_options) -> bytes:
+    """A matplotlib figure encoded as PNG; the figure is closed."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, **savefig_options)
+    pyplot().close(fig)
+    return buf.getvalue()
 
 
 def save_figure(fig, path, dpi: int = 80) -> None:
     """A matplotlib figure as a PNG file, written atomically."""
     path = check_png_path(path)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, figure_png_bytes(fig, dpi))
 
 
 def default_scale(height: int) -> int:

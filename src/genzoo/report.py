@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html
-import io
 import json
 import math
 from pathlib import Path
@@ -80,34 +79,21 @@ def load_run(folder) -> Run:
 
 
 # -- inline pictures
-def png_uri(picture: np.ndarray) -> str:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(picture).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+def png_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def figure_uri(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return png_uri(images.figure_png_bytes(fig, dpi=80, bbox_inches="tight"))
 
 
 def grid_uri(x: torch.Tensor, levels: int, nrow: int) -> str:
-    return png_uri(images.grid(x, levels, nrow=nrow, scale=images.default_scale(x.shape[2])))
+    return png_uri(images.png_bytes(images.grid(x, levels, nrow=nrow, scale=images.default_scale(x.shape[2]))))
 
 
 def curves_uri(run: Run) -> str | None:
     """Training and test curves against the step: bits/dim where the model has a likelihood, else the loss."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = images.pyplot()
     m = run.metrics
     if not m:
         return None
@@ -136,9 +122,8 @@ def run_pictures(run: Run, test: data.Dataset, n: int, seed: int, device) -> lis
         return torch.Generator().manual_seed(seed)
 
     try:
-        y = torch.arange(n) % model.num_classes if model.num_classes else None
-        x = model.sample(n, generator=g(), **({"y": y.to(device)} if y is not None else {})).cpu()
-        caption = f"{n} samples (seed {seed})" + (", image i of class i mod K" if y is not None else "")
+        x = model.sample(n, generator=g()).cpu()  # a conditional model cycles the classes: image i of class i mod K
+        caption = f"{n} samples (seed {seed})" + (", image i of class i mod K" if model.num_classes else "")
         out.append((caption, grid_uri(x, levels, nrow=min(n, 8))))
     except GenzooError:  # autoencoders define no distribution to sample
         pass
@@ -168,21 +153,15 @@ def per_image_bpd(model, x: torch.Tensor, device, batch: int = 256) -> torch.Ten
 def checked_test_split(run: Run, name: str | None = None, what: str = "its own test data") -> data.Dataset:
     """The test split of the run's data (or of dataset ``name`` prepared the same way), checked to fit its model."""
     ds, levels, _ = data.prepare({**run.spec, "name": name or run.spec["name"]}, "test")
-    if tuple(ds.image_shape) != tuple(run.model.image_shape) or levels != run.model.levels:
-        raise GenzooError(f"{what}: its images ({list(ds.image_shape)}, {levels} levels) do not fit "
-                          f"{run.name} ({list(run.model.image_shape)}, {run.model.levels} levels)")
+    data.check_fits(run.model, ds, levels, where=f"{what} ({run.name})")
     return ds
 
 
 def ood_section(run: Run, test: data.Dataset, other: data.Dataset, ood_name: str, limit: int, device) -> str:
     """Per-image bits/dim on the run's own test set and on another dataset, histograms and means."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if run.kind == "none":
         return "<p class=note>out-of-distribution: no likelihood (an autoencoder)</p>"
+    plt = images.pyplot()
     own = per_image_bpd(run.model, test.images[:limit], device)
     far = per_image_bpd(run.model, other.images[:limit], device)
     fig, ax = plt.subplots(figsize=(4.5, 3))

@@ -52,12 +52,8 @@ class TensorBoardLogger:
         was_training = self.model.training
         self.model.eval()
         try:  # a private generator: the training RNG stream is untouched
-            g = torch.Generator().manual_seed(self.seed)
-            if self.model.num_classes:  # image i of class i mod K
-                y = (torch.arange(self.samples) % self.model.num_classes).to(next(self.model.parameters()).device)
-                x = self.model.sample(self.samples, generator=g, y=y)
-            else:
-                x = self.model.sample(self.samples, generator=g)
+            # a conditional model cycles the classes: image i of class i mod K
+            x = self.model.sample(self.samples, generator=torch.Generator().manual_seed(self.seed))
         except GenzooError:  # autoencoders define no distribution to sample
             return None
         finally:

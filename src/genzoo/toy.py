@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .errors import GenzooError
-from .images import save_figure
+from .images import pyplot, save_figure
 from .models.transforms import (AdditiveCoupling, AffineCoupling, DiagonalScaling, Sequential, StandardNormal,
                                 alternating_mask)
 
@@ -105,11 +105,7 @@ def density_grid(flow: ToyFlow, lim: float = 4.0, n: int = 200):
 
 def plot_toy(flow: ToyFlow, data: str, path, seed: int = 0, title: str = "") -> float:
     """Data | learned density | samples, side by side; returns the density's mass on the plotted grid."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     g = torch.Generator().manual_seed(seed)
     real = toy_data(data, 2000, g).numpy()
     fake = flow.sample(2000, generator=g).numpy()

@@ -249,7 +249,8 @@ class Trainer:
         for chunk in idx.split(self.cfg.eval_batch_size):
             out = self.model.loss(self.test_images[chunk], self.test_labels[chunk])
             if names is None:
-                names = sorted(k for k, v in out.items() if k != "loss" and v.dim() == 1 and len(v) == len(chunk))
+                names = sorted(k for k, v in out.items()  # bits_per_dim: derived from nll below
+                               if k not in ("loss", "bits_per_dim") and v.dim() == 1 and len(v) == len(chunk))
                 sums = torch.zeros(2 + len(names), dtype=torch.float64, device=self.device)  # n, loss*n, per-image sums
             sums[0] += len(chunk)
             sums[1] += out["loss"].double() * len(chunk)
@@ -263,7 +264,6 @@ class Trainer:
         record.update({f"test_{k}": sums[2 + i].item() / n for i, k in enumerate(names)})
         if "test_nll" in record:
             record["test_bpd"] = float(bits_per_dim(record["test_nll"], self.dims))
-        record.pop("test_bits_per_dim", None)  # the same figure as test_bpd
         return record
 
     # ------------------------------------------------------------------ training
