@@ -21,8 +21,8 @@ import dataclasses
 import torch
 
 from ..errors import GenzooError
-from .base import GenerativeModel, ImageConfig, require, require_positive_ints
-from .layers import ARCHITECTURES, decoder, encoder
+from .base import GenerativeModel, ImageConfig, require
+from .layers import check_coder_config, decoder, encoder
 from .registry import register
 
 CORRUPTIONS = ("none", "gaussian", "masking", "salt-pepper")
@@ -43,14 +43,6 @@ def corrupt(u: torch.Tensor, kind: str, level: float, generator=None) -> torch.T
     return torch.where(r < level, salt.to(u.dtype), u)
 
 
-def check_image_architecture(cfg) -> None:
-    require(cfg.architecture in ARCHITECTURES, f"architecture must be one of {', '.join(ARCHITECTURES)}, "
-                                               f"got {cfg.architecture!r}")
-    _, H, W = cfg.image_shape
-    require(cfg.architecture != "conv" or (H % 4 == 0 and W % 4 == 0),
-            f"architecture conv needs H and W divisible by 4, got {H}x{W} (use mlp)")
-
-
 @dataclasses.dataclass
 class AutoencoderConfig(ImageConfig):
     latent_dim: int = 32  # larger than C*H*W: the overcomplete case
@@ -62,8 +54,7 @@ class AutoencoderConfig(ImageConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        require_positive_ints(self, "latent_dim", "width")
-        check_image_architecture(self)
+        check_coder_config(self)
         require(self.corruption in CORRUPTIONS, f"corruption must be one of {', '.join(CORRUPTIONS)}")
         require(isinstance(self.noise_level, (int, float)) and 0 <= self.noise_level <= 1, "noise_level must be in [0, 1]")
         require(isinstance(self.l1, (int, float)) and self.l1 >= 0, "l1 must be >= 0")

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import require, require_positive_ints
+
 
 def channel_groups(n: int, image_channels: int) -> torch.Tensor:
     """[n] group index of each of n feature channels: contiguous blocks, one per image channel."""
@@ -144,6 +146,16 @@ def pointwise(conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
 # Shared by the autoencoders and the VAE: image [B, C, H, W] <-> vector [B, n].
 
 ARCHITECTURES = ("mlp", "conv")
+
+
+def check_coder_config(cfg) -> None:
+    """The options :func:`encoder` and :func:`decoder` take from a config: latent_dim, width, architecture."""
+    require_positive_ints(cfg, "latent_dim", "width")
+    require(cfg.architecture in ARCHITECTURES, f"architecture must be one of {', '.join(ARCHITECTURES)}, "
+                                               f"got {cfg.architecture!r}")
+    _, H, W = cfg.image_shape
+    require(cfg.architecture != "conv" or (H % 4 == 0 and W % 4 == 0),
+            f"architecture conv needs H and W divisible by 4, got {H}x{W} (use mlp)")
 
 
 def encoder(image_shape, out_features: int, architecture: str, width: int) -> nn.Sequential:

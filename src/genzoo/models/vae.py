@@ -34,9 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from ..likelihood import at_least_fp32, bits_per_dim, categorical_nll, full_precision
-from .autoencoders import check_image_architecture
-from .base import GenerativeModel, ImageConfig, require, require_positive_ints
-from .layers import decoder, encoder
+from .base import GenerativeModel, ImageConfig, require
+from .layers import check_coder_config, decoder, encoder
 from .registry import register
 
 DECODERS = ("auto", "bernoulli", "categorical", "logistic")
@@ -80,8 +79,7 @@ class VAEConfig(ImageConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        require_positive_ints(self, "latent_dim", "width")
-        check_image_architecture(self)
+        check_coder_config(self)
         require(self.decoder_likelihood in DECODERS, f"decoder_likelihood must be one of {', '.join(DECODERS)}")
         require(self.decoder_likelihood != "bernoulli" or self.levels == 2, "a bernoulli decoder needs levels = 2")
         require(isinstance(self.beta, (int, float)) and self.beta > 0, "beta must be > 0")
