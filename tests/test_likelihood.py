@@ -33,3 +33,19 @@ def test_summary_states_the_kind():
     assert "=" in L.describe(L.summary(1.0, 4, "exact", 1))
     with pytest.raises(ValueError):
         L.summary(1.0, 4, "approximately", 1)
+
+
+@pytest.mark.parametrize("levels", [2, 4, 17, 256])
+def test_level_conversions_round_trip_and_dequantize_stays_in_its_cell(levels):
+    from genzoo.models.base import dequantize, from_signed, from_unit, to_signed, to_unit
+
+    x = torch.arange(levels, dtype=torch.uint8).view(1, 1, 1, levels)
+    u, v = to_unit(x, levels), to_signed(x, levels, torch.float64)
+    assert u.dtype == torch.float32 and v.dtype == torch.float64
+    assert u.min() == 0 and u.max() == 1 and v.min() == -1 and v.max() == 1
+    assert torch.equal(from_unit(u, levels), x) and torch.equal(from_signed(v, levels), x)
+    # a value between two levels goes to the nearer one, and nothing leaves [0, k)
+    assert torch.equal(from_unit(u + 0.4 / (levels - 1), levels), x)
+    assert from_unit(torch.tensor([-0.5, 1.5]), levels).tolist() == [0, levels - 1]
+    d = dequantize(x, levels, torch.Generator().manual_seed(0))
+    assert d.dtype == torch.float32 and torch.equal((d * levels).floor().to(torch.uint8), x)

@@ -1,8 +1,8 @@
 """Durable file I/O below everything else: atomic writes, JSON, safetensors weights, trainer state.
 
 Knows nothing about models (the model folder, config.json + model.safetensors, lives in
-``models/folder.py`` beside the registry); it only names the two files. Weights are only
-ever read from safetensors, so loading weights never unpickles anything.
+``models/folder.py`` beside the registry) or runs (``runs.py``); it names no file. Weights
+are only ever read from safetensors, so loading weights never unpickles anything.
 
 Trainer state (optimizer moments, step, RNG states) is written with ``torch.save`` and
 read back only with ``torch.load(weights_only=True)``, which refuses any pickle that
@@ -28,9 +28,6 @@ from safetensors.torch import load as st_load_bytes
 from safetensors.torch import save as st_save_bytes
 
 from .errors import CheckpointError
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -2,7 +2,7 @@
 
 Every dataset is a :class:`Dataset` whose ``images`` are ``uint8 [N, C, H, W]`` with
 values in ``[0, levels)``. Scaling to floats, dequantization and logits happen inside
-the models, never here (the contract in ../shared/GUIDE.md).
+the models, never here (the contract in docs/CONTRACT.md).
 
 Where files are looked up, in order: ``data_dir`` (or ``data_dir/<name>``), then
 ``$GENZOO_DATA`` (or ``$GENZOO_DATA/<name>``), then the system location (Debian's
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .errors import DataError
+from .models.base import to_unit
 
 
 @dataclass
@@ -69,22 +70,13 @@ def requantize(images: torch.Tensor, levels: int, new_levels: int) -> torch.Tens
 
 def binarize(images: torch.Tensor, levels: int, threshold: float = 0.5) -> torch.Tensor:
     """Static binarization: 1 where x / (k - 1) >= threshold."""
-    return (images.float() / (levels - 1) >= threshold).to(torch.uint8)
+    return (to_unit(images, levels) >= threshold).to(torch.uint8)
 
 
 def dynamic_binarize(images: torch.Tensor, levels: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Stochastic binarization (Salakhutdinov & Murray 2008): x_b ~ Bernoulli(x / (k - 1)), redrawn each epoch."""
-    p = images.float() / (levels - 1)
+    p = to_unit(images, levels)
     return torch.bernoulli(p, generator=generator).to(torch.uint8)
-
-
-def dequantize(images: torch.Tensor, levels: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Uniform dequantization u = (x + U[0,1)) / k in [0, 1)^D (float32).
-
-    A density p(u) then bounds the discrete likelihood: see genzoo.likelihood.
-    """
-    noise = torch.rand(images.shape, generator=generator, device=images.device)
-    return (images.float() + noise) / levels
 
 
 # ----------------------------------------------------------------------------- file formats

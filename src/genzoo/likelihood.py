@@ -1,4 +1,4 @@
-"""The one likelihood scale every model reports on (../shared/GUIDE.md, "One likelihood scale").
+"""The one likelihood scale every model reports on (docs/CONTRACT.md, "One likelihood scale").
 
 * ``nll`` is -log P(x) in nats per image for the *discrete* image x.
 * bits/dim = nll / (D ln 2) with D = C*H*W.

@@ -1,6 +1,7 @@
 """One self-contained HTML page comparing trained runs: leaderboards, curves and pictures.
 
-Everything is read from the run folders (``run.json``, ``metrics.jsonl``, the saved model);
+Everything is read from the run folders (through :mod:`genzoo.runs`: the launch record, the
+metrics, the saved model);
 nothing is retrained. Pictures are drawn from the saved models with a fixed seed. Images and
 plots are inlined as data URIs and the page carries its own CSS, so the file opens anywhere
 with no network.
@@ -18,64 +19,18 @@ import dataclasses
 import html
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import checkpoint as ckpt
-from . import data, images, models, views
+from . import data, images, runs, scoring, views
 from .errors import GenzooError
 from .likelihood import bits_per_dim
-
-RUN_FILE, METRICS_FILE = "run.json", "metrics.jsonl"
-
-
-@dataclasses.dataclass
-class Run:
-    """What the report knows about one run folder."""
-
-    name: str  # the folder's path as given
-    model: object  # the saved GenerativeModel
-    spec: dict  # run.json's data spec
-    metrics: list  # metrics.jsonl records, oldest first
-    parameters: int
-    anchor: str = "run"  # the id of its section in the page
-
-    @property
-    def kind(self) -> str:
-        return self.model.likelihood_kind
-
-    @property
-    def last(self) -> dict:
-        return self.metrics[-1] if self.metrics else {}
-
-    @property
-    def dataset(self) -> str:
-        """The leaderboard group: runs of different data are never ranked together."""
-        s = self.spec
-        extra = f", binarize {s['binarize']}" if s.get("binarize", "none") != "none" else ""
-        return f"{s.get('name', '?')}{extra} ({self.model.levels} levels, {'x'.join(map(str, self.model.image_shape))})"
-
+from .runs import Run
 
 def load_run(folder) -> Run:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise GenzooError(f"{folder}: no such run folder")
-    if not (folder / RUN_FILE).is_file():
-        raise GenzooError(f"{folder}: not a run folder (no {RUN_FILE})")
-    run = ckpt.read_json(folder / RUN_FILE)
-    if not isinstance(run, dict) or not isinstance(run.get("data"), dict):
-        raise GenzooError(f"{folder / RUN_FILE}: not a genzoo run record")
-    model = models.load_model(folder)
-    metrics = []
-    if (folder / METRICS_FILE).is_file():
-        for line in (folder / METRICS_FILE).read_text().splitlines():
-            try:
-                metrics.append(json.loads(line))
-            except json.JSONDecodeError:  # a torn last line of a killed run: the trainer drops it too
-                pass
-    return Run(str(folder), model, run["data"], metrics, sum(p.numel() for p in model.parameters()))
+    """A run folder (run.json needed: the report groups runs by their data)."""
+    return runs.open_run(folder, need_record=True)
 
 
 # -- inline pictures
@@ -121,20 +76,18 @@ def run_pictures(run: Run, test: data.Dataset, n: int, seed: int, device) -> lis
     def g():
         return torch.Generator().manual_seed(seed)
 
-    try:
+    if model.can_sample:  # autoencoders define no distribution to sample
         x = model.sample(n, generator=g()).cpu()  # a conditional model cycles the classes: image i of class i mod K
         caption = f"{n} samples (seed {seed})" + (", image i of class i mod K" if model.num_classes else "")
         out.append((caption, grid_uri(x, levels, nrow=min(n, 8))))
-    except GenzooError:  # autoencoders define no distribution to sample
-        pass
     k = min(4, len(test))
     originals = test.images[:k]
-    if views.can_complete(model):
+    if model.can_complete:
         rows = model.image_shape[1] // 2
         labels = test.labels[:k] if model.num_classes else None
         pic, ncol = views.completions(model, originals, rows, 4, labels=labels, generator=g())
         out.append((f"completions: original, the top {rows} rows kept, 4 completions", grid_uri(pic, levels, ncol)))
-    if views.has_code(model):
+    if model.has_code:
         pic, names = views.reconstructions(model, test.images[:8].to(device), g())
         out.append(("reconstructions: " + ", ".join(names), grid_uri(pic, levels, len(names))))
         if len(test) >= 4:
@@ -146,8 +99,8 @@ def run_pictures(run: Run, test: data.Dataset, n: int, seed: int, device) -> lis
 @torch.no_grad()
 def per_image_bpd(model, x: torch.Tensor, device, batch: int = 256) -> torch.Tensor:
     """bits/dim [N] of each image under the model (its own figure: exact or a bound)."""
-    dims = math.prod(model.image_shape)
-    return torch.cat([bits_per_dim(model.log_prob(c.to(device)).neg().cpu().double(), dims) for c in x.split(batch)])
+    nll = scoring.per_image(model, x, None, batch, scoring.nll_figures, device=device)["nll"]
+    return bits_per_dim(nll, math.prod(model.image_shape))
 
 
 def checked_test_split(run: Run, name: str | None = None, what: str = "its own test data") -> data.Dataset:
@@ -197,10 +150,10 @@ def _fmt(v, spec=".3f", prefix=""):
     return "&mdash;" if v is None else f"{prefix}{v:{spec}}"
 
 
-def leaderboard(runs: list[Run]) -> str:
+def leaderboard(all_runs: list[Run], anchors: dict) -> str:
     """One table per dataset; exact figures ranked, bounds listed after them as '<= x', autoencoders last."""
     groups: dict[str, list[Run]] = {}
-    for r in runs:
+    for r in all_runs:
         groups.setdefault(r.dataset, []).append(r)
     out = []
     order = {"exact": 0, "bound": 1, "none": 2}
@@ -218,7 +171,7 @@ def leaderboard(runs: list[Run]) -> str:
             wall = m.get("elapsed_s")
             speed = np.mean([x["images_per_s"] for x in r.metrics]) if r.metrics else None
             rows.append(
-                f"<tr class=leader><td>{shown_rank}</td><td class=l><a href='#{r.anchor}'>{html.escape(r.name)}</a></td>"
+                f"<tr class=leader><td>{shown_rank}</td><td class=l><a href='#{anchors[id(r)]}'>{html.escape(r.name)}</a></td>"
                 f"<td class=l>{html.escape(r.model.name)}</td><td>{r.parameters:,}</td><td class=l>{r.kind}</td>"
                 f"<td>{nll}</td><td>{bpd}</td><td>{m.get('test_count', '&mdash;')}</td>"
                 f"<td>{_fmt(wall, '.1f' if wall is not None and wall < 100 else '.0f')}{' s' if wall is not None else ''}</td><td>{_fmt(speed, '.0f')}</td>"
@@ -231,46 +184,59 @@ def leaderboard(runs: list[Run]) -> str:
     return "\n".join(out)
 
 
+def _figure_line(r: Run) -> str:
+    m = r.last
+    if not m:
+        return "no epoch finished yet"
+    if "test_nll" in m:
+        return f"final test figure: {m['test_nll']:.3f} nats/image = {m['test_bpd']:.4f} bits/dim ({r.kind})"
+    return "final test figure: " + ", ".join(f"{k[5:]} {v:.5f}" for k, v in m.items()
+                                             if k.startswith("test_") and k not in ("test_count", "test_loss"))
+
+
+def run_section(r: Run, anchor: str, test: data.Dataset, pictures: dict, ood: dict | None = None) -> str:
+    """One run's section: what it is, its curves and pictures, and the OOD comparison if asked.
+    pictures: run_pictures' n, seed, device; ood: ood_section's other, ood_name, limit, device."""
+    parts = [f"<section class=run id='{anchor}'><h2>{html.escape(r.name)}: {html.escape(r.model.name)}</h2>",
+             f"<p>{html.escape(r.dataset)}; {r.parameters:,} parameters; {html.escape(_figure_line(r))}; "
+             f"{len(r.metrics)} evaluation(s).</p>",
+             f"<p class=note>config: <code>{html.escape(json.dumps(dataclasses.asdict(r.model.config)))}</code></p>"]
+    curves = curves_uri(r)
+    if curves:
+        parts.append(f"<figure><img alt='curves' src='{curves}'><figcaption>training and test curves</figcaption></figure>")
+    for caption, uri in run_pictures(r, test, **pictures):
+        parts.append(f"<figure><img alt='{html.escape(caption)}' src='{uri}'>"
+                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    if ood is not None:
+        parts.append(ood_section(r, test, **ood))
+    return "\n".join(parts) + "</section>"
+
+
+INTRO = ("<p class=note>One likelihood scale: -log P(x) of the discrete image in nats, bits/dim = nats / (D ln 2). "
+         "Only <b>exact</b> figures are ranked; a <b>bound</b> (&le;) says the true NLL is at most that much; "
+         "autoencoders have no likelihood. Runs on different data are never compared. Figures are the last "
+         "per-epoch test evaluation (its image count is shown); <code>genzoo eval</code> gives the full-test-set figure.</p>")
+
+
 def build(folders, samples: int = 16, seed: int = 0, ood: str | None = None, ood_limit: int = 1000,
           device=torch.device("cpu"), log=lambda msg: None) -> str:
     """The report page as a string. Loads every run first, so a bad folder fails before any work."""
-    runs = [load_run(f) for f in folders]
-    for i, r in enumerate(runs):
-        r.anchor = f"run-{i}"
-    if not runs:
+    loaded = [load_run(f) for f in folders]
+    anchors = {id(r): f"run-{i}" for i, r in enumerate(loaded)}  # the id of each run's section in the page
+    if not loaded:
         raise GenzooError("report: name at least one run folder")
     if ood is not None and ood not in data.names():
         raise GenzooError(f"--ood {ood}: unknown dataset (one of {', '.join(data.names())})")
     # Every check before any work: a bad request is one error line and no half-done page.
-    tests = [checked_test_split(r) for r in runs]
-    others = [checked_test_split(r, ood, f"--ood {ood}") if ood is not None else None for r in runs]
+    tests = [checked_test_split(r) for r in loaded]
+    others = [checked_test_split(r, ood, f"--ood {ood}") if ood is not None else None for r in loaded]
     sections = []
-    for r, test, other in zip(runs, tests, others):
+    for r, test, other in zip(loaded, tests, others):
         log(f"report: {r.name}")
-        m = r.last
-        figure = ("final test figure: " + (f"{m['test_nll']:.3f} nats/image = {m['test_bpd']:.4f} bits/dim ({r.kind})"
-                                           if "test_nll" in m else
-                                           ", ".join(f"{k[5:]} {v:.5f}" for k, v in m.items()
-                                                     if k.startswith("test_") and k not in ("test_count", "test_loss")))
-                  if m else "no epoch finished yet")
-        parts = [f"<section class=run id='{r.anchor}'><h2>{html.escape(r.name)}: {html.escape(r.model.name)}</h2>",
-                 f"<p>{html.escape(r.dataset)}; {r.parameters:,} parameters; {html.escape(figure)}; "
-                 f"{len(r.metrics)} evaluation(s).</p>",
-                 f"<p class=note>config: <code>{html.escape(json.dumps(dataclasses.asdict(r.model.config)))}</code></p>"]
-        curves = curves_uri(r)
-        if curves:
-            parts.append(f"<figure><img alt='curves' src='{curves}'><figcaption>training and test curves</figcaption></figure>")
-        for caption, uri in run_pictures(r, test, samples, seed, device):
-            parts.append(f"<figure><img alt='{html.escape(caption)}' src='{uri}'>"
-                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-        if ood is not None:
-            parts.append(ood_section(r, test, other, ood, ood_limit, device))
-        sections.append("\n".join(parts) + "</section>")
-    title = "genzoo report: " + ", ".join(r.name for r in runs)
+        sections.append(run_section(r, anchors[id(r)], test, {"n": samples, "seed": seed, "device": device},
+                                    None if ood is None else {"other": other, "ood_name": ood, "limit": ood_limit,
+                                                              "device": device}))
+    title = "genzoo report: " + ", ".join(r.name for r in loaded)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{CSS}</style></head><body><h1>genzoo report</h1>"
-            "<p class=note>One likelihood scale: -log P(x) of the discrete image in nats, bits/dim = nats / (D ln 2). "
-            "Only <b>exact</b> figures are ranked; a <b>bound</b> (&le;) says the true NLL is at most that much; "
-            "autoencoders have no likelihood. Runs on different data are never compared. Figures are the last "
-            "per-epoch test evaluation (its image count is shown); <code>genzoo eval</code> gives the full-test-set figure.</p>"
-            f"<h2>Leaderboards</h2>{leaderboard(runs)}" + "\n".join(sections) + "</body></html>")
+            f"<style>{CSS}</style></head><body><h1>genzoo report</h1>{INTRO}"
+            f"<h2>Leaderboards</h2>{leaderboard(loaded, anchors)}" + "\n".join(sections) + "</body></html>")

@@ -17,7 +17,7 @@ from torch import nn
 from .errors import GenzooError
 from .images import pyplot, save_figure
 from .models.transforms import (AdditiveCoupling, AffineCoupling, DiagonalScaling, Sequential, StandardNormal,
-                                alternating_mask)
+                                alternating_mask, coupling_mlp, log_density)
 
 DATASETS = ("moons", "8gaussians", "checkerboard")
 KINDS = ("nice", "realnvp")
@@ -43,13 +43,6 @@ def toy_data(name: str, n: int, generator: torch.Generator) -> torch.Tensor:
     raise GenzooError(f"unknown toy data {name!r}; choose from {', '.join(DATASETS)}")
 
 
-def _mlp(hidden: int, out: int) -> nn.Sequential:
-    last = nn.Linear(hidden, out)
-    nn.init.zeros_(last.weight)
-    nn.init.zeros_(last.bias)
-    return nn.Sequential(nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), last)
-
-
 class ToyFlow(nn.Module):
     """A 2-D flow: couplings alternating which coordinate is kept, then a Gaussian prior."""
 
@@ -59,16 +52,15 @@ class ToyFlow(nn.Module):
             raise GenzooError(f"toy flows are {', '.join(KINDS)}, got {kind!r}")
         masks = [alternating_mask(2, i % 2) for i in range(num_couplings)]
         if kind == "nice":
-            steps = [AdditiveCoupling(m, _mlp(hidden, 2)) for m in masks] + [DiagonalScaling(2)]
+            steps = [AdditiveCoupling(m, coupling_mlp(2, hidden, 2, 2)) for m in masks] + [DiagonalScaling(2)]
         else:
-            steps = [AffineCoupling(m, _mlp(hidden, 4), 2) for m in masks]
+            steps = [AffineCoupling(m, coupling_mlp(2, hidden, 2, 4), 2) for m in masks]
         self.transform = Sequential(*steps)
         self.prior = StandardNormal()
 
     def log_prob(self, x):
         """x [B, 2] -> log p(x) [B], nats: log N(f(x)) + log |det df/dx|."""
-        z, logdet = self.transform(x)
-        return self.prior.log_prob(z) + logdet
+        return log_density(self.transform, self.prior, x)
 
     @torch.no_grad()
     def sample(self, n, generator=None):

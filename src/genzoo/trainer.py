@@ -1,31 +1,20 @@
 """The trainer: knows nothing about any model. A model is anything with ``loss(x, y) -> dict``
 holding ``loss`` (a scalar to minimise) and, optionally, ``nll`` ([B] nats).
 
-What a run folder holds, and the order it is written in (a kill at any point leaves the
-last *committed* checkpoint whole; see docs/architecture.md):
+It writes the run folder's checkpoints and metrics through :mod:`genzoo.runs` (which names
+the files and commits checkpoints atomically). Resuming restores the last committed
+checkpoint and replays the data order, which is a pure function of (seed, epoch), so a
+resumed run ends bitwise equal to an uninterrupted one on CPU.
 
-    run.json            how the run was launched (written once, by the CLI)
-    config.json         the model's constructor arguments     } a saved model: genzoo.load(run)
-    model.safetensors   the latest committed weights          }
-    checkpoint.json     the commit record: step, epoch, batch and the two files below
-    ckpt/step-N.safetensors, ckpt/step-N.pt   weights; optimizer + RNG + counters
-    metrics.jsonl       one JSON object per evaluation
-
-A checkpoint is committed by the atomic rename of checkpoint.json; files of older
-checkpoints are deleted only after that. Resuming reads checkpoint.json, restores
-everything, drops metrics lines written after that step, and replays the data order,
-which is a pure function of (seed, epoch), so a resumed run ends bitwise equal to an
-uninterrupted one on CPU.
-
-Distributed: run under ``torchrun``; each rank takes the DistributedSampler's share of
-every global batch (``batch_size`` is global), gradients are averaged by
-DistributedDataParallel, evaluation sums are all-reduced, and only rank 0 writes.
+Distributed: run under ``torchrun`` (:mod:`genzoo.distributed` joins the group); each rank
+takes the DistributedSampler's share of every global batch (``batch_size`` is global),
+gradients are averaged by DistributedDataParallel, evaluation sums are all-reduced, and only
+rank 0 writes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import random
 import sys
@@ -40,22 +29,12 @@ from torch.utils.data import BatchSampler, DistributedSampler
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
+from . import runs, scoring
 from .errors import GenzooError
 from .likelihood import bits_per_dim
+from .precision import PRECISIONS, autocast
 
-CHECKPOINT_RECORD = "checkpoint.json"
-METRICS_FILE = "metrics.jsonl"
-PRECISIONS = ("fp32", "bf16")
-
-
-def autocast(device: torch.device, precision: str):
-    """The forward pass's precision context: bf16 autocast, or nothing for fp32.
-
-    Under bf16 the convolutions and matrix products run in bfloat16 while the weights,
-    gradients and Adam moments stay fp32 (autocast casts copies); likelihood reductions
-    opt out (``likelihood.full_precision``), so reported nats stay fp32 figures.
-    """
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+__all__ = ["PRECISIONS", "TrainConfig", "Trainer", "autocast", "lr_at"]
 
 
 @dataclasses.dataclass
@@ -181,29 +160,13 @@ class Trainer:
             raise GenzooError(f"weight {bad[0]} is not finite at step {state['step']}: checkpoint not written; "
                               f"the last committed one is kept")
         if self.rank == 0:
-            folder = self.out / "ckpt"
-            folder.mkdir(parents=True, exist_ok=True)
-            stem = f"step-{state['step']:09d}"
-            ckpt.save_weights(folder / f"{stem}.safetensors", self.model.state_dict())
-            ckpt.save_trainer_state(folder / f"{stem}.pt", {**state, "optimizer": self.optimizer.state_dict(), "rng": self._rng_state()})
-            ckpt.atomic_write_json(self.out / CHECKPOINT_RECORD, {
-                **{k: state[k] for k in ("step", "epoch", "batch")},
-                "weights": f"ckpt/{stem}.safetensors", "trainer": f"ckpt/{stem}.pt"})
-            # The committed weights double as the run's saved model (genzoo.load(run)).
-            ckpt.save_weights(self.out / ckpt.WEIGHTS_FILE, self.model.state_dict())
-            for old in folder.iterdir():
-                if not old.name.startswith(stem):
-                    old.unlink(missing_ok=True)
+            runs.commit_checkpoint(self.out, state, self.model.state_dict(),
+                                   {**state, "optimizer": self.optimizer.state_dict(), "rng": self._rng_state()})
         if self.distributed:
             dist.barrier()
 
     def load_checkpoint(self) -> dict:
-        record = ckpt.read_json(self.out / CHECKPOINT_RECORD)
-        try:
-            weights, trainer = self.out / record["weights"], self.out / record["trainer"]
-            int(record["step"])
-        except (KeyError, TypeError, ValueError):
-            raise GenzooError(f"{self.out / CHECKPOINT_RECORD}: not a genzoo checkpoint record") from None
+        record, weights, trainer = runs.read_checkpoint(self.out)
         ckpt.load_state_into(self.model, ckpt.load_weights(weights), weights)
         state = {**self._fresh_state(), **ckpt.load_trainer_state(trainer)}  # counters newer than the file start at 0
         try:
@@ -212,31 +175,11 @@ class Trainer:
         except (KeyError, ValueError, TypeError, RuntimeError) as e:
             raise GenzooError(f"{trainer}: trainer state does not fit this model ({e})") from None
         if state["step"] != record["step"]:
-            raise GenzooError(f"{trainer}: step {state['step']} disagrees with {CHECKPOINT_RECORD} ({record['step']})")
+            raise GenzooError(f"{trainer}: step {state['step']} disagrees with {runs.CHECKPOINT_RECORD} ({record['step']})")
         if self.rank == 0:
-            self._truncate_metrics(state["step"])
-            ckpt.sweep_temp_files(self.out)
-            ckpt.sweep_temp_files(self.out / "ckpt")
+            runs.truncate_metrics(self.out, state["step"])
+            runs.sweep(self.out)
         return state
-
-    def _truncate_metrics(self, step: int) -> None:
-        """Keep only metrics lines of committed steps: none lost, none duplicated by the replay."""
-        path = self.out / METRICS_FILE
-        if not path.exists():
-            return
-        kept = []
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line torn by the kill
-            if isinstance(rec, dict) and rec.get("step", math.inf) <= step:
-                kept.append(line)
-        ckpt.atomic_write_bytes(path, "".join(k + "\n" for k in kept).encode())
-
-    def _append_metrics(self, record: dict) -> None:
-        if self.rank == 0:
-            ckpt.append_line(self.out / METRICS_FILE, json.dumps(record))  # a torn line is dropped on resume
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -244,18 +187,11 @@ class Trainer:
         """Means over the test split, summed across ranks: test_loss, and for every per-image entry
         of ``loss`` ([B], e.g. nll in nats, or a reconstruction error) test_<name>; test_bpd from nll."""
         self.model.eval()
-        idx = torch.arange(self.rank, len(self.test_images), self.world)
-        names, sums = None, None
-        for chunk in idx.split(self.cfg.eval_batch_size):
-            out = self.model.loss(self.test_images[chunk], self.test_labels[chunk])
-            if names is None:
-                names = sorted(k for k, v in out.items()  # bits_per_dim: derived from nll below
-                               if k not in ("loss", "bits_per_dim") and v.dim() == 1 and len(v) == len(chunk))
-                sums = torch.zeros(2 + len(names), dtype=torch.float64, device=self.device)  # n, loss*n, per-image sums
-            sums[0] += len(chunk)
-            sums[1] += out["loss"].double() * len(chunk)
-            for i, k in enumerate(names):
-                sums[2 + i] += out[k].double().sum()
+        idx = torch.arange(self.rank, len(self.test_images), self.world, device=self.device)
+        figures = scoring.per_image(self.model, self.test_images[idx], self.test_labels[idx], self.cfg.eval_batch_size)
+        names = sorted(k for k in figures if k != "loss")
+        sums = torch.stack([torch.tensor(float(len(idx)), dtype=torch.float64, device=self.device), figures["loss"].sum()]
+                           + [figures[k].sum() for k in names])  # n, loss * n, per-image sums
         if self.distributed:
             dist.all_reduce(sums)
         self.model.train()
@@ -274,129 +210,155 @@ class Trainer:
             dist.all_reduce(bad, op=dist.ReduceOp.MAX)
         return bool(bad)
 
-    def _clock(self, state, started, last_checkpoint) -> tuple[bool, bool]:
+    def _clock(self, state) -> tuple[bool, bool]:
         """(out of the --minutes budget, a --checkpoint-minutes checkpoint is due), as rank 0 sees it."""
         cfg = self.cfg
         if not cfg.minutes and not cfg.checkpoint_minutes:
             return False, False
         now = time.monotonic()
         flags = torch.tensor([
-            float(bool(cfg.minutes) and state["elapsed_s"] + now - started >= 60 * cfg.minutes),
-            float(bool(cfg.checkpoint_minutes) and now - last_checkpoint >= 60 * cfg.checkpoint_minutes)])
+            float(bool(cfg.minutes) and state["elapsed_s"] + now - self._started >= 60 * cfg.minutes),
+            float(bool(cfg.checkpoint_minutes) and now - self._last_checkpoint >= 60 * cfg.checkpoint_minutes)])
         if self.distributed:  # every rank must stop, or checkpoint, at the same step
             dist.broadcast(flags, 0)
         return bool(flags[0]), bool(flags[1])
+
+    def _bank_time(self, state) -> None:
+        """Add the training time since the clock last started to the run's elapsed_s, and restart it."""
+        state["elapsed_s"] += time.monotonic() - self._started
+        self._started = time.monotonic()
 
     def fit(self, resume: bool = False) -> list[dict]:
         """Train to the end (or the --minutes budget). ``resume``: continue from the last
         committed checkpoint, or from step 0 if the run died before its first one; either
         way the result is bitwise that of an uninterrupted run (same threads, CPU)."""
-        cfg = self.cfg
+        state = self._start(resume)
+        sampler = DistributedSampler(range(len(self.train_images)), num_replicas=self.world, rank=self.rank,
+                                     shuffle=True, seed=self.cfg.seed, drop_last=True)
+        self.model.train()
+        self._started = self._last_checkpoint = time.monotonic()
+        records, stopped = [], False
+        while not stopped and state["epoch"] < self.cfg.epochs:
+            sampler.set_epoch(state["epoch"])  # the order is a pure function of (seed, epoch)
+            batches = list(BatchSampler(sampler, self.local_batch, drop_last=True))
+            stopped, seen, seconds = self._run_epoch(state, batches)
+            records.append(self._end_epoch(state, state["batch"] >= len(batches), seen, seconds))
+        return records
+
+    def _start(self, resume: bool) -> dict:
+        """The state training starts from: the last committed checkpoint, or step 0."""
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
-        if resume and (self.out / CHECKPOINT_RECORD).exists():
-            state = self.load_checkpoint()
+        if resume and (self.out / runs.CHECKPOINT_RECORD).exists():
+            return self.load_checkpoint()
+        torch.manual_seed(_seed_for(self.cfg.seed, 1))
+        if resume and self.rank == 0:  # killed before its first checkpoint: drop what it left
+            runs.discard_uncommitted(self.out)
+        return self._fresh_state()
+
+    def _run_epoch(self, state: dict, batches: list) -> tuple[bool, int, float]:
+        """Train from state["batch"] to the end of the epoch, or until the --minutes budget is spent.
+        Returns (stopped by the budget, images seen, seconds)."""
+        cfg, epoch = self.cfg, state["epoch"]
+        bar = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=self.rank != 0 or None, file=sys.stderr, leave=False)
+        t0, seen, stopped = time.monotonic(), 0, False
+        for b in range(state["batch"], len(batches)):
+            x, y = self._batch(batches[b], epoch, b)
+            self._step(x, y, state)
+            state["batch"] = b + 1
+            seen += len(x)
+            bar.update(1)
+            bar.set_postfix(loss=f"{state['train_loss_sum'] / max(1, state['train_count']):.4f}",
+                            bpd=f"{bits_per_dim(state['train_nll_sum'] / max(1, state['train_count']), self.dims):.4f}")
+            out_of_time, checkpoint_due = self._clock(state)
+            if out_of_time:
+                stopped = True
+                break
+            checkpoint_due |= bool(cfg.checkpoint_every) and state["step"] % cfg.checkpoint_every == 0
+            if checkpoint_due and state["batch"] < len(batches):  # the epoch's end checkpoints anyway
+                self._bank_time(state)
+                self._last_checkpoint = self._started
+                self.save_checkpoint(state)
+        bar.close()
+        return stopped, seen, time.monotonic() - t0
+
+    def _batch(self, indices: list, epoch: int, b: int):
+        """Batch b of the epoch: uint8 images [b, C, H, W] and labels [b], through batch_transform if any."""
+        idx = torch.tensor(indices, device=self.device)
+        x, y = self.train_images[idx], self.train_labels[idx]
+        if self.batch_transform is not None:
+            g = torch.Generator().manual_seed(_seed_for(self.cfg.seed, epoch, b, self.rank))
+            x = self.batch_transform(x.cpu(), g).to(self.device)
+        return x, y
+
+    def _step(self, x, y, state: dict) -> None:
+        """One optimisation step at the scheduled learning rate; a non-finite loss or gradient skips it."""
+        cfg = self.cfg
+        lr = lr_at(state["step"], self.total_steps, cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with autocast(self.device, cfg.precision):
+            out = self.step_fn(x, y)
+        loss = out["loss"]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or math.inf)
+        if self._bad_step(loss, grad_norm):
+            # A non-finite loss or gradient: no update (the batch and the schedule move on),
+            # counted in metrics.jsonl; a run of them means the run has diverged.
+            state["skipped"] += 1
+            state["bad_in_a_row"] += 1
+            if state["bad_in_a_row"] >= cfg.max_bad_steps:
+                raise GenzooError(f"training diverged: {state['bad_in_a_row']} steps in a row with a non-finite "
+                                  f"loss or gradient, up to step {state['step']} (lower --lr or raise "
+                                  f"--warmup-steps); the last checkpoint is kept")
+            self.optimizer.zero_grad(set_to_none=True)
         else:
-            state = self._fresh_state()
-            torch.manual_seed(_seed_for(cfg.seed, 1))
-            if resume and self.rank == 0:  # killed before its first checkpoint: drop what it left
-                self._truncate_metrics(0)
-                ckpt.sweep_temp_files(self.out)
-                for stale in (self.out / "ckpt").glob("step-*"):
-                    stale.unlink()
-        records = []
-        sampler = DistributedSampler(range(len(self.train_images)), num_replicas=self.world, rank=self.rank,
-                                     shuffle=True, seed=cfg.seed, drop_last=True)
-        self.model.train()
-        started = last_checkpoint = time.monotonic()
-        stopped = False
-        while not stopped and state["epoch"] < cfg.epochs:
-            epoch = state["epoch"]
-            sampler.set_epoch(epoch)  # the order is a pure function of (seed, epoch)
-            batches = list(BatchSampler(sampler, self.local_batch, drop_last=True))
-            bar = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                       disable=self.rank != 0 or None, file=sys.stderr, leave=False)
-            t0, seen = time.monotonic(), 0
-            for b in range(state["batch"], len(batches)):
-                idx = torch.tensor(batches[b], device=self.device)
-                x, y = self.train_images[idx], self.train_labels[idx]
-                if self.batch_transform is not None:
-                    g = torch.Generator().manual_seed(_seed_for(cfg.seed, epoch, b, self.rank))
-                    x = self.batch_transform(x.cpu(), g).to(self.device)
-                lr = lr_at(state["step"], self.total_steps, cfg)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                with autocast(self.device, cfg.precision):
-                    out = self.step_fn(x, y)
-                loss = out["loss"]
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or math.inf)
-                if self._bad_step(loss, grad_norm):
-                    # A non-finite loss or gradient: no update (the batch and the schedule move on),
-                    # counted in metrics.jsonl; a run of them means the run has diverged.
-                    state["skipped"] += 1
-                    state["bad_in_a_row"] += 1
-                    if state["bad_in_a_row"] >= cfg.max_bad_steps:
-                        raise GenzooError(f"training diverged: {state['bad_in_a_row']} steps in a row with a non-finite "
-                                          f"loss or gradient, up to step {state['step']} (lower --lr or raise "
-                                          f"--warmup-steps); the last checkpoint is kept")
-                    self.optimizer.zero_grad(set_to_none=True)
-                else:
-                    self.optimizer.step()
-                    state["bad_in_a_row"] = 0
-                    loss_value = loss.item()  # one device sync a step
-                    state["train_loss_sum"] += loss_value * len(x)
-                    if "nll" in out:
-                        state["train_nll_sum"] += out["nll"].detach().sum().item()
-                    state["train_count"] += len(x)
-                state["step"] += 1
-                state["batch"] = b + 1
-                seen += len(x)
-                bar.update(1)
-                bar.set_postfix(loss=f"{state['train_loss_sum'] / max(1, state['train_count']):.4f}",
-                                bpd=f"{bits_per_dim(state['train_nll_sum'] / max(1, state['train_count']), self.dims):.4f}")
-                out_of_time, checkpoint_due = self._clock(state, started, last_checkpoint)
-                if out_of_time:
-                    stopped = True
-                    break
-                checkpoint_due |= bool(cfg.checkpoint_every) and state["step"] % cfg.checkpoint_every == 0
-                if checkpoint_due and state["batch"] < len(batches):  # the epoch's end checkpoints anyway
-                    state["elapsed_s"] += time.monotonic() - started
-                    started = last_checkpoint = time.monotonic()
-                    self.save_checkpoint(state)
-            bar.close()
-            train_time = time.monotonic() - t0
-            finished_epoch = state["batch"] >= len(batches)
-            record = {"epoch": epoch + 1, "step": state["step"], "partial": not finished_epoch,
-                      "lr": lr_at(max(0, state["step"] - 1), self.total_steps, cfg),
-                      "train_loss": state["train_loss_sum"] / max(1, state["train_count"]),
-                      "train_nll": state["train_nll_sum"] / max(1, state["train_count"]),
-                      "images_per_s": seen * self.world / max(train_time, 1e-9), "skipped_steps": state["skipped"]}
-            record["train_bpd"] = float(bits_per_dim(record["train_nll"], self.dims))
-            record.update(self.evaluate())
-            if "test_nll" not in record:  # the model reports no likelihood: no nats to show
-                del record["train_nll"], record["train_bpd"]
-            state["elapsed_s"] += time.monotonic() - started
-            started = time.monotonic()
-            record["elapsed_s"] = state["elapsed_s"]
-            if finished_epoch:
-                state.update(epoch=epoch + 1, batch=0, train_nll_sum=0.0, train_loss_sum=0.0, train_count=0, skipped=0)
-            self._append_metrics(record)
-            self.save_checkpoint(state)
-            if self.on_epoch is not None and self.rank == 0:
-                t_hook = time.monotonic()
-                self.on_epoch(record)  # it must not touch the global RNG (resumes stay bitwise)
-                started += time.monotonic() - t_hook  # and its time is not training time
-            last_checkpoint = time.monotonic()
-            records.append(record)
-            if "test_nll" in record:
-                scores = (f"train {record['train_bpd']:.4f} bpd, test {record['test_nll']:.3f} nats "
-                          f"= {record['test_bpd']:.4f} bpd")
-            else:  # a model without a likelihood: its loss and per-image figures
-                scores = f"test loss {record['test_loss']:.5f}" + "".join(
-                    f", {k[5:]} {v:.5f}" for k, v in record.items() if k.startswith("test_") and k not in (
-                        "test_loss", "test_count"))
-            self.log(f"epoch {record['epoch']}{' (stopped early: time budget)' if not finished_epoch else ''} "
-                     f"step {record['step']}: {scores} ({record['test_count']} images), {record['images_per_s']:.0f} img/s")
-        return records
+            self.optimizer.step()
+            state["bad_in_a_row"] = 0
+            state["train_loss_sum"] += loss.item() * len(x)  # one device sync a step
+            if "nll" in out:
+                state["train_nll_sum"] += out["nll"].detach().sum().item()
+            state["train_count"] += len(x)
+        state["step"] += 1
+
+    def _end_epoch(self, state: dict, finished: bool, seen: int, seconds: float) -> dict:
+        """Evaluate, append the metrics line, checkpoint, call on_epoch and log: the end of an
+        epoch, or of the part of one the time budget allowed. Returns the metrics record."""
+        record = {"epoch": state["epoch"] + 1, "step": state["step"], "partial": not finished,
+                  "lr": lr_at(max(0, state["step"] - 1), self.total_steps, self.cfg),
+                  "train_loss": state["train_loss_sum"] / max(1, state["train_count"]),
+                  "train_nll": state["train_nll_sum"] / max(1, state["train_count"]),
+                  "images_per_s": seen * self.world / max(seconds, 1e-9), "skipped_steps": state["skipped"]}
+        record["train_bpd"] = float(bits_per_dim(record["train_nll"], self.dims))
+        record.update(self.evaluate())
+        if "test_nll" not in record:  # the model reports no likelihood: no nats to show
+            del record["train_nll"], record["train_bpd"]
+        self._bank_time(state)
+        record["elapsed_s"] = state["elapsed_s"]
+        if finished:
+            state.update(epoch=state["epoch"] + 1, batch=0, train_nll_sum=0.0, train_loss_sum=0.0, train_count=0,
+                         skipped=0)
+        if self.rank == 0:
+            runs.append_metrics(self.out, record)
+        self.save_checkpoint(state)
+        if self.on_epoch is not None and self.rank == 0:
+            t_hook = time.monotonic()
+            self.on_epoch(record)  # it must not touch the global RNG (resumes stay bitwise)
+            self._started += time.monotonic() - t_hook  # and its time is not training time
+        self._last_checkpoint = time.monotonic()
+        self.log(self._log_line(record, finished))
+        return record
+
+    @staticmethod
+    def _log_line(record: dict, finished: bool) -> str:
+        if "test_nll" in record:
+            scores = (f"train {record['train_bpd']:.4f} bpd, test {record['test_nll']:.3f} nats "
+                      f"= {record['test_bpd']:.4f} bpd")
+        else:  # a model without a likelihood: its loss and per-image figures
+            scores = f"test loss {record['test_loss']:.5f}" + "".join(
+                f", {k[5:]} {v:.5f}" for k, v in record.items() if k.startswith("test_") and k not in (
+                    "test_loss", "test_count"))
+        return (f"epoch {record['epoch']}{' (stopped early: time budget)' if not finished else ''} "
+                f"step {record['step']}: {scores} ({record['test_count']} images), {record['images_per_s']:.0f} img/s")

@@ -2,26 +2,15 @@
 
 Each returns uint8 images [N, C, H, W] laid out for ``images.grid`` with the returned number
 of columns, so the CLI (one PNG each) and the report (all of them on one page) show the same
-thing. They check nothing about the command line; callers do.
+thing. They check nothing about the command line; callers do (a model declares what it
+can do: ``can_complete``, ``has_code``).
 """
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 
-
-def can_complete(model) -> bool:
-    return hasattr(model, "sample") and "prefix" in _parameters(model.sample)
-
-
-def has_code(model) -> bool:
-    return hasattr(model, "encode") and hasattr(model, "decode")
-
-
-def _parameters(fn) -> set:
-    return set(inspect.signature(fn).parameters)
+from .models.base import from_unit
 
 
 @torch.no_grad()
@@ -54,8 +43,7 @@ def reconstructions(model, x, generator=None):
     columns, names = [x], ["original"]
     if getattr(model.config, "corruption", "none") != "none":
         u = model.corrupted(x, generator)
-        columns += [(u * (model.levels - 1)).round().to(torch.uint8),
-                    (model.reconstruction(u)[0] * (model.levels - 1)).round().to(torch.uint8)]
+        columns += [from_unit(u, model.levels), from_unit(model.reconstruction(u)[0], model.levels)]
         names += ["corrupted", "reconstruction"]
     else:
         columns.append(model.decode(model.encode(x)))

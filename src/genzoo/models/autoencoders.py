@@ -21,9 +21,9 @@ import dataclasses
 import torch
 
 from ..errors import GenzooError
-from .base import GenerativeModel, ImageConfig, require
-from .layers import check_coder_config, decoder, encoder
-from .registry import register
+from .base import GenerativeModel, ImageConfig, from_unit, require, to_unit
+from .coders import check_coder_config, decoder, encoder
+from .registry import register, register_preset
 
 CORRUPTIONS = ("none", "gaussian", "masking", "salt-pepper")
 NEAR_ZERO = 0.01  # a code unit with |h_j| below this counts as off (the sparsity statistic)
@@ -67,6 +67,9 @@ class Autoencoder(GenerativeModel):
     name = "autoencoder"
     Config = AutoencoderConfig
     likelihood_kind = "none"
+    can_sample = False
+    has_code = True
+    scored_by_reconstruction = True
 
     def __init__(self, config: AutoencoderConfig):
         super().__init__(config)
@@ -76,7 +79,7 @@ class Autoencoder(GenerativeModel):
 
     def unit(self, x):
         """uint8 levels -> [0, 1] floats in the weights' dtype."""
-        return x.to(self.dtype) / (self.levels - 1)
+        return to_unit(x, self.levels, self.dtype)
 
     def encode(self, x):
         """uint8 images [B, C, H, W] -> codes [B, latent_dim] (of the clean image)."""
@@ -85,7 +88,7 @@ class Autoencoder(GenerativeModel):
 
     def decode(self, z):
         """codes [B, latent_dim] -> uint8 images: the decoder's output rounded to the nearest level."""
-        return (torch.sigmoid(self.decoder(z)) * (self.levels - 1)).round().to(torch.uint8)
+        return from_unit(torch.sigmoid(self.decoder(z)), self.levels)
 
     def corrupted(self, x, generator=None):
         """The model's own corruption of uint8 images, as [0, 1] floats (clean for a plain autoencoder)."""
@@ -122,29 +125,8 @@ class Autoencoder(GenerativeModel):
 
 
 # The other two registry names: the same model with other defaults.
-
-@dataclasses.dataclass
-class DenoisingAutoencoderConfig(AutoencoderConfig):
-    corruption: str = "gaussian"
-    noise_level: float = 0.3
-
-
-@register
-class DenoisingAutoencoder(Autoencoder):
-    """Denoising autoencoder (Vincent et al. 2008): reconstructs the clean image from a corrupted one."""
-
-    name = "denoising-autoencoder"
-    Config = DenoisingAutoencoderConfig
-
-
-@dataclasses.dataclass
-class SparseAutoencoderConfig(AutoencoderConfig):
-    l1: float = 0.1
-
-
-@register
-class SparseAutoencoder(Autoencoder):
-    """Sparse autoencoder: an L1 penalty lambda * sum_j |h_j| on the code."""
-
-    name = "sparse-autoencoder"
-    Config = SparseAutoencoderConfig
+register_preset("denoising-autoencoder", Autoencoder,
+                "Denoising autoencoder (Vincent et al. 2008): reconstructs the clean image from a corrupted one.",
+                corruption="gaussian", noise_level=0.3)
+register_preset("sparse-autoencoder", Autoencoder, "Sparse autoencoder: an L1 penalty lambda * sum_j |h_j| on the code.",
+                l1=0.1)

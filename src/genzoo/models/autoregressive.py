@@ -25,19 +25,21 @@ import torch
 import torch.nn.functional as F
 
 from ..likelihood import bits_per_dim, categorical_nll
-from .base import GenerativeModel
+from .base import GenerativeModel, to_signed
 from .layers import pointwise
 
 
 class AutoregressiveModel(GenerativeModel):
     likelihood_kind = "exact"
+    can_complete = True
+    sample_options = frozenset({"prefix", "known", "temperature", "naive", "progress"})
     # True when rows below i cannot change the logits of row i, so naive sampling of row i may
     # run the network on rows 0..i only (true of every model here; tested per model).
     crop_rows_when_sampling = True
 
     def scale(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 levels [B, C, H, W] -> the network's float input: here [-1, 1], same shape, the weights' dtype."""
-        return x.to(self.dtype) * (2.0 / (self.levels - 1)) - 1.0
+        return to_signed(x, self.levels, self.dtype)
 
     def logits(self, x: torch.Tensor, y=None) -> torch.Tensor:
         raise NotImplementedError

@@ -64,10 +64,54 @@ def require_channel_multiple(cfg, field: str) -> None:
     require(getattr(cfg, field) % C == 0, f"{field} must be a multiple of the {C} image channels")
 
 
+# ----------------------------------------------------------------------------- levels <-> numbers
+# The one home of the conversions between integer levels {0, .., k-1} and floats, so that
+# every model, view and data transform maps the same level to the same number.
+
+def to_unit(x: torch.Tensor, levels: int, dtype=torch.float32) -> torch.Tensor:
+    """Levels -> [0, 1]: x / (k - 1), in ``dtype``. Any shape."""
+    return x.to(dtype) / (levels - 1)
+
+
+def to_signed(x: torch.Tensor, levels: int, dtype=torch.float32) -> torch.Tensor:
+    """Levels -> [-1, 1]: 2 x / (k - 1) - 1, in ``dtype`` (the autoregressive networks' and VAE encoder's input)."""
+    return x.to(dtype) * (2.0 / (levels - 1)) - 1.0
+
+
+def from_unit(u: torch.Tensor, levels: int) -> torch.Tensor:
+    """[0, 1] -> the nearest level, uint8 (the inverse of :func:`to_unit`)."""
+    return (u * (levels - 1)).round().clamp(0, levels - 1).to(torch.uint8)
+
+
+def from_signed(v: torch.Tensor, levels: int) -> torch.Tensor:
+    """[-1, 1] -> the nearest level, uint8 (the inverse of :func:`to_signed`)."""
+    return ((v + 1) * (levels - 1) / 2).round().clamp(0, levels - 1).to(torch.uint8)
+
+
+def dequantize(x: torch.Tensor, levels: int, generator: torch.Generator | None = None,
+               dtype=torch.float32) -> torch.Tensor:
+    """Uniform dequantization u = (x + U[0, 1)) / k in [0, 1)^D, in ``dtype``, on x's device.
+
+    A density p(u) then bounds the discrete likelihood (``likelihood.dequantized_nll_bound``).
+    The noise is drawn on the CPU from ``generator``, so a seed gives the same u on any device.
+    """
+    noise = torch.rand(x.shape, generator=generator, dtype=dtype).to(x.device)
+    return (x.to(dtype) + noise) / levels
+
+
 class GenerativeModel(nn.Module):
     name: ClassVar[str]
     Config: ClassVar[type]
     likelihood_kind: ClassVar[str]
+
+    # -- what the model can do, declared (the CLI, the report and the views read these)
+    can_sample: ClassVar[bool] = True  # sample() draws images (autoencoders define no distribution)
+    can_complete: ClassVar[bool] = False  # sample(prefix=, known=) completes images (autoregressive models)
+    has_code: ClassVar[bool] = False  # encode(x) -> z and decode(z) -> images (autoencoders, the VAE, flows)
+    importance_weighted: ClassVar[bool] = False  # log_prob(x, k=K): the IWAE bound (the VAE)
+    scored_by_reconstruction: ClassVar[bool] = False  # reconstruction_error() instead of nats (autoencoders)
+    # keyword options sample() takes beyond n, generator and y, e.g. "naive", "temperature", "mean", "progress"
+    sample_options: ClassVar[frozenset] = frozenset()
 
     def __init__(self, config):
         super().__init__()

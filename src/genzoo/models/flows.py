@@ -11,7 +11,7 @@
   Published: 1.06 bits/dim on 8-bit MNIST.
 
 Both are continuous densities on u = (x + noise) / k in [0, 1)^D (uniform dequantization,
-noise ~ U[0, 1)^D), so the discrete image gets the bound (../shared/GUIDE.md)
+noise ~ U[0, 1)^D), so the discrete image gets the bound (docs/CONTRACT.md)
 
     -log P(x) <= E_noise[-log p(u)] + D log k,      log p(u) = log p_Z(f(u)) + log |det df/du|,
 
@@ -34,10 +34,10 @@ import torch
 from torch import nn
 
 from ..likelihood import bits_per_dim, dequantized_nll_bound
-from .base import GenerativeModel, ImageConfig, require, require_positive_ints
+from .base import GenerativeModel, ImageConfig, dequantize, require, require_positive_ints
 from .registry import register
 from .transforms import (PRIORS, ActNorm, AdditiveCoupling, AffineCoupling, DiagonalScaling, Logit, MultiScale,
-                         Sequential, alternating_mask, channel_mask, checkerboard_mask)
+                         Sequential, alternating_mask, channel_mask, checkerboard_mask, coupling_mlp, log_density)
 
 
 class Flow(GenerativeModel):
@@ -48,6 +48,8 @@ class Flow(GenerativeModel):
     """
 
     likelihood_kind = "bound"
+    has_code = True
+    sample_options = frozenset({"temperature"})
     flat = False  # the transform works on the flattened image [B, D]
 
     def forward(self, u):
@@ -62,13 +64,11 @@ class Flow(GenerativeModel):
 
     def log_density(self, u):
         """log p(u) [B], nats: the change of variables."""
-        z, logdet = self.forward(u)
-        return self.prior.log_prob(z.flatten(1) if self.flat else z) + logdet
+        return log_density(self.transform, self.prior, u.flatten(1) if self.flat else u)
 
     def dequantize(self, x, generator=None):
         """uint8 levels -> u = (x + U[0, 1)) / k, in the weights' dtype."""
-        noise = torch.rand(x.shape, generator=generator, dtype=self.dtype).to(x.device)
-        return (x.to(self.dtype) + noise) / self.levels
+        return dequantize(x, self.levels, generator, self.dtype)
 
     def loss(self, x, y=None):
         self.check_images(x)
@@ -97,17 +97,6 @@ class Flow(GenerativeModel):
     def decode(self, z):
         """z [B, C, H, W] -> uint8 images."""
         return self.quantize(self.inverse(z))
-
-
-def _mlp(dims: int, hidden: int, num_hidden: int) -> nn.Sequential:
-    layers, width = [], dims
-    for _ in range(num_hidden):
-        layers += [nn.Linear(width, hidden), nn.ReLU()]
-        width = hidden
-    last = nn.Linear(width, dims)
-    nn.init.zeros_(last.weight)  # each coupling starts as the identity: stable first steps
-    nn.init.zeros_(last.bias)
-    return nn.Sequential(*layers, last)
 
 
 def _prior(name: str):
@@ -143,7 +132,7 @@ class NICE(Flow):
         super().__init__(config)
         D = self.dims
         steps = [Logit(config.logit_alpha)] if config.logit_alpha else []
-        steps += [AdditiveCoupling(alternating_mask(D, i % 2), _mlp(D, config.hidden_features, config.num_hidden))
+        steps += [AdditiveCoupling(alternating_mask(D, i % 2), coupling_mlp(D, config.hidden_features, config.num_hidden, D))
                   for i in range(config.num_couplings)]
         self.transform = Sequential(*steps, DiagonalScaling(D))
         self.prior = _prior(config.prior)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..checkpoint import (CONFIG_FILE, WEIGHTS_FILE, atomic_write_json, load_state_into, load_weights, read_json,
-                          save_weights)
+from ..checkpoint import atomic_write_json, load_state_into, load_weights, read_json, save_weights
 from ..errors import CheckpointError, GenzooError
 from .registry import build
 
 FORMAT = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
 
 
 def model_config_record(model) -> dict:

@@ -159,8 +159,6 @@ class PixelRNN(AutoregressiveModel):
             v = layer(v, cond)
         return to_logits(self.head(v), self.image_shape[0], self.levels)
 
-    def cached_sampler(self, n, y=None):
-        return _PixelRNNSampler(self, n, y)
 
 
 @register
@@ -170,6 +168,9 @@ class RowLSTM(PixelRNN):
     name = "row-lstm"
     Layer = RowLSTMLayer
 
+    def cached_sampler(self, n, y=None):
+        return _RowLSTMSampler(self, n, y)
+
 
 @register
 class DiagonalBiLSTM(PixelRNN):
@@ -178,68 +179,92 @@ class DiagonalBiLSTM(PixelRNN):
     name = "diagonal-bilstm"
     Layer = DiagonalBiLSTMLayer
 
+    def cached_sampler(self, n, y=None):
+        return _DiagonalBiLSTMSampler(self, n, y)
+
 
 class _PixelRNNSampler(IncrementalSampler):
-    """PixelRNNs one pixel at a time, never recomputing a recurrent state.
+    """What both PixelRNN samplers store: per layer, its input and its (left-to-right) LSTM
+    state (h, c) at every pixel so far, the first layer's weights and the class bias.
 
-    Per pixel and layer: the input-to-state at the pixel, one LSTM step from the stored
-    states of the neighbours it depends on (Row LSTM: the row above, through the state-to-state
-    convolution of that row, done once per row; Diagonal BiLSTM: (i, j-1) and (i-1, j)),
-    the residual, and the head. The BiLSTM's right-to-left direction needs a whole row, so it
-    runs when the row is final (``finish_row``), right to left, for the next row to use.
+    Per pixel and layer a subclass computes the input-to-state at the pixel, one LSTM step
+    from the stored states of the neighbours that pixel depends on, the residual, and the head.
     """
 
     def __init__(self, model: PixelRNN, n: int, y):
         super().__init__(model)
-        self.model, self.diagonal = model, isinstance(model, DiagonalBiLSTM)
-        h, ref = model.config.hidden_channels, model.first.weight
-        L = len(model.layers)
-        z = lambda ch: [ref.new_zeros(n, ch, self.H, self.W) for _ in range(L)]  # noqa: E731
-        self.inp, self.h, self.c = z(2 * h), z(h), z(h)  # each layer's input, and its (left) LSTM state
+        self.model, h, ref = model, model.config.hidden_channels, model.first.weight
+        self.zeros = lambda ch: [ref.new_zeros(n, ch, self.H, self.W) for _ in model.layers]  # noqa: E731
+        self.inp, self.h, self.c = self.zeros(2 * h), self.zeros(h), self.zeros(h)
         self.first = (effective_weight(model.first), model.first.bias, model.config.first_kernel // 2)
         cond = F.one_hot(y, model.num_classes).to(ref.dtype) if model.num_classes else None
         self.cond = [layer.cond(cond) if cond is not None else 0 for layer in model.layers]
-        if self.diagonal:  # per layer: the left direction's input-to-state, state-to-state taps and up_l
-            self.w = [(pointwise(layer.input_to_state[0]), layer.state_to_state[0].weight.unbind(2),
-                       layer.state_to_state[0].bias, pointwise(layer.up_left)) for layer in model.layers]
-        else:  # per layer: the input-to-state convolution and up
-            self.w = [(effective_weight(layer.input_to_state), layer.input_to_state.bias, pointwise(layer.up))
-                      for layer in model.layers]
-        if self.diagonal:
-            self.h_right, self.c_right = z(h), z(h)
-            self.up_right = [ref.new_zeros(n, 2 * h, self.W) for _ in range(L)]  # up_r(h_right) of the row above
-            self.cond = [cnd.chunk(2, dim=1) if torch.is_tensor(cnd) else (0, 0) for cnd in self.cond]
-        else:  # the state-to-state part of the current row, from the row above (zeros above row 0)
-            self.from_above = [layer.state_to_state(ref.new_zeros(n, h, self.W)) for layer in model.layers]
 
     def compute_pixel(self, x, i, j):
         w, b, p = self.first
         v = conv_at(x, w, b, i, j, p, p)  # (n, 2h): the first layer's output at (i, j)
-        for L, layer in enumerate(self.model.layers):
+        for L in range(len(self.model.layers)):
             self.inp[L][:, :, i, j] = v
-            if self.diagonal:
-                (w_in, b_in), (k_up, k_left), b_ss, (w_up, b_up) = self.w[L]
-                gates = F.linear(v, w_in, b_in) + self.cond[L][0] + b_ss
-                if i > 0:  # the 2x1 state-to-state: (i-1, j) and (i, j-1) in image coordinates
-                    gates = gates + F.linear(self.h[L][:, :, i - 1, j], k_up)
-                if j > 0:
-                    gates = gates + F.linear(self.h[L][:, :, i, j - 1], k_left)
-                hn, cn = lstm_update(gates, self.c[L][:, :, i, j - 1] if j > 0 else 0)
-                v = v + F.linear(hn, w_up, b_up) + (self.up_right[L][:, :, j] if i > 0 else 0)
-            else:
-                w_in, b_in, (w_up, b_up) = self.w[L]
-                gates = conv_at(self.inp[L], w_in, b_in, i, j, 0, w_in.shape[-1] // 2) + self.cond[L] \
-                    + self.from_above[L][:, :, j]
-                hn, cn = lstm_update(gates, self.c[L][:, :, i - 1, j] if i > 0 else 0)
-                v = v + F.linear(hn, w_up, b_up)
+            hn, cn, v = self.layer_at(L, v, i, j)
             self.h[L][:, :, i, j], self.c[L][:, :, i, j] = hn, cn
         return self.head_logits(v)  # (n, k, C)
 
+    def layer_at(self, L: int, v, i: int, j: int):
+        """Layer L at pixel (i, j) from its input v [n, 2h]: (h, c) [n, h] each, and its output [n, 2h]."""
+        raise NotImplementedError
+
+
+class _RowLSTMSampler(_PixelRNNSampler):
+    """The Row LSTM pixel by pixel: the 1 x k input-to-state over the stored row so far, plus the
+    state-to-state part of the row above, computed once per row (``finish_row``)."""
+
+    def __init__(self, model: PixelRNN, n: int, y):
+        super().__init__(model, n, y)
+        h = model.config.hidden_channels
+        self.w = [(effective_weight(layer.input_to_state), layer.input_to_state.bias, pointwise(layer.up))
+                  for layer in model.layers]
+        # the state-to-state part of the current row, from the row above (zeros above row 0)
+        self.from_above = [layer.state_to_state(self.inp[0].new_zeros(n, h, self.W)) for layer in model.layers]
+
+    def layer_at(self, L, v, i, j):
+        w_in, b_in, (w_up, b_up) = self.w[L]
+        gates = conv_at(self.inp[L], w_in, b_in, i, j, 0, w_in.shape[-1] // 2) + self.cond[L] \
+            + self.from_above[L][:, :, j]
+        hn, cn = lstm_update(gates, self.c[L][:, :, i - 1, j] if i > 0 else 0)
+        return hn, cn, v + F.linear(hn, w_up, b_up)
+
     def finish_row(self, x, i):
         for L, layer in enumerate(self.model.layers):
-            if not self.diagonal:
-                self.from_above[L] = layer.state_to_state(self.h[L][:, :, i])  # (n, 4h, W) for row i + 1
-                continue
+            self.from_above[L] = layer.state_to_state(self.h[L][:, :, i])  # (n, 4h, W) for row i + 1
+
+
+class _DiagonalBiLSTMSampler(_PixelRNNSampler):
+    """The Diagonal BiLSTM pixel by pixel: the left-to-right state at (i, j) is one LSTM step from
+    the stored states at (i, j-1) and (i-1, j). The right-to-left direction needs a whole row, so
+    it runs when the row is final (``finish_row``), right to left, for the next row to use."""
+
+    def __init__(self, model: PixelRNN, n: int, y):
+        super().__init__(model, n, y)
+        h = model.config.hidden_channels
+        # per layer: the left direction's input-to-state, state-to-state taps and up_l
+        self.w = [(pointwise(layer.input_to_state[0]), layer.state_to_state[0].weight.unbind(2),
+                   layer.state_to_state[0].bias, pointwise(layer.up_left)) for layer in model.layers]
+        self.h_right, self.c_right = self.zeros(h), self.zeros(h)
+        self.up_right = [self.inp[0].new_zeros(n, 2 * h, self.W) for _ in model.layers]  # up_r(h_right), row above
+        self.cond = [cnd.chunk(2, dim=1) if torch.is_tensor(cnd) else (0, 0) for cnd in self.cond]
+
+    def layer_at(self, L, v, i, j):
+        (w_in, b_in), (k_up, k_left), b_ss, (w_up, b_up) = self.w[L]
+        gates = F.linear(v, w_in, b_in) + self.cond[L][0] + b_ss
+        if i > 0:  # the 2x1 state-to-state: (i-1, j) and (i, j-1) in image coordinates
+            gates = gates + F.linear(self.h[L][:, :, i - 1, j], k_up)
+        if j > 0:
+            gates = gates + F.linear(self.h[L][:, :, i, j - 1], k_left)
+        hn, cn = lstm_update(gates, self.c[L][:, :, i, j - 1] if j > 0 else 0)
+        return hn, cn, v + F.linear(hn, w_up, b_up) + (self.up_right[L][:, :, j] if i > 0 else 0)
+
+    def finish_row(self, x, i):
+        for L, layer in enumerate(self.model.layers):
             ss = layer.state_to_state[1]
             gates_in = F.conv2d(self.inp[L][:, :, i:i + 1], effective_weight(layer.input_to_state[1]),
                                 layer.input_to_state[1].bias)[:, :, 0]  # (n, 4h, W)

@@ -1,4 +1,5 @@
-"""The model registry: ``register`` (a class decorator), ``names()``, ``get()``, ``build(name, **config)``."""
+"""The model registry: ``register`` (a class decorator), ``register_preset`` (a name for a
+registered class with other defaults), ``names()``, ``get()``, ``build(name, **config)``."""
 
 from __future__ import annotations
 
@@ -6,39 +7,81 @@ import dataclasses
 
 from ..errors import GenzooError
 
-_REGISTRY: dict[str, type] = {}
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    cls: type
+    defaults: dict  # option values that replace the Config's own defaults under this name
+    summary: str  # one line for `genzoo list`
+
+
+_REGISTRY: dict[str, Entry] = {}
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
 
 
 def register(cls):
-    _REGISTRY[cls.name] = cls
+    _REGISTRY[cls.name] = Entry(cls, {}, _first_line(cls.__doc__) or cls.__module__)
     return cls
+
+
+def register_preset(name: str, cls: type, summary: str, **defaults) -> None:
+    """Register ``name`` as ``cls`` with other default options (a variant is an option, not a subclass)."""
+    valid = {f.name for f in dataclasses.fields(cls.Config)}
+    unknown = sorted(set(defaults) - valid)
+    if unknown:
+        raise ValueError(f"preset {name}: {cls.__name__} has no option(s) {', '.join(unknown)}")
+    _REGISTRY[name] = Entry(cls, dict(defaults), summary)
 
 
 def names() -> list[str]:
     return list(_REGISTRY)
 
 
-def get(name: str) -> type:
+def _entry(name: str) -> Entry:
     if name not in _REGISTRY:
         raise GenzooError(f"unknown model {name!r}; choose from {', '.join(_REGISTRY)}")
     return _REGISTRY[name]
+
+
+def get(name: str) -> type:
+    """The model class registered under ``name``."""
+    return _entry(name).cls
+
+
+def summary(name: str) -> str:
+    return _entry(name).summary
 
 
 def config_fields(name: str) -> list[dataclasses.Field]:
     return list(dataclasses.fields(get(name).Config))
 
 
+def option_defaults(name: str) -> dict:
+    """{option: default} of every config field under ``name`` (a preset's values applied)."""
+    entry = _entry(name)
+    out = {}
+    for f in dataclasses.fields(entry.cls.Config):
+        default = f.default if f.default is not dataclasses.MISSING else None
+        out[f.name] = entry.defaults.get(f.name, default)
+    return out
+
+
 def build(name: str, **config):
     """Construct a model from its registry name and its config's keyword arguments."""
-    cls = get(name)
-    valid = {f.name for f in dataclasses.fields(cls.Config)}
+    entry = _entry(name)
+    valid = {f.name for f in dataclasses.fields(entry.cls.Config)}
     unknown = sorted(set(config) - valid)
     if unknown:
         raise GenzooError(f"{name}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
     try:
-        cfg = cls.Config(**config)
+        cfg = entry.cls.Config(**{**entry.defaults, **config})
     except TypeError as e:
         raise GenzooError(f"{name}: bad config ({e})") from None
     except GenzooError as e:
         raise GenzooError(f"{name}: {e}") from None
-    return cls(cfg)
+    model = entry.cls(cfg)
+    model.name = name  # a preset's models carry its name (config.json records it; genzoo.load rebuilds it)
+    return model

@@ -253,6 +253,26 @@ def alternating_mask(dims: int, parity: int) -> torch.Tensor:
     return ((torch.arange(dims) % 2) == parity).float()
 
 
+def coupling_mlp(in_features: int, hidden: int, num_hidden: int, out_features: int) -> nn.Sequential:
+    """A coupling's network on flat vectors: ``num_hidden`` ReLU layers of ``hidden`` units, then a
+    linear layer that starts at zero, so every coupling starts as the identity (stable first steps).
+    [B, in_features] -> [B, out_features]."""
+    layers, width = [], in_features
+    for _ in range(num_hidden):
+        layers += [nn.Linear(width, hidden), nn.ReLU()]
+        width = hidden
+    last = nn.Linear(width, out_features)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return nn.Sequential(*layers, last)
+
+
+def log_density(transform: Transform, prior, x: torch.Tensor) -> torch.Tensor:
+    """The change of variables: log p_X(x) = log p_Z(f(x)) + log |det df/dx|, [B] nats."""
+    z, logdet = transform(x)
+    return prior.log_prob(z) + logdet
+
+
 # ----------------------------------------------------------------------------- priors
 
 class StandardNormal(nn.Module):

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from ..likelihood import at_least_fp32, bits_per_dim, categorical_nll, full_precision
-from .base import GenerativeModel, ImageConfig, require
-from .layers import check_coder_config, decoder, encoder
+from .base import GenerativeModel, ImageConfig, from_signed, from_unit, require, to_signed, to_unit
+from .coders import check_coder_config, decoder, encoder
 from .registry import register
 
 DECODERS = ("auto", "bernoulli", "categorical", "logistic")
@@ -92,6 +92,9 @@ class VAE(GenerativeModel):
     name = "vae"
     Config = VAEConfig
     likelihood_kind = "bound"
+    has_code = True
+    importance_weighted = True
+    sample_options = frozenset({"mean", "temperature"})
 
     def __init__(self, config: VAEConfig):
         super().__init__(config)
@@ -105,7 +108,7 @@ class VAE(GenerativeModel):
     # -- the two distributions
     def posterior(self, x):
         """uint8 images -> (mu, logvar) of q(z|x), each [B, latent_dim]."""
-        mu, logvar = self.encoder(x.to(self.dtype) * (2.0 / (self.levels - 1)) - 1).chunk(2, dim=1)
+        mu, logvar = self.encoder(to_signed(x, self.levels, self.dtype)).chunk(2, dim=1)
         return mu, logvar.clamp(-12, 8)  # sigma in [e^-6, e^4]: no overflow early in training
 
     def log_likelihood(self, x, z):
@@ -178,13 +181,14 @@ class VAE(GenerativeModel):
         if self.decoder_kind == "categorical":
             B, _, H, W = out.shape
             p = torch.softmax(out.view(B, -1, self.levels, H, W), dim=2)
-            return (p * torch.arange(self.levels, dtype=p.dtype, device=p.device).view(1, 1, -1, 1, 1)).sum(2) / (self.levels - 1)
+            expected = (p * torch.arange(self.levels, dtype=p.dtype, device=p.device).view(1, 1, -1, 1, 1)).sum(2)
+            return to_unit(expected, self.levels, p.dtype)
         return ((out.chunk(2, dim=1)[0] + 1) / 2).clamp(0, 1)
 
     @torch.no_grad()
     def decode(self, z):
         """codes -> uint8 images: the decoder's mean rounded to the nearest level."""
-        return (self.decoder_mean(z) * (self.levels - 1)).round().to(torch.uint8)
+        return from_unit(self.decoder_mean(z), self.levels)
 
     @torch.no_grad()
     def sample(self, n, generator=None, mean: bool = False, temperature: float = 1.0, y=None):
@@ -205,4 +209,4 @@ class VAE(GenerativeModel):
         mean_, log_scale = out.chunk(2, dim=1)
         u = torch.rand(mean_.shape, generator=generator, dtype=out.dtype).clamp(1e-5, 1 - 1e-5).to(device)
         y_ = mean_ + torch.exp(log_scale.clamp(min=-7)) * (torch.log(u) - torch.log1p(-u))
-        return ((y_ + 1) * (self.levels - 1) / 2).round().clamp(0, self.levels - 1).to(torch.uint8)
+        return from_signed(y_, self.levels)

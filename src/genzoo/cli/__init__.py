@@ -1,0 +1,51 @@
+"""The ``genzoo`` command line: one module per command family, each with its parsers beside
+its handlers (``add_parsers(sub, argv)`` registers the commands, each parser's ``run`` default
+is its handler).
+
+    genzoo list
+    genzoo train MODEL --data NAME --out DIR [options]    |   genzoo train --resume DIR
+    genzoo eval DIR          genzoo probe DIR
+    genzoo sample DIR -n N -o FILE.png      genzoo complete DIR -o FILE.png
+    genzoo interpolate DIR -o FILE.png      genzoo reconstruct DIR -o FILE.png
+    genzoo report DIR... -o FILE.html       genzoo toy nice|realnvp --data moons -o FILE.png
+
+A bad argument, a missing run folder or a bad file prints one line on stderr and exits
+with status 2; nothing already written is touched. Under ``torchrun`` the train command
+runs DistributedDataParallel (gloo on CPU, nccl on GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+from ..errors import GenzooError
+from . import evaluate, listing, pictures, report, train
+from .common import Parser
+
+FAMILIES = (listing, train, evaluate, pictures, report)
+
+
+def build_parser(argv) -> argparse.ArgumentParser:
+    parser = Parser(prog="genzoo", description="Deep generative models of images on one likelihood scale.")
+    parser.add_argument("--version", action="version", version=f"genzoo {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for family in FAMILIES:
+        family.add_parsers(sub, argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser(argv).parse_args(argv)
+        return args.run(args)
+    except GenzooError as e:
+        print(f"genzoo: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("genzoo: interrupted (a training run continues with: genzoo train --resume DIR)", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,137 @@
+"""``genzoo eval DIR`` (test NLL, or reconstruction error) and ``genzoo probe DIR`` (linear probes on codes)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import torch
+
+from .. import likelihood, probe, runs, scoring
+from ..errors import GenzooError
+from ..models.autoencoders import CORRUPTIONS
+from ..models.base import to_unit
+from ..precision import PRECISIONS, autocast
+from .common import (add_data_options, add_device_options, apply_device_options, checked_split, latent_run, number,
+                     spec_of)
+
+
+def add_parsers(sub, argv) -> None:
+    e = sub.add_parser("eval", help="test NLL of a run or saved model")
+    e.add_argument("dir")
+    e.add_argument("--data", help="dataset (default: the run's)")
+    e.add_argument("--split", default="test")
+    e.add_argument("--data-dir")
+    e.add_argument("--batch-size", type=number(int, 1), default=256)
+    e.add_argument("--limit", type=number(int, 1), help="first N images only")
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
+    e.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default fp32: a bf16-trained model is scored exactly")
+    e.add_argument("--iwae-k", type=number(int, 1, 1_000_000), help="VAE: the importance-weighted bound with K samples")
+    e.add_argument("--corruption", choices=CORRUPTIONS, default="none",
+                   help="autoencoders: reconstruct test images corrupted this way (the error is against the clean ones)")
+    e.add_argument("--noise-level", type=number(float, 0, 1), default=0.3, help="with --corruption; default 0.3")
+    add_device_options(e)
+    e.set_defaults(run=run_eval)
+
+    pr = sub.add_parser("probe", help="logistic regression on frozen codes vs raw pixels, PCA, random projection")
+    pr.add_argument("dir")
+    add_data_options(pr)
+    pr.add_argument("--limit", type=number(int, 10), help="first N training images only (default: all)")
+    pr.add_argument("--json", action="store_true")
+    add_device_options(pr)
+    pr.set_defaults(run=run_probe)
+
+
+def _figures(args):
+    """The per-image figures this eval asks for: the IWAE bound, reconstruction error, or the model's own nll."""
+    g = torch.Generator().manual_seed(0)
+
+    def figures(model, x, y):
+        if args.iwae_k:
+            return {"nll": -model.log_prob(x, k=args.iwae_k, generator=g)}
+        if model.scored_by_reconstruction:
+            return {"mse": model.reconstruction_error(x, args.corruption, args.noise_level, generator=g),
+                    "near_zero": model.loss(x)["near_zero"]}
+        return {"nll": model.loss(x, y)["nll"]}
+    return figures
+
+
+def _reconstruction_result(args, model, means: dict, count: int, where: str) -> tuple[dict, str]:
+    mse = means["mse"]
+    s = {"likelihood_kind": "none", "count": count, "mse": mse, "psnr_db": 10 * math.log10(1 / max(mse, 1e-12)),
+         "near_zero_fraction": means["near_zero"], "corruption": args.corruption}
+    corrupted = args.corruption != "none"
+    if corrupted:
+        s["noise_level"] = args.noise_level
+    text = (f"{where}: reconstruction MSE {mse:.5f} (per pixel, [0, 1] scale), PSNR {s['psnr_db']:.2f} dB"
+            f"{f' from {args.corruption} corruption at {args.noise_level}' if corrupted else ''}; "
+            f"{100 * s['near_zero_fraction']:.1f}% of code units near zero (|h| < 0.01); {count} images; "
+            f"no likelihood (this model defines none)")
+    return s, text
+
+
+def _likelihood_result(args, model, means: dict, count: int, where: str) -> tuple[dict, str]:
+    s = likelihood.summary(means["nll"], model.dims, model.likelihood_kind, count)
+    text = f"{where}: {likelihood.describe(s)}"
+    if args.iwae_k:
+        s["iwae_k"] = args.iwae_k
+        text += f", IWAE bound with K = {args.iwae_k}"
+    elif model.importance_weighted:
+        text += ", the ELBO (analytic KL; --iwae-k K for the tighter bound)"
+    return s, text
+
+
+@torch.no_grad()
+def run_eval(args) -> int:
+    device = apply_device_options(args)
+    run = runs.open_run(args.dir)
+    model = run.model
+    if args.iwae_k and not model.importance_weighted:
+        raise GenzooError(f"--iwae-k: {model.name} has no importance-weighted bound (the VAE does)")
+    if args.corruption != "none" and not model.scored_by_reconstruction:
+        raise GenzooError(f"--corruption: {model.name} is not an autoencoder")
+    spec = spec_of(run, args)
+    ds = checked_split(run, args, args.split)
+    model.to(device)
+    x, y = ds.images[: args.limit], ds.labels[: args.limit]
+    batch = min(args.batch_size, 16) if args.iwae_k else args.batch_size  # K samples per image in memory
+    per_image = scoring.per_image(model, x, y, batch, _figures(args), device=device,
+                                  context=lambda: autocast(device, args.precision), progress="evaluating")
+    means = {k: v.sum().item() / len(x) for k, v in per_image.items()}
+    where = f"{model.name} on {spec['name']} {args.split}"
+    result = _reconstruction_result if model.scored_by_reconstruction else _likelihood_result
+    s, text = result(args, model, means, len(x), where)
+    s.update(model=model.name, data=spec["name"], split=args.split, precision=args.precision)
+    print(json.dumps(s) if args.json else text)
+    return 0
+
+
+@torch.no_grad()
+def run_probe(args) -> int:
+    device = apply_device_options(args)
+    run = latent_run(args, "probe")
+    model, spec = run.model, spec_of(run, args)
+    train_ds = checked_split(run, args, "train")
+    test_ds = checked_split(run, args, "test")
+    if not train_ds.num_classes:
+        raise GenzooError(f"{spec['name']} has no labels to probe with")
+    model.to(device)
+    n = args.limit or len(train_ds)
+
+    def codes(x):
+        return torch.cat([model.encode(c.to(device)).flatten(1).cpu() for c in x.split(256)]).double().numpy()
+
+    def pixels(x):
+        return to_unit(x.flatten(1), model.levels, torch.float64).numpy()
+
+    result = probe.compare(codes(train_ds.images[:n]), train_ds.labels[:n].numpy(), codes(test_ds.images),
+                           test_ds.labels.numpy(), pixels(train_ds.images[:n]), pixels(test_ds.images))
+    result.update(model=model.name, data=spec["name"], train_images=n, test_images=len(test_ds))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"linear probe (logistic regression) on {spec['name']}: {n} train, {len(test_ds)} test images; test accuracy:")
+    for name in ("codes", "raw_pixels", "pca", "random_projection"):
+        r = result[name]
+        print(f"  {name.replace('_', ' '):18s} width {r['width']:5d}: accuracy {r['accuracy']:.4f}")
+    return 0

@@ -1,0 +1,167 @@
+"""Pictures from a run: ``sample``, ``complete``, ``interpolate``, ``reconstruct`` (one PNG grid each)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import torch
+from tqdm import tqdm
+
+from .. import images, runs, views
+from ..errors import GenzooError
+from .common import add_data_options, add_device_options, apply_device_options, checked_split, latent_run, number
+
+
+def add_parsers(sub, argv) -> None:
+    s = sub.add_parser("sample", help="draw samples into a PNG grid")
+    s.add_argument("dir")
+    s.add_argument("-n", type=number(int, 1, 4096), default=64)
+    s.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    s.add_argument("--seed", type=number(int, 0), default=0)
+    s.add_argument("--temperature", type=number(float, 0, low_open=True), default=1.0)
+    s.add_argument("--label", type=number(int, 0), help="class for a conditional model (default: cycle)")
+    s.add_argument("--scale", type=number(int, 1, 32), help="pixel upscaling in the PNG")
+    s.add_argument("--naive", action="store_true", help="autoregressive models: one full pass per sub-pixel, no cache")
+    s.add_argument("--mean", action="store_true", help="VAE: the decoder's mean instead of a sample of p(x|z)")
+    add_device_options(s)
+    s.set_defaults(run=run_sample)
+
+    c = sub.add_parser("complete", help="complete the lower part of test images (autoregressive models)")
+    c.add_argument("dir")
+    c.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    c.add_argument("-n", type=number(int, 1, 64), default=8, help="test images to complete")
+    c.add_argument("--samples", type=number(int, 1, 16), default=4, help="completions per image")
+    c.add_argument("--rows", type=number(int, 1), help="rows kept from each image (default: half)")
+    add_data_options(c)
+    c.add_argument("--seed", type=number(int, 0), default=0)
+    c.add_argument("--naive", action="store_true", help="one full pass per sub-pixel instead of the cached sampler")
+    add_device_options(c)
+    c.set_defaults(run=run_complete)
+
+    i = sub.add_parser("interpolate", help="decode the straight line between two test images' codes (models with encode)")
+    i.add_argument("dir")
+    i.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    i.add_argument("--pairs", type=number(int, 1, 32), default=4, help="rows: pairs of test images")
+    i.add_argument("--steps", type=number(int, 2, 32), default=8, help="columns: points from one image to the other")
+    add_data_options(i)
+    add_device_options(i)
+    i.set_defaults(run=run_interpolate)
+
+    r = sub.add_parser("reconstruct", help="test images beside their reconstructions (models with encode and decode)")
+    r.add_argument("dir")
+    r.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    r.add_argument("-n", type=number(int, 1, 256), default=16, help="test images")
+    add_data_options(r)
+    r.add_argument("--seed", type=number(int, 0), default=0, help="of the corruption, for a denoising model")
+    add_device_options(r)
+    r.set_defaults(run=run_reconstruct)
+
+
+def _sample_option(model, option: str, flag: str, who: str) -> None:
+    if option not in model.sample_options:
+        raise GenzooError(f"{flag}: {model.name} has {who}")
+
+
+def _sampling_options(model, args) -> dict:
+    if args.naive:
+        _sample_option(model, "naive", "--naive", "no naive sampler (autoregressive models do)")
+        return {"naive": True}
+    return {}
+
+
+@contextlib.contextmanager
+def _row_progress(model, kwargs: dict, what: str):
+    """A progress bar over image rows (on a terminal only) for models whose sampler reports rows."""
+    if "progress" not in model.sample_options:
+        yield
+        return
+    with tqdm(total=model.image_shape[1], desc=what, unit="row", disable=None, file=sys.stderr, leave=False) as bar:
+        kwargs["progress"] = lambda rows: bar.update(rows - bar.n)
+        yield
+
+
+def _save_grid(x, model, path, nrow=None, scale=None) -> None:
+    images.save_png(images.grid(x, model.levels, nrow=nrow, scale=scale or images.default_scale(model.image_shape[1])),
+                    path)
+
+
+@torch.no_grad()
+def run_sample(args) -> int:
+    device = apply_device_options(args)
+    model = runs.open_run(args.dir).model
+    model.to(device)
+    g = torch.Generator().manual_seed(args.seed)
+    kwargs = {}
+    if args.temperature != 1.0:
+        kwargs["temperature"] = args.temperature
+    if args.label is not None:
+        if not model.num_classes or args.label >= model.num_classes:
+            raise GenzooError(f"--label: this model has {model.num_classes or 'no'} classes")
+        kwargs["y"] = torch.full((args.n,), args.label)
+    kwargs.update(_sampling_options(model, args))
+    if args.mean:
+        _sample_option(model, "mean", "--mean", "no decoder mean (the VAE does)")
+        kwargs["mean"] = True
+    with _row_progress(model, kwargs, "sampling"):
+        x = model.sample(args.n, generator=g, **kwargs)
+    _save_grid(x, model, args.output, scale=args.scale)
+    print(f"wrote {args.n} samples to {args.output}")
+    return 0
+
+
+@torch.no_grad()
+def run_complete(args) -> int:
+    device = apply_device_options(args)
+    run = runs.open_run(args.dir)
+    model = run.model
+    if not model.can_complete:
+        raise GenzooError(f"{model.name} does not complete images (autoregressive models do)")
+    ds = checked_split(run, args)
+    model.to(device)
+    H = model.image_shape[1]
+    rows = args.rows if args.rows is not None else H // 2
+    if rows >= H:
+        raise GenzooError(f"--rows must be below the image height {H}")
+    originals = ds.images[: args.n]
+    labels = ds.labels[: args.n] if model.num_classes else None
+    g = torch.Generator().manual_seed(args.seed)
+    kwargs = _sampling_options(model, args)
+    with _row_progress(model, kwargs, "completing"):
+        out, ncol = views.completions(model, originals, rows, args.samples, labels=labels, generator=g, **kwargs)
+    _save_grid(out, model, args.output, nrow=ncol)
+    print(f"wrote {args.n} images x {args.samples} completions (top {rows} rows kept) to {args.output}")
+    return 0
+
+
+def _latent_run_and_test_split(args, what: str):
+    """The run's model (one with a code) and the test split it was trained on, checked to fit."""
+    run = latent_run(args, what)
+    return run.model, checked_split(run, args)
+
+
+@torch.no_grad()
+def run_interpolate(args) -> int:
+    images.check_png_path(args.output)
+    device = apply_device_options(args)
+    model, ds = _latent_run_and_test_split(args, "interpolate in")
+    if len(ds) < 2 * args.pairs:
+        raise GenzooError(f"--pairs {args.pairs}: the test split has only {len(ds)} images")
+    model.to(device)
+    out, ncol = views.interpolations(model, ds.images[: 2 * args.pairs].to(device), args.steps)
+    _save_grid(out, model, args.output, nrow=ncol)
+    print(f"wrote {args.pairs} interpolations x {args.steps} steps to {args.output}")
+    return 0
+
+
+@torch.no_grad()
+def run_reconstruct(args) -> int:
+    images.check_png_path(args.output)
+    device = apply_device_options(args)
+    model, ds = _latent_run_and_test_split(args, "reconstruct from")
+    model.to(device)
+    x = ds.images[: args.n].to(device)
+    pic, names = views.reconstructions(model, x, torch.Generator().manual_seed(args.seed))
+    _save_grid(pic, model, args.output, nrow=len(names))
+    print(f"wrote {len(x)} test images x ({', '.join(names)}) to {args.output}")
+    return 0

@@ -1,0 +1,181 @@
+"""``genzoo train MODEL --data NAME --out DIR`` and ``genzoo train --resume DIR``.
+
+Everything that can fail on the user's input is checked before the run folder is created;
+the folder then appears whole (run.json + config.json) or not at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from pathlib import Path
+
+import torch
+
+from .. import __version__, data, distributed, models, runs, tensorboard_log
+from ..errors import GenzooError
+from ..precision import PRECISIONS, warn_if_emulated
+from ..trainer import TrainConfig, Trainer
+from .common import add_device_options, apply_device_options, choice, number
+
+# (flag, type, help) of every TrainConfig field; the default is read from TrainConfig.
+TRAIN_OPTIONS = [
+    ("--epochs", number(int, 1), None), ("--minutes", number(float, 0), "wall-clock budget over the run; 0 = none"),
+    ("--batch-size", number(int, 1), "global, over all processes"), ("--lr", number(float, 0, low_open=True), None),
+    ("--warmup-steps", number(int, 0), None), ("--min-lr-ratio", number(float, 0, 1), None),
+    ("--grad-clip", number(float, 0), "0 = off"), ("--weight-decay", number(float, 0), None),
+    ("--seed", number(int, 0), None), ("--eval-batch-size", number(int, 1), None),
+    ("--eval-limit", number(int, 0), "first N test images; 0 = all"),
+    ("--checkpoint-every", number(int, 0), "also checkpoint every N steps"),
+    ("--checkpoint-minutes", number(float, 0), "also checkpoint after this much training time; 0 = off"),
+    ("--precision", choice(PRECISIONS), "bf16: mixed-precision forward pass (GPU, or a CPU with AVX512-BF16/AMX)"),
+    ("--max-bad-steps", number(int, 1), "steps in a row with a non-finite loss or gradient (each skipped) "
+                                        "that stop the run"),
+]
+
+
+def add_parsers(sub, argv) -> None:
+    t = sub.add_parser("train", help="train a model; writes a run folder")
+    t.add_argument("model", nargs="?", help=f"one of: {', '.join(models.names())}")
+    t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    t.add_argument("--data", help=f"one of: {', '.join(data.names())}")
+    t.add_argument("--out", metavar="DIR", help="new (or empty) run folder")
+    t.add_argument("--data-dir", help="where to look for data files first")
+    t.add_argument("--levels", type=number(int, 2, 256), help="re-quantize the data to K levels")
+    t.add_argument("--binarize", choices=data.BINARIZE_MODES, default=None, help="default none")
+    t.add_argument("--conditional", action="store_true", help="condition on class labels (models with num_classes)")
+    # Training options default to None so that --resume can tell what was given; TrainConfig fills the rest.
+    defaults = TrainConfig()
+    group = t.add_argument_group("training options (defaults from TrainConfig)")
+    for flag, kind, help_ in TRAIN_OPTIONS:
+        default = getattr(defaults, flag[2:].replace("-", "_"))
+        group.add_argument(flag, type=kind, default=None, help=f"{help_ + '; ' if help_ else ''}default {default}")
+    group.add_argument("--compile", action="store_true", default=None, help="torch.compile the training step")
+    t.add_argument("--tensorboard", action="store_true",
+                   help="also write scalars and a sample grid per epoch to DIR/tensorboard (needs the tensorboard package)")
+    add_device_options(t)
+    if len(argv) >= 2 and argv[0] == "train" and argv[1] in models.names():
+        add_model_options(t, argv[1])  # the model's own options, once the model is named
+    t.set_defaults(run=run)
+
+
+def add_model_options(parser, model_name: str) -> None:
+    """One --option per field of the model's config (image_shape, levels and num_classes come from the data)."""
+    group = parser.add_argument_group(f"{model_name} options")
+    hints = typing.get_type_hints(models.get(model_name).Config)
+    for name, default in models.option_defaults(model_name).items():
+        if name in ("image_shape", "levels", "num_classes"):
+            continue
+        flag, kind = "--" + name.replace("_", "-"), hints[name]
+        if kind is bool:
+            group.add_argument(flag, dest=f"model_{name}", action=argparse.BooleanOptionalAction, default=None)
+        elif kind in (int, float):
+            group.add_argument(flag, dest=f"model_{name}", type=number(kind), default=None,
+                               metavar=kind.__name__.upper(), help=f"default {default}")
+        else:
+            group.add_argument(flag, dest=f"model_{name}", default=None, help=f"default {default}")
+
+
+@dataclasses.dataclass
+class Plan:
+    """What a train command will do, decided before anything is written."""
+
+    out: Path
+    train: TrainConfig
+    spec: dict  # the data recipe
+    tensorboard: bool
+    record: dict | None = None  # run.json of a resumed run
+    model_record: dict | None = None  # config.json of a resumed run
+
+
+def _given_train_options(args) -> dict:
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
+
+
+def _resume_plan(args) -> Plan:
+    if args.model or args.out or args.data:
+        raise GenzooError("--resume DIR continues a run as it was launched: give no MODEL, --out or --data")
+    out = Path(args.resume)
+    given = _given_train_options(args)
+    record, options, model_record = runs.resume_plan(out, given, [o for o in runs.LAUNCH_ONLY if getattr(args, o)])
+    try:
+        tcfg = TrainConfig(**options)
+    except TypeError:
+        raise GenzooError(f"{out / runs.RUN_FILE}: not a genzoo run record") from None
+    if args.threads is None and record.get("threads"):
+        torch.set_num_threads(record["threads"])
+    return Plan(out, tcfg, record["data"], bool(record.get("tensorboard")), record, model_record)
+
+
+def _launch_plan(args) -> Plan:
+    if not args.model:
+        raise GenzooError(f"train: name a model ({', '.join(models.names())}) or --resume DIR")
+    models.get(args.model)
+    if not args.data or not args.out:
+        raise GenzooError("train: --data NAME and --out DIR are required")
+    out = Path(args.out)
+    runs.check_new_folder(out)
+    spec = {"name": args.data, "data_dir": args.data_dir, "levels": args.levels, "binarize": args.binarize or "none"}
+    return Plan(out, TrainConfig(**_given_train_options(args)), spec, args.tensorboard)
+
+
+def _model(args, plan: Plan, train_ds: data.Dataset, levels: int):
+    """The untrained model: the resumed run's config, or the named model with the data's shape and levels."""
+    torch.manual_seed(plan.train.seed)  # the initial weights are a function of --seed (a resume from step 0 rebuilds them)
+    if plan.model_record is not None:
+        model = models.build_from_record(plan.model_record, runs.config_path(plan.out))
+        data.check_fits(model, train_ds, levels)
+        return model
+    options = {k[len("model_"):]: v for k, v in vars(args).items() if k.startswith("model_") and v is not None}
+    if args.conditional:
+        if "num_classes" not in {f.name for f in models.config_fields(args.model)}:
+            raise GenzooError(f"{args.model} has no class-conditional variant")
+        if not train_ds.num_classes:
+            raise GenzooError(f"{args.data} has no labels to condition on")
+        options["num_classes"] = train_ds.num_classes
+    return models.build(args.model, image_shape=train_ds.image_shape, levels=levels, **options)
+
+
+def _write_run_folder(args, plan: Plan, model) -> None:
+    """Rank 0: create the run folder (a new run), or record a new --minutes budget (a resumed one)."""
+    if plan.record is None:
+        runs.create(plan.out, {"model": args.model, "data": plan.spec, "train": dataclasses.asdict(plan.train),
+                               "threads": args.threads, "tensorboard": plan.tensorboard,
+                               "genzoo_version": __version__}, model)
+        return
+    if _given_train_options(args):  # a new --minutes budget holds for later resumes too
+        runs.write_record(plan.out, {**plan.record, "train": dataclasses.asdict(plan.train)})
+    if runs.committed_step(plan.out) is None:
+        print(f"{plan.out}: no checkpoint yet (the run died before its first one): restarting from step 0", flush=True)
+
+
+def run(args) -> int:
+    device = apply_device_options(args)
+    plan = _resume_plan(args) if args.resume else _launch_plan(args)
+    if plan.tensorboard:
+        tensorboard_log.require_tensorboard()
+    warn_if_emulated(plan.train.precision, device)
+    rank, world, local = distributed.init()
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", local)
+    train_ds, levels, transform = data.prepare(plan.spec, "train")
+    test_ds, _, _ = data.prepare(plan.spec, "test")
+    model = _model(args, plan, train_ds, levels)
+    trainer = Trainer(model, (train_ds.images, train_ds.labels), (test_ds.images, test_ds.labels), plan.train, plan.out,
+                      batch_transform=transform, device=device, log=lambda m: print(m, flush=True))
+    if rank == 0:
+        _write_run_folder(args, plan, model)
+        print(f"{model.name}: {sum(p.numel() for p in model.parameters()):,} parameters; {plan.spec['name']} "
+              f"{list(train_ds.image_shape)} x {len(train_ds)} train, {len(test_ds)} test, {levels} levels; "
+              f"{world} process(es) on {device}, {plan.train.precision}", flush=True)
+        if plan.tensorboard:  # inside the run folder, so only once it exists
+            trainer.on_epoch = tensorboard_log.TensorBoardLogger(model, runs.tensorboard_dir(plan.out),
+                                                                 resume_step=runs.committed_step(plan.out) or 0)
+    distributed.barrier(world)  # the run folder exists before any rank trains
+    trainer.fit(resume=bool(args.resume))
+    if trainer.on_epoch is not None:
+        trainer.on_epoch.close()
+    distributed.finish(world)
+    return 0
+

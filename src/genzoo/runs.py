@@ -1,0 +1,256 @@
+"""The run folder, once: its file names, how it is created, read, checkpointed and resumed.
+
+What ``genzoo train`` writes, and the order it is written in (a kill at any point leaves the
+last *committed* checkpoint whole):
+
+    run.json            how the run was launched: model, data recipe, training options, threads
+    config.json         the model's constructor arguments     } a saved model (models/folder.py):
+    model.safetensors   the latest committed weights          } genzoo.load(run)
+    checkpoint.json     the commit record: step, epoch, batch and the two files below
+    ckpt/step-N.safetensors, ckpt/step-N.pt   weights; optimizer + RNG + counters
+    metrics.jsonl       one JSON object per evaluation
+    tensorboard/        with --tensorboard
+
+The folder appears whole (run.json + config.json, renamed into place) or not at all. A
+checkpoint is committed by the atomic rename of checkpoint.json; files of older checkpoints
+are deleted only after that. A resume reads checkpoint.json, drops metrics lines written
+after that step, and replays the data order. The CLI, the report and the trainer read and
+write run folders only through this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+
+from . import checkpoint as ckpt
+from . import models
+from .errors import GenzooError
+from .models.folder import CONFIG_FILE, WEIGHTS_FILE
+
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_RECORD = "checkpoint.json"
+CHECKPOINT_DIR = "ckpt"
+TENSORBOARD_DIR = "tensorboard"
+
+# Training options --resume may change: they change when the run stops or checkpoints, never its result.
+RESUMABLE_OPTIONS = ("minutes", "checkpoint_minutes")
+# Launch options that fix what the run computes: --resume refuses them.
+LAUNCH_ONLY = ("levels", "binarize", "data_dir", "conditional", "tensorboard")
+
+
+# ----------------------------------------------------------------------------- creating
+
+def check_new_folder(out: Path) -> None:
+    """Refuse an --out that cannot become a new run folder, before anything is read or written."""
+    if out.exists():
+        if not out.is_dir():
+            raise GenzooError(f"--out {out}: is a file, not a folder")
+        if any(out.iterdir()):
+            what = "holds another run (continue it with --resume)" if (out / RUN_FILE).exists() else "is not an empty folder"
+            raise GenzooError(f"--out {out}: {what}")
+    parent = next(p for p in out.absolute().parents if p.exists())  # the nearest existing ancestor
+    if not parent.is_dir():
+        raise GenzooError(f"--out {out}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise GenzooError(f"--out {out}: {parent} is not writable")
+
+
+def create(out: Path, record: dict, model) -> None:
+    """The new run folder with its run.json (``record``) and the model's config.json, all or nothing."""
+    ckpt.create_folder(out, {RUN_FILE: ckpt.json_bytes(record),
+                             CONFIG_FILE: ckpt.json_bytes(models.model_config_record(model))})
+
+
+def write_record(folder: Path, record: dict) -> None:
+    ckpt.atomic_write_json(Path(folder) / RUN_FILE, record)
+
+
+def tensorboard_dir(folder: Path) -> Path:
+    return Path(folder) / TENSORBOARD_DIR
+
+
+# ----------------------------------------------------------------------------- reading
+
+def read_record(folder: Path) -> dict:
+    """run.json, checked to be a genzoo run record."""
+    folder = Path(folder)
+    if not (folder / RUN_FILE).is_file():
+        raise GenzooError(f"{folder}: not a run folder (no {RUN_FILE})")
+    record = ckpt.read_json(folder / RUN_FILE)
+    if not isinstance(record.get("data"), dict):
+        raise GenzooError(f"{folder / RUN_FILE}: not a genzoo run record")
+    return record
+
+
+@dataclasses.dataclass
+class Run:
+    """A run folder (or a bare saved model) as every reader sees it."""
+
+    name: str  # the folder's path as given
+    folder: Path
+    model: object  # the saved GenerativeModel, in eval mode
+    record: dict  # run.json ({} for a bare model folder)
+    metrics: list  # metrics.jsonl records, oldest first
+
+    @property
+    def spec(self) -> dict:
+        """The data recipe it was trained on (run.json's "data")."""
+        return self.record.get("data", {})
+
+    @property
+    def kind(self) -> str:
+        return self.model.likelihood_kind
+
+    @property
+    def last(self) -> dict:
+        return self.metrics[-1] if self.metrics else {}
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def dataset(self) -> str:
+        """The leaderboard group: runs of different data are never ranked together."""
+        s = self.spec
+        extra = f", binarize {s['binarize']}" if s.get("binarize", "none") != "none" else ""
+        return f"{s.get('name', '?')}{extra} ({self.model.levels} levels, {'x'.join(map(str, self.model.image_shape))})"
+
+
+def open_run(folder, need_record: bool = False) -> Run:
+    """The saved model, run.json and metrics of ``folder``; a bare model folder (no run.json)
+    opens with an empty record unless ``need_record``."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise GenzooError(f"{path}: no such run folder")
+    record = read_record(path) if need_record or (path / RUN_FILE).exists() else {}
+    model = models.load_model(path)
+    return Run(str(folder), path, model, record, read_metrics(path))
+
+
+def data_spec(record: dict, data: str | None = None, data_dir: str | None = None) -> dict:
+    """The data recipe a command applies: the run's, another dataset prepared the same way, or a new data_dir."""
+    spec = dict(record.get("data", {}))
+    if data:
+        spec = {"name": data, "binarize": spec.get("binarize", "none"), "levels": spec.get("levels")}
+    if data_dir:
+        spec["data_dir"] = data_dir
+    if "name" not in spec:
+        raise GenzooError("this model folder does not say what it was trained on: pass --data NAME")
+    return spec
+
+
+# ----------------------------------------------------------------------------- metrics.jsonl
+
+def _metric_lines(folder: Path) -> list[tuple[str, dict]]:
+    """(line, record) of every whole line; a line torn by a kill is skipped."""
+    path = Path(folder) / METRICS_FILE
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict):
+            out.append((line, rec))
+    return out
+
+
+def read_metrics(folder: Path) -> list[dict]:
+    return [rec for _, rec in _metric_lines(folder)]
+
+
+def truncate_metrics(folder: Path, step: int) -> None:
+    """Keep only metrics lines of committed steps: none lost, none duplicated by the replay."""
+    if not (Path(folder) / METRICS_FILE).exists():
+        return
+    kept = [line for line, rec in _metric_lines(folder) if rec.get("step", math.inf) <= step]
+    ckpt.atomic_write_bytes(Path(folder) / METRICS_FILE, "".join(k + "\n" for k in kept).encode())
+
+
+def append_metrics(folder: Path, record: dict) -> None:
+    ckpt.append_line(Path(folder) / METRICS_FILE, json.dumps(record))  # a torn line is dropped on resume
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def committed_step(folder: Path) -> int | None:
+    """The step of the last committed checkpoint, or None before the first."""
+    path = Path(folder) / CHECKPOINT_RECORD
+    return read_checkpoint(folder)[0]["step"] if path.is_file() else None
+
+
+def commit_checkpoint(folder: Path, counters: dict, weights: dict, trainer_state: dict) -> None:
+    """Write a checkpoint and commit it: the two files, then checkpoint.json (the commit), then
+    the run's model.safetensors, then delete older checkpoints' files. counters: step, epoch, batch."""
+    folder = Path(folder)
+    ckdir = folder / CHECKPOINT_DIR
+    ckdir.mkdir(parents=True, exist_ok=True)
+    stem = f"step-{counters['step']:09d}"
+    ckpt.save_weights(ckdir / f"{stem}.safetensors", weights)
+    ckpt.save_trainer_state(ckdir / f"{stem}.pt", trainer_state)
+    ckpt.atomic_write_json(folder / CHECKPOINT_RECORD, {
+        **{k: counters[k] for k in ("step", "epoch", "batch")},
+        "weights": f"{CHECKPOINT_DIR}/{stem}.safetensors", "trainer": f"{CHECKPOINT_DIR}/{stem}.pt"})
+    # The committed weights double as the run's saved model (genzoo.load(run)).
+    ckpt.save_weights(folder / WEIGHTS_FILE, weights)
+    for old in ckdir.iterdir():
+        if not old.name.startswith(stem):
+            old.unlink(missing_ok=True)
+
+
+def read_checkpoint(folder: Path) -> tuple[dict, Path, Path]:
+    """(checkpoint.json, its weights file, its trainer-state file), checked to be a genzoo record."""
+    folder = Path(folder)
+    record = ckpt.read_json(folder / CHECKPOINT_RECORD)
+    try:
+        weights, trainer = folder / record["weights"], folder / record["trainer"]
+        record["step"] = int(record["step"])
+    except (KeyError, TypeError, ValueError):
+        raise GenzooError(f"{folder / CHECKPOINT_RECORD}: not a genzoo checkpoint record") from None
+    return record, weights, trainer
+
+
+def sweep(folder: Path) -> None:
+    """Delete what killed atomic writes left in the run folder and its checkpoint folder."""
+    ckpt.sweep_temp_files(folder)
+    ckpt.sweep_temp_files(Path(folder) / CHECKPOINT_DIR)
+
+
+def discard_uncommitted(folder: Path) -> None:
+    """A run killed before its first checkpoint restarts from step 0: drop what it left."""
+    truncate_metrics(folder, 0)
+    sweep(folder)
+    for stale in (Path(folder) / CHECKPOINT_DIR).glob("step-*"):
+        stale.unlink()
+
+
+# ----------------------------------------------------------------------------- resuming
+
+def resume_plan(folder: Path, given: dict, launch_only_given: list[str]) -> tuple[dict, dict, dict]:
+    """What ``genzoo train --resume folder`` continues: (run.json, the training options with the
+    resumable ones in ``given`` applied, the model's config.json record).
+
+    ``given``: training options named on the command line; ``launch_only_given``: names of
+    :data:`LAUNCH_ONLY` options given. Anything that would change the result is refused.
+    """
+    folder = Path(folder)
+    record = read_record(folder)
+    fixed = sorted(set(given) - set(RESUMABLE_OPTIONS)) + list(launch_only_given)
+    if fixed:
+        raise GenzooError(f"--resume continues the run as launched; it cannot change --{fixed[0].replace('_', '-')} "
+                          f"(only {', '.join('--' + o.replace('_', '-') for o in RESUMABLE_OPTIONS)}, --threads, --device)")
+    if not isinstance(record.get("train"), dict):
+        raise GenzooError(f"{folder / RUN_FILE}: not a genzoo run record")
+    return record, {**record["train"], **given}, ckpt.read_json(folder / CONFIG_FILE)
+
+
+def config_path(folder: Path) -> Path:
+    return Path(folder) / CONFIG_FILE

@@ -1,0 +1,99 @@
+"""The house rules the code is held to (docs/architecture.md): short functions and modules,
+the run folder's file names in one module, capabilities declared rather than discovered,
+imports running one way, and declarations that tell the truth about the methods."""
+
+import ast
+import inspect
+from pathlib import Path
+
+import pytest
+import torch
+
+import genzoo
+from conftest import TINY
+
+SRC = Path(genzoo.__file__).parent
+MODULES = sorted(SRC.rglob("*.py"))
+
+
+def test_no_function_over_60_lines_and_no_module_over_400():
+    long = []
+    for path in MODULES:
+        text = path.read_text()
+        if text.count("\n") > 400:
+            long.append(f"{path.name}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60:
+                long.append(f"{path.name}:{node.lineno} {node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert not long
+
+
+def test_the_run_folder_is_named_in_one_module_and_nothing_probes_signatures():
+    names = ('"run.json"', '"metrics.jsonl"', '"checkpoint.json"', '"ckpt"')
+    for path in MODULES:
+        text = path.read_text()
+        assert "inspect.signature" not in text, path
+        if path.name != "runs.py":
+            assert not [n for n in names if n in text], path
+    assert (SRC / "cli").is_dir() and not (SRC / "cli.py").exists()
+
+
+def _imports(path: Path) -> set:
+    """genzoo modules imported by ``path`` (absolute names), from its import statements."""
+    mod = ".".join(path.relative_to(SRC.parent).with_suffix("").parts).removesuffix(".__init__")
+    base = mod.split(".") if path.name == "__init__.py" else mod.split(".")[:-1]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            target = ".".join(base[: len(base) - node.level + 1] + ([node.module] if node.module else []))
+            out |= {target} | {f"{target}.{a.name}" for a in node.names}
+    return out
+
+
+def test_imports_run_one_way():
+    known = {".".join(p.relative_to(SRC.parent).with_suffix("").parts).removesuffix(".__init__"): p for p in MODULES}
+    edges = {m: {t for t in _imports(p) if t in known and t != m} for m, p in known.items()}
+
+    def reaches(a, b, seen=()):
+        return b in edges[a] or any(c not in seen and reaches(c, b, (*seen, a)) for c in edges[a])
+
+    # a circle is a module reaching itself; __init__ re-exports its own children, which is not one
+    circles = [m for m in known if any(reaches(t, m) for t in edges[m] if not t.startswith(m + "."))]
+    assert not circles
+    for m in known:
+        if m.startswith("genzoo.models"):
+            assert not edges[m] & {"genzoo.trainer", "genzoo.runs", "genzoo.report", "genzoo.cli"}, m
+
+
+def _build(name):
+    options = TINY.get(name, {})
+    return genzoo.models.build(name, image_shape=(1, 4, 4), levels=2, **options)
+
+
+@pytest.mark.parametrize("name", genzoo.models.names())
+def test_declared_capabilities_match_the_methods(name):
+    model = _build(name)
+    sample = set(inspect.signature(model.sample).parameters)
+    assert model.sample_options <= sample
+    assert model.can_complete == ({"prefix", "known"} <= sample)
+    assert model.has_code == (hasattr(model, "encode") and hasattr(model, "decode"))
+    assert model.importance_weighted == ("k" in inspect.signature(model.log_prob).parameters)
+    assert model.scored_by_reconstruction == hasattr(model, "reconstruction_error")
+    if model.can_sample:
+        assert model.sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 1, 4, 4)
+    else:
+        with pytest.raises(genzoo.GenzooError):
+            model.sample(2)
+
+
+def test_presets_are_the_model_with_other_defaults_and_keep_their_name(tmp_path):
+    dae = genzoo.models.build("denoising-autoencoder", image_shape=(1, 4, 4), levels=2)
+    sae = genzoo.models.build("sparse-autoencoder", image_shape=(1, 4, 4), levels=2, l1=0.5)
+    plain = genzoo.models.build("autoencoder", image_shape=(1, 4, 4), levels=2)
+    assert type(dae) is type(sae) is type(plain)
+    assert (dae.config.corruption, dae.config.noise_level, dae.config.l1) == ("gaussian", 0.3, 0.0)
+    assert (sae.config.corruption, sae.config.l1) == ("none", 0.5)
+    assert genzoo.models.option_defaults("sparse-autoencoder")["l1"] == 0.1
+    dae.save(tmp_path / "dae")
+    again = genzoo.load(tmp_path / "dae")
+    assert again.name == "denoising-autoencoder" and again.config == dae.config
