@@ -86,7 +86,6 @@ def test_list_names_models_and_datasets(capsys):
     (["eval", "NOPE"], "no such run folder"),
     (["sample", "NOPE", "-o", "x.png"], "no such run folder"),
     (["bogus"], "invalid choice"),
-    ([], "required"),
 ])
 def test_bad_arguments_exit_2_with_one_line(args, match, tmp_path, capsys):
     os.chdir(tmp_path)

@@ -19,7 +19,8 @@ SETTINGS = settings(max_examples=150, deadline=2000, suppress_health_check=[Heal
 WORDS = ["train", "eval", "sample", "complete", "list", "pixelcnn", "gated-pixelcnn", "--data", "digits",
          "--out", "--resume", "--epochs", "--lr", "--batch-size", "-n", "-o", "--seed", "--levels", "--binarize",
          "dynamic", "--hidden-channels", "--kernel", "--minutes", "--threads", "--device", "--conditional",
-         "--temperature", "--label", "0", "1", "-1", "3.5", "nan", "inf", "1e999", "", "x.png", "--", "-", "=", "--lr=2"]
+         "--temperature", "--label", "0", "1", "-1", "3.5", "nan", "inf", "1e999", "", "x.png", "--", "-", "=", "--lr=2",
+         "/proc/x.png", "/sys/x.png", "/nonexistent/x.png", str(2**63), str(2**64), str(-2**63), "--json", "--limit"]
 ARGV = st.lists(st.one_of(st.sampled_from(WORDS), st.text(max_size=12)), max_size=10)
 
 
@@ -35,7 +36,7 @@ def test_the_parser_accepts_or_gives_one_clear_error(argv):
 
 
 @SETTINGS
-@given(st.sampled_from(["eval", "sample", "complete"]), ARGV)
+@given(st.sampled_from(["eval", "sample", "complete", "reconstruct", "interpolate", "probe", "report", "runs"]), ARGV)
 def test_commands_on_random_arguments_exit_0_or_2(tmp_path, command, rest):
     # The folder named is never a run folder here, so no command gets as far as heavy work.
     argv = [command, str(tmp_path / "no-run"), *rest]

@@ -4,6 +4,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -151,7 +152,20 @@ def test_grids_have_a_visible_gap():
     p = (pic.shape[1] - 2 * 64) // 3  # the gap: left edge, between the two, right edge
     assert p >= 2 and pic.shape == (64 + 2 * p, 128 + 3 * p)
     assert (pic[p:p + 64, p:p + 64] == 255).all() and (pic[p:p + 64, 2 * p + 64:2 * p + 128] == 255).all()
-    assert (pic[:, p + 64:2 * p + 64] == images.GAP_VALUE).all() and (pic[:p] == images.GAP_VALUE).all()
+    gap, top = pic[:, p + 64:2 * p + 64], pic[:p]
+    assert np.array_equal(gap, images.gap_pattern(*pic.shape)[:, p + 64:2 * p + 64]) and set(np.unique(top)) == {0, 255}
+
+
+@pytest.mark.parametrize("value", [0, 8, 16])
+def test_the_gap_contrasts_with_any_grey_content(value):
+    """Images of one grey level (black, the middle level of 17, white): every gap row holds both
+    black and white, so it differs from the content (a plain grey gap vanished beside level 8)."""
+    x = torch.full((4, 1, 8, 8), value, dtype=torch.uint8)
+    pic = images.grid(x, 17, nrow=2, scale=4)
+    p = (pic.shape[1] - 2 * 32) // 3
+    for strip in (pic[:p], pic[:, :p].T, pic[:, p + 32:2 * p + 32].T):
+        for line in strip:
+            assert set(line.tolist()) == {0, 255}
 
 
 def test_tensorboard_logs_scalars_and_samples_and_changes_no_weight(tmp_path):

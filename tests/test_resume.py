@@ -7,6 +7,7 @@ bit for bit, those of a run that was never interrupted.
 """
 
 import json
+import shutil
 import pickle
 import subprocess
 import sys
@@ -197,9 +198,23 @@ def test_a_full_disk_mid_run_is_one_error_and_the_run_resumes(reference, tmp_pat
 
 
 def test_resume_refuses_options_that_would_change_the_result(reference, capsys):
-    for extra in (["--lr", "0.1"], ["--epochs", "5"], ["--binarize", "threshold"], ["--levels", "4"]):
+    for extra in (["--lr", "0.1"], ["--seed", "5"], ["--binarize", "threshold"], ["--levels", "4"]):
         assert main(["train", "--resume", str(reference), *extra]) == 2
         assert "cannot change" in capsys.readouterr().err
+
+
+def test_resuming_a_finished_run_says_so_and_more_epochs_extend_it(reference, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    before = (run / "model.safetensors").read_bytes()
+    assert main(["train", "--resume", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "already finished: 3 of 3 epochs" in out and "--epochs N" in out
+    assert (run / "model.safetensors").read_bytes() == before and len(metrics(run)) == 3
+    assert main(["train", "--resume", str(run), "--epochs", "4"]) == 0
+    assert [m["epoch"] for m in metrics(run)] == [1, 2, 3, 4]
+    assert json.loads((run / "run.json").read_text())["train"]["epochs"] == 4
+    assert (run / "model.safetensors").read_bytes() != before
 
 
 def test_a_time_budget_stops_mid_epoch_and_a_new_budget_continues(reference, tmp_path):

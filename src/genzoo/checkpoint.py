@@ -63,7 +63,10 @@ def _write_error(path, e: OSError) -> CheckpointError:
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TEMP_PREFIX}{path.name}.", suffix=_TEMP_SUFFIX)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TEMP_PREFIX}{path.name}.", suffix=_TEMP_SUFFIX)
+    except OSError as e:  # a missing, read-only or special (/proc, /sys) folder
+        raise _write_error(path, e) from None
     try:
         os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as f:
@@ -80,6 +83,21 @@ def atomic_write_bytes(path, data: bytes) -> None:
             raise _write_error(path, e) from None
         raise
     _fsync_dir(path.parent)
+
+
+def check_writable(path) -> None:
+    """Can a file be written at ``path`` the way :func:`atomic_write_bytes` writes it? Tried for
+    real (a temp file created and removed beside it), so a read-only mount, /proc or /sys, a
+    missing folder or a path under a file all fail here, before any work, with one line."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a file")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TEMP_PREFIX}{path.name}.", suffix=_TEMP_SUFFIX)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise CheckpointError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def append_line(path, line: str) -> None:
@@ -191,6 +209,15 @@ def save_trainer_state(path, state: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _gist(e: Exception, limit: int = 200) -> str:
+    """The first sentence of an exception's message, whole (never cut mid-sentence), at most ``limit`` characters."""
+    text = str(e).strip().splitlines()[0].strip() if str(e).strip() else type(e).__name__
+    if len(text) <= limit:
+        return text.rstrip(".")
+    end = text.rfind(". ", 0, limit)
+    return text[:end] if end > 0 else text[:text.rfind(" ", 0, limit)] + " ..."
+
+
 def load_trainer_state(path) -> dict:
     path = Path(path)
     try:
@@ -199,8 +226,7 @@ def load_trainer_state(path) -> dict:
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such file") from None
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError... for a bad file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: refused as trainer state (not a plain tensor checkpoint: {first[:200]})") from None
+        raise CheckpointError(f"{path}: refused as trainer state (not a plain tensor checkpoint: {_gist(e)})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: trainer state must be a dict")
     return state

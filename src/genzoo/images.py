@@ -10,19 +10,26 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import atomic_write_bytes
+from .checkpoint import atomic_write_bytes, check_writable
 from .errors import GenzooError
 
 
-GAP_VALUE = 128  # mid grey between images: visible on black backgrounds and on white ones
+def gap_pattern(height: int, width: int) -> np.ndarray:
+    """The separator between images: a black and white checkerboard of 1-pixel squares, [H, W] uint8.
+
+    Alternating black and white stands out against any content, grey, black, white or
+    coloured (a plain grey gap would vanish between images of mid-grey levels)."""
+    yy, xx = np.indices((height, width))
+    return np.where((yy + xx) % 2 == 0, 0, 255).astype(np.uint8)
+
 
 
 def grid(images: torch.Tensor, levels: int, nrow: int | None = None, scale: int = 1, pad: int | None = None) -> np.ndarray:
     """uint8 levels [N, C, H, W] -> uint8 picture [rows*(H+pad)+pad, cols*(W+pad)+pad(, 3)] in 0..255.
 
     Each image is upscaled ``scale`` times (nearest neighbour) and framed by a gap of ``pad``
-    pixels (default: a quarter of an upscaled image's pixel block, at least 2), so neighbours
-    never run into each other.
+    pixels (default: a quarter of an upscaled image's pixel block, at least 2) drawn in
+    :func:`gap_pattern`, so neighbours never run into each other.
     """
     n, c, h, w = images.shape
     pad = max(2, scale // 4 * 2) if pad is None else pad
@@ -32,21 +39,28 @@ def grid(images: torch.Tensor, levels: int, nrow: int | None = None, scale: int 
     if scale > 1:
         pix = pix.repeat(scale, axis=2).repeat(scale, axis=3)
         h, w = h * scale, w * scale
-    out = np.full((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), GAP_VALUE, np.uint8)
+    H, W = rows * (h + pad) + pad, nrow * (w + pad) + pad
+    out = np.repeat(gap_pattern(H, W)[None], c, axis=0)  # (C, H, W): the separator everywhere, then the images
     for i in range(n):
         r, q = divmod(i, nrow)
         out[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = pix[i]
     return out[0] if c == 1 else out.transpose(1, 2, 0)
 
 
-def check_png_path(path) -> Path:
-    """An output PNG path: a .png name in an existing folder (checked before any work is done)."""
+def check_output_path(path, suffixes=(".png",)) -> Path:
+    """An output file: one of ``suffixes``, in an existing folder, writable there (tried for real).
+    Callers check it before any work is done, so a bad path is one line and nothing computed."""
     path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise GenzooError(f"{path}: the output must be a .png file")
+    if path.suffix.lower() not in suffixes:
+        raise GenzooError(f"{path}: the output must be a {' or '.join(suffixes)} file")
     if not path.parent.is_dir():
         raise GenzooError(f"{path.parent}: no such folder for the output")
+    check_writable(path)
     return path
+
+
+def check_png_path(path) -> Path:
+    return check_output_path(path, (".png",))
 
 
 def png_bytes(picture: np.ndarray) -> bytes:

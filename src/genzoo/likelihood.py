@@ -66,16 +66,20 @@ def check_kind(kind: str) -> str:
     return kind
 
 
-def summary(nll_nats: float, dims: int, kind: str, count: int) -> dict:
-    """The one record every evaluation prints: nats, bits/dim, the kind of number, and N."""
+def summary(nll_nats: float, dims: int, kind: str, count: int, conditional: bool = False) -> dict:
+    """The one record every evaluation prints: nats, bits/dim, the kind of number, and N.
+    ``conditional``: the figure is -log P(x | y) of a class-conditional model, not -log P(x)."""
     check_kind(kind)
-    return {
+    out = {
         "nll_nats": float(nll_nats),
         "bits_per_dim": float(bits_per_dim(nll_nats, dims)),
         "likelihood_kind": kind,
         "count": int(count),
         "dims": int(dims),
     }
+    if conditional:
+        out["conditional"] = True
+    return out
 
 
 def describe(s: dict) -> str:
@@ -84,6 +88,6 @@ def describe(s: dict) -> str:
     if s["likelihood_kind"] == "none":
         return f"no likelihood (this model defines none); {s['count']} images"
     return (
-        f"-log P(x) {rel} {s['nll_nats']:.3f} nats/image = {s['bits_per_dim']:.4f} bits/dim "
+        f"-log P(x{' | y' if s.get('conditional') else ''}) {rel} {s['nll_nats']:.3f} nats/image = {s['bits_per_dim']:.4f} bits/dim "
         f"({s['likelihood_kind']}, {s['count']} images, D={s['dims']})"
     )

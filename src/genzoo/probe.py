@@ -20,18 +20,22 @@ def linear_probe(train_x, train_y, test_x, test_y) -> float:
     return float(clf.score(test_x, test_y))
 
 
-def compare(train_codes, train_y, test_codes, test_y, train_pixels, test_pixels, seed: int = 0) -> dict:
-    """{name: {"width", "accuracy"}} for codes, raw_pixels, pca and random_projection (same width as the codes)."""
+def compare(train_codes, train_y, test_codes, test_y, train_pixels, test_pixels, seed: int = 0,
+            log=lambda msg: None) -> dict:
+    """{name: {"width", "accuracy"}} for codes, raw_pixels, pca and random_projection (same width as the codes).
+    ``log`` hears of each of the four fits as it starts (they can take a while on big splits)."""
     from sklearn.decomposition import PCA
     from sklearn.random_projection import GaussianRandomProjection
 
     width = train_codes.shape[1]
-    out = {"codes": {"width": width, "accuracy": linear_probe(train_codes, train_y, test_codes, test_y)},
-           "raw_pixels": {"width": train_pixels.shape[1],
-                          "accuracy": linear_probe(train_pixels, train_y, test_pixels, test_y)}}
+    log(f"probe: fitting on the codes ({width} wide), 1 of 4")
+    out = {"codes": {"width": width, "accuracy": linear_probe(train_codes, train_y, test_codes, test_y)}}
+    log(f"probe: fitting on the raw pixels ({train_pixels.shape[1]} wide), 2 of 4")
+    out["raw_pixels"] = {"width": train_pixels.shape[1], "accuracy": linear_probe(train_pixels, train_y, test_pixels, test_y)}
     reduced = min(width, train_pixels.shape[1], len(train_pixels))
-    for name, reducer in (("pca", PCA(reduced, random_state=seed)),
-                          ("random_projection", GaussianRandomProjection(width, random_state=seed))):
+    for i, (name, reducer) in enumerate((("pca", PCA(reduced, random_state=seed)),
+                                         ("random_projection", GaussianRandomProjection(width, random_state=seed)))):
+        log(f"probe: fitting on a {name.replace('_', ' ')} of the pixels, {3 + i} of 4")
         tr = reducer.fit_transform(train_pixels)
         out[name] = {"width": int(tr.shape[1]),
                      "accuracy": linear_probe(tr, train_y, reducer.transform(test_pixels), test_y)}

@@ -115,8 +115,8 @@ def ood_section(run: Run, test: data.Dataset, other: data.Dataset, ood_name: str
     if run.kind == "none":
         return "<p class=note>out-of-distribution: no likelihood (an autoencoder)</p>"
     plt = images.pyplot()
-    own = per_image_bpd(run.model, test.images[:limit], device)
-    far = per_image_bpd(run.model, other.images[:limit], device)
+    own = per_image_bpd(run.model, test.images[scoring.subset(test.labels, limit)], device)  # seeded, stratified
+    far = per_image_bpd(run.model, other.images[scoring.subset(other.labels, limit)], device)
     fig, ax = plt.subplots(figsize=(4.5, 3))
     bins = np.linspace(float(min(own.min(), far.min())), float(max(own.max(), far.max())), 40)
     ax.hist(own.numpy(), bins=bins, alpha=0.6, label=f"{run.spec['name']} (own test set)")
@@ -227,6 +227,10 @@ def build(folders, samples: int = 16, seed: int = 0, ood: str | None = None, ood
         raise GenzooError("report: name at least one run folder")
     if ood is not None and ood not in data.names():
         raise GenzooError(f"--ood {ood}: unknown dataset (one of {', '.join(data.names())})")
+    own = [r.name for r in loaded if r.spec.get("name") == ood]
+    if own:
+        raise GenzooError(f"--ood {ood}: {own[0]} was trained on {ood}; name another dataset (out-of-distribution "
+                          f"data is data the model was not trained on)")
     # Every check before any work: a bad request is one error line and no half-done page.
     tests = [checked_test_split(r) for r in loaded]
     others = [checked_test_split(r, ood, f"--ood {ood}") if ood is not None else None for r in loaded]

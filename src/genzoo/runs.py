@@ -37,8 +37,9 @@ CHECKPOINT_RECORD = "checkpoint.json"
 CHECKPOINT_DIR = "ckpt"
 TENSORBOARD_DIR = "tensorboard"
 
-# Training options --resume may change: they change when the run stops or checkpoints, never its result.
-RESUMABLE_OPTIONS = ("minutes", "checkpoint_minutes")
+# Training options --resume may change: when the run stops or checkpoints (--epochs and --minutes
+# extend a finished run; a larger --epochs also stretches the cosine schedule from that step on).
+RESUMABLE_OPTIONS = ("epochs", "minutes", "checkpoint_minutes")
 # Launch options that fix what the run computes: --resume refuses them.
 LAUNCH_ONLY = ("levels", "binarize", "data_dir", "conditional", "tensorboard")
 
@@ -58,6 +59,10 @@ def check_new_folder(out: Path) -> None:
         raise GenzooError(f"--out {out}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise GenzooError(f"--out {out}: {parent} is not writable")
+    try:  # tried for real: a read-only mount, /proc or /sys refuse even root
+        ckpt.check_writable(parent / f"{out.name}.probe")
+    except GenzooError as e:
+        raise GenzooError(f"--out {out}: {e}") from None
 
 
 def create(out: Path, record: dict, model) -> None:
@@ -119,7 +124,10 @@ class Run:
         """The leaderboard group: runs of different data are never ranked together."""
         s = self.spec
         extra = f", binarize {s['binarize']}" if s.get("binarize", "none") != "none" else ""
-        return f"{s.get('name', '?')}{extra} ({self.model.levels} levels, {'x'.join(map(str, self.model.image_shape))})"
+        # -log P(x | y) of a class-conditional model is another quantity than -log P(x): its own group
+        given = ", class-conditional: -log P(x | y)" if self.model.num_classes else ""
+        return (f"{s.get('name', '?')}{extra} ({self.model.levels} levels, "
+                f"{'x'.join(map(str, self.model.image_shape))}{given})")
 
 
 def open_run(folder, need_record: bool = False) -> Run:
@@ -131,6 +139,46 @@ def open_run(folder, need_record: bool = False) -> Run:
     record = read_record(path) if need_record or (path / RUN_FILE).exists() else {}
     model = models.load_model(path)
     return Run(str(folder), path, model, record, read_metrics(path))
+
+
+def find(root) -> list[Path]:
+    """The run folders (holding run.json) at or below ``root``, sorted by path; nothing inside a run is searched."""
+    root = Path(root)
+    if (root / RUN_FILE).is_file():
+        return [root]
+    if not root.is_dir():
+        return []
+    found = []
+    for child in sorted(root.iterdir()):
+        if child.is_dir() and not child.name.startswith("."):
+            found += find(child)
+    return found
+
+
+def expand(folders) -> tuple[list[str], list[str]]:
+    """Folders as named, each parent of runs replaced by the runs below it, and each run once:
+    (folders, notes). A folder that is neither stays, so that opening it gives its own error."""
+    out, seen, notes = [], set(), []
+    for f in folders:
+        path = Path(f)
+        below = [] if (path / RUN_FILE).is_file() else find(path)
+        for run in [str(p) for p in below] or [str(f)]:
+            key = Path(run).resolve()
+            if key in seen:
+                notes.append(f"{run}: named more than once; shown once")
+                continue
+            seen.add(key)
+            out.append(run)
+    return out, notes
+
+
+def best_figure(metrics: list) -> tuple[str, float] | None:
+    """(key, value) of the best per-epoch test figure: the lowest test_nll, else the lowest test_mse."""
+    for key in ("test_nll", "test_mse"):
+        values = [m[key] for m in metrics if key in m]
+        if values:
+            return key, min(values)
+    return None
 
 
 def data_spec(record: dict, data: str | None = None, data_dir: str | None = None) -> dict:
@@ -254,3 +302,8 @@ def resume_plan(folder: Path, given: dict, launch_only_given: list[str]) -> tupl
 
 def config_path(folder: Path) -> Path:
     return Path(folder) / CONFIG_FILE
+
+
+def model_record(folder: Path) -> dict:
+    """The run's config.json record ({"format", "model", "config"}), without building the model."""
+    return ckpt.read_json(config_path(folder))

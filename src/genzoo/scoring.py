@@ -10,6 +10,28 @@ import torch
 from tqdm import tqdm
 
 
+def subset(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+    """Indices (increasing) of a fixed, seeded random subset of ``n`` of the ``len(labels)`` images.
+
+    Stratified by label: each class keeps its share (largest remainders round), so a split
+    stored sorted by class (static binarized MNIST's test file: all zeros first) is not
+    scored on its first classes only; unlabelled images (label -1) are one class, so the
+    subset is a plain random one. ``n`` of 0 or at least the split's size: every image.
+    The same (labels, n, seed) always give the same subset.
+    """
+    N = len(labels)
+    if not n or n >= N:
+        return torch.arange(N)
+    perm = torch.randperm(N, generator=torch.Generator().manual_seed(seed))
+    classes, counts = labels.cpu().unique(return_counts=True)
+    share = counts.double() * n / N
+    take = share.floor().long()
+    leftover = n - int(take.sum())
+    take[torch.argsort(share - take, descending=True, stable=True)[:leftover]] += 1
+    shuffled = labels.cpu()[perm]
+    return torch.cat([perm[shuffled == c][:k] for c, k in zip(classes, take)]).sort().values
+
+
 def loss_figures(model, x, y) -> dict:
     """The per-image entries of ``model.loss(x, y)`` ([B] each: nll in nats, a reconstruction error, ...)
     and the batch's ``loss`` repeated per image (so that its sum over images is loss * B).

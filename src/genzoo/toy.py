@@ -9,10 +9,12 @@ exp(log p) on a grid, and samples drawn through the inverse.
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from .errors import GenzooError
 from .images import pyplot, save_figure
@@ -75,7 +77,7 @@ def train_toy(kind: str, data: str, steps: int = 1500, batch: int = 256, lr: flo
     opt = torch.optim.Adam(flow.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     nll = math.nan
-    for _ in range(steps):
+    for _ in tqdm(range(steps), desc=f"training {kind} on {data}", disable=None, file=sys.stderr, leave=False):
         loss = -flow.log_prob(toy_data(data, batch, g)).mean()
         opt.zero_grad()
         loss.backward()

@@ -49,7 +49,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     seed: int = 0
     eval_batch_size: int = 256
-    eval_limit: int = 0  # evaluate on the first N test images each epoch; 0 = all
+    eval_limit: int = 0  # evaluate on a fixed, seeded random subset of N test images (stratified); 0 = all
     checkpoint_every: int = 0  # also checkpoint every N steps; 0 = at epoch ends only
     checkpoint_minutes: float = 10.0  # also checkpoint after this much training time; 0 = off
     compile: bool = False  # torch.compile the training step's loss
@@ -112,8 +112,10 @@ class Trainer:
         self.device = torch.device(device)
         self.train_images, self.train_labels = (t.to(self.device) for t in train)
         self.test_images, self.test_labels = (t.to(self.device) for t in test)
-        if config.eval_limit:
-            self.test_images, self.test_labels = self.test_images[: config.eval_limit], self.test_labels[: config.eval_limit]
+        self.test_total = len(self.test_images)
+        if config.eval_limit:  # the same subset every epoch and every resume (scoring.subset: seed 0)
+            keep = scoring.subset(self.test_labels, config.eval_limit).to(self.device)
+            self.test_images, self.test_labels = self.test_images[keep], self.test_labels[keep]
         self.batch_transform = batch_transform
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
@@ -197,6 +199,8 @@ class Trainer:
         self.model.train()
         n = sums[0].item()
         record = {"test_loss": sums[1].item() / n, "test_count": int(n)}
+        if int(n) < self.test_total:
+            record["test_total"] = self.test_total  # a seeded random subset of test_count of them
         record.update({f"test_{k}": sums[2 + i].item() / n for i, k in enumerate(names)})
         if "test_nll" in record:
             record["test_bpd"] = float(bits_per_dim(record["test_nll"], self.dims))
@@ -233,6 +237,11 @@ class Trainer:
         committed checkpoint, or from step 0 if the run died before its first one; either
         way the result is bitwise that of an uninterrupted run (same threads, CPU)."""
         state = self._start(resume)
+        if self._finished(state):
+            return []
+        if self.cfg.warmup_steps >= self.total_steps and state["step"] == 0:
+            self.log(f"note: --warmup-steps {self.cfg.warmup_steps} is not shorter than the whole run "
+                     f"({self.total_steps} steps): the learning rate never reaches --lr {self.cfg.lr:g}")
         sampler = DistributedSampler(range(len(self.train_images)), num_replicas=self.world, rank=self.rank,
                                      shuffle=True, seed=self.cfg.seed, drop_last=True)
         self.model.train()
@@ -244,6 +253,20 @@ class Trainer:
             stopped, seen, seconds = self._run_epoch(state, batches)
             records.append(self._end_epoch(state, state["batch"] >= len(batches), seen, seconds))
         return records
+
+    def _finished(self, state: dict) -> bool:
+        """A resumed run with nothing left to train says so (and how to extend it)."""
+        cfg = self.cfg
+        if state["epoch"] >= cfg.epochs:
+            self.log(f"{self.out}: already finished: {state['epoch']} of {cfg.epochs} epochs trained; nothing to do "
+                     f"(genzoo train --resume {self.out} --epochs N, N > {state['epoch']}, trains further)")
+            return True
+        if cfg.minutes and state["elapsed_s"] >= 60 * cfg.minutes:
+            self.log(f"{self.out}: already finished: its --minutes {cfg.minutes:g} budget is spent "
+                     f"({state['elapsed_s'] / 60:.1f} min trained); nothing to do (--resume with a larger --minutes "
+                     f"trains further)")
+            return True
+        return False
 
     def _start(self, resume: bool) -> dict:
         """The state training starts from: the last committed checkpoint, or step 0."""
@@ -360,5 +383,6 @@ class Trainer:
             scores = f"test loss {record['test_loss']:.5f}" + "".join(
                 f", {k[5:]} {v:.5f}" for k, v in record.items() if k.startswith("test_") and k not in (
                     "test_loss", "test_count"))
+        of = f" of {record['test_total']}, a seeded random subset" if "test_total" in record else ""
         return (f"epoch {record['epoch']}{' (stopped early: time budget)' if not finished else ''} "
-                f"step {record['step']}: {scores} ({record['test_count']} images), {record['images_per_s']:.0f} img/s")
+                f"step {record['step']}: {scores} ({record['test_count']}{of} images), {record['images_per_s']:.0f} img/s")

@@ -26,11 +26,22 @@ from .common import Parser
 
 FAMILIES = (listing, train, evaluate, pictures, report)
 
+EXAMPLES = """examples:
+  genzoo list                                                   the models and datasets
+  genzoo train gated-pixelcnn --data digits --out runs/g --epochs 10
+  genzoo eval runs/g                                            test NLL: nats/image, bits/dim, exact or bound
+  genzoo sample runs/g -n 64 -o samples.png
+  genzoo runs runs                                              every run under runs/, with its best figure
+  genzoo report runs -o report.html                             one page comparing them
+  genzoo COMMAND --help                                         a command's options, defaults and limits"""
+
 
 def build_parser(argv) -> argparse.ArgumentParser:
-    parser = Parser(prog="genzoo", description="Deep generative models of images on one likelihood scale.")
+    parser = Parser(prog="genzoo", description="Deep generative models of images on one likelihood scale.",
+                    epilog=EXAMPLES)
     parser.add_argument("--version", action="version", version=f"genzoo {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND",
+                                help="one of the commands below; genzoo COMMAND --help tells its options")
     for family in FAMILIES:
         family.add_parsers(sub, argv)
     return parser
@@ -38,6 +49,9 @@ def build_parser(argv) -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:  # bare `genzoo`: what there is to do, and how
+        build_parser(argv).print_help()
+        return 0
     try:
         args = build_parser(argv).parse_args(argv)
         return args.run(args)

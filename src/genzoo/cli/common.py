@@ -12,8 +12,33 @@ from .. import data, runs
 from ..errors import GenzooError
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help lines that document themselves: each option's help, then its allowed values or
+    limits and its default, unless the help already says them."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.help is argparse.SUPPRESS:
+            return text
+        extra = []
+        limits = getattr(action.type, "limits", None)
+        if limits and limits not in text:
+            extra.append(limits)
+        choices = action.choices or getattr(action.type, "choices", None)
+        if choices and "one of" not in text:
+            extra.append("one of " + ", ".join(map(str, choices)))
+        shown = action.default not in (None, False, argparse.SUPPRESS) and not isinstance(action.default, bool)
+        if shown and "default" not in text:
+            extra.append(f"default {action.default}")
+        return "; ".join([text] * bool(text) + extra)
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse that reports a bad command line as one line and exit status 2."""
+    """argparse that reports a bad command line as one line and exit status 2, with self-documenting help."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         where = self.prog.removeprefix("genzoo").strip()
@@ -35,7 +60,13 @@ def number(kind, low=None, high=None, low_open=False):
             raise argparse.ArgumentTypeError(f"must be <= {high}, got {text}")
         return v
     parse.__name__ = kind.__name__
+    bounds = [f"{'>' if low_open else '>='} {low}" if low is not None else "", f"<= {high}" if high is not None else ""]
+    parse.limits = " and ".join(b for b in bounds if b)  # shown in --help
     return parse
+
+
+SEED_MAX = 2**63 - 1  # what torch.Generator.manual_seed and numpy accept everywhere
+SEED = number(int, 0, SEED_MAX)
 
 
 def choice(options):
@@ -44,7 +75,27 @@ def choice(options):
             raise argparse.ArgumentTypeError(f"choose from {', '.join(options)}, got {text!r}")
         return text
     parse.__name__ = "choice"
+    parse.choices = tuple(options)  # shown in --help
     return parse
+
+
+RUN_HELP = "a run folder written by genzoo train (or a saved model folder: config.json + model.safetensors)"
+
+
+def add_run_dir(p, several: bool = False) -> None:
+    if several:
+        p.add_argument("dirs", nargs="+", metavar="DIR", help=RUN_HELP + "; several may be named")
+    else:
+        p.add_argument("dir", metavar="DIR", help=RUN_HELP)
+
+
+def add_output(p, suffix: str = ".png") -> None:
+    p.add_argument("-o", "--output", required=True, metavar=f"FILE{suffix}",
+                   help=f"the {suffix} file to write (checked writable before any work)")
+
+
+def add_seed(p, what: str = "the random draws") -> None:
+    p.add_argument("--seed", type=SEED, default=0, help=f"seed of {what}")
 
 
 def add_device_options(p) -> None:
@@ -53,8 +104,9 @@ def add_device_options(p) -> None:
 
 
 def add_data_options(p) -> None:
-    p.add_argument("--data", help="dataset (default: the run's)")
-    p.add_argument("--data-dir")
+    p.add_argument("--data", help="score the model on this dataset instead, prepared as the run's data "
+                                  "(default: the run's dataset)")
+    p.add_argument("--data-dir", help="where to look for data files first (default: the run's, then the usual places)")
 
 
 def device(name) -> torch.device:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import torch
 
@@ -12,32 +13,33 @@ from ..errors import GenzooError
 from ..models.autoencoders import CORRUPTIONS
 from ..models.base import to_unit
 from ..precision import PRECISIONS, autocast
-from .common import (add_data_options, add_device_options, apply_device_options, checked_split, latent_run, number,
-                     spec_of)
+from .common import (add_data_options, add_device_options, add_run_dir, apply_device_options, checked_split,
+                     latent_run, number, spec_of)
 
 
 def add_parsers(sub, argv) -> None:
-    e = sub.add_parser("eval", help="test NLL of a run or saved model")
-    e.add_argument("dir")
-    e.add_argument("--data", help="dataset (default: the run's)")
-    e.add_argument("--split", default="test")
-    e.add_argument("--data-dir")
-    e.add_argument("--batch-size", type=number(int, 1), default=256)
-    e.add_argument("--limit", type=number(int, 1), help="first N images only")
-    e.add_argument("--json", action="store_true", help="print the result as JSON")
-    e.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default fp32: a bf16-trained model is scored exactly")
+    e = sub.add_parser("eval", help="test NLL of runs or saved models (reconstruction error for autoencoders)")
+    add_run_dir(e, several=True)
+    add_data_options(e)
+    e.add_argument("--split", default="test", help="the split to score (test; binarized-mnist also has valid; train)")
+    e.add_argument("--batch-size", type=number(int, 1), default=256, help="images per forward pass (16 with --iwae-k)")
+    e.add_argument("--limit", type=number(int, 0), default=0,
+                   help="score a fixed, seeded random subset of N images (stratified by class); 0 = all")
+    e.add_argument("--json", action="store_true", help="print one JSON object per run")
+    e.add_argument("--precision", choices=PRECISIONS, default="fp32", help="a bf16-trained model is scored exactly in fp32")
     e.add_argument("--iwae-k", type=number(int, 1, 1_000_000), help="VAE: the importance-weighted bound with K samples")
     e.add_argument("--corruption", choices=CORRUPTIONS, default="none",
                    help="autoencoders: reconstruct test images corrupted this way (the error is against the clean ones)")
-    e.add_argument("--noise-level", type=number(float, 0, 1), default=0.3, help="with --corruption; default 0.3")
+    e.add_argument("--noise-level", type=number(float, 0, 1), default=None,
+                   help="with --corruption: gaussian std or fraction of pixels (default 0.3)")
     add_device_options(e)
     e.set_defaults(run=run_eval)
 
     pr = sub.add_parser("probe", help="logistic regression on frozen codes vs raw pixels, PCA, random projection")
-    pr.add_argument("dir")
+    add_run_dir(pr)
     add_data_options(pr)
     pr.add_argument("--limit", type=number(int, 10), help="first N training images only (default: all)")
-    pr.add_argument("--json", action="store_true")
+    pr.add_argument("--json", action="store_true", help="print the result as one JSON object")
     add_device_options(pr)
     pr.set_defaults(run=run_probe)
 
@@ -71,7 +73,7 @@ def _reconstruction_result(args, model, means: dict, count: int, where: str) -> 
 
 
 def _likelihood_result(args, model, means: dict, count: int, where: str) -> tuple[dict, str]:
-    s = likelihood.summary(means["nll"], model.dims, model.likelihood_kind, count)
+    s = likelihood.summary(means["nll"], model.dims, model.likelihood_kind, count, conditional=bool(model.num_classes))
     text = f"{where}: {likelihood.describe(s)}"
     if args.iwae_k:
         s["iwae_k"] = args.iwae_k
@@ -81,29 +83,54 @@ def _likelihood_result(args, model, means: dict, count: int, where: str) -> tupl
     return s, text
 
 
-@torch.no_grad()
-def run_eval(args) -> int:
-    device = apply_device_options(args)
-    run = runs.open_run(args.dir)
-    model = run.model
+def _check_eval_options(args) -> None:
+    if args.noise_level is not None and args.corruption == "none":
+        raise GenzooError("--noise-level needs --corruption gaussian|masking|salt-pepper (it sets that corruption's "
+                          "strength); without --corruption the clean images are scored")
+    if args.noise_level is None:
+        args.noise_level = 0.3
+
+
+def _check_model(args, model) -> None:
     if args.iwae_k and not model.importance_weighted:
         raise GenzooError(f"--iwae-k: {model.name} has no importance-weighted bound (the VAE does)")
     if args.corruption != "none" and not model.scored_by_reconstruction:
         raise GenzooError(f"--corruption: {model.name} is not an autoencoder")
-    spec = spec_of(run, args)
-    ds = checked_split(run, args, args.split)
-    model.to(device)
-    x, y = ds.images[: args.limit], ds.labels[: args.limit]
+
+
+@torch.no_grad()
+def run_eval(args) -> int:
+    _check_eval_options(args)
+    device = apply_device_options(args)
+    opened = [runs.open_run(d) for d in args.dirs]  # every folder and option checked before any scoring
+    splits = []
+    for run in opened:
+        _check_model(args, run.model)
+        splits.append(checked_split(run, args, args.split))
+    for run, ds in zip(opened, splits):
+        s, text = _evaluate(args, run, ds, device)
+        print(json.dumps(s) if args.json else (f"{run.name}: {text}" if len(opened) > 1 else text), flush=True)
+    return 0
+
+
+def _evaluate(args, run: runs.Run, ds, device) -> tuple[dict, str]:
+    """Score one run on its split (or its seeded subset): the JSON record and the line to print."""
+    model, spec = run.model.to(device), spec_of(run, args)
+    idx = scoring.subset(ds.labels, args.limit)
+    x, y = ds.images[idx], ds.labels[idx]
     batch = min(args.batch_size, 16) if args.iwae_k else args.batch_size  # K samples per image in memory
     per_image = scoring.per_image(model, x, y, batch, _figures(args), device=device,
                                   context=lambda: autocast(device, args.precision), progress="evaluating")
     means = {k: v.sum().item() / len(x) for k, v in per_image.items()}
     where = f"{model.name} on {spec['name']} {args.split}"
+    if len(x) < len(ds):
+        where += f" (a seeded random subset of {len(x)} of {len(ds)} images)"
     result = _reconstruction_result if model.scored_by_reconstruction else _likelihood_result
     s, text = result(args, model, means, len(x), where)
-    s.update(model=model.name, data=spec["name"], split=args.split, precision=args.precision)
-    print(json.dumps(s) if args.json else text)
-    return 0
+    s.update(model=model.name, data=spec["name"], split=args.split, precision=args.precision, run=run.name)
+    if len(x) < len(ds):
+        s.update(subset_of=len(ds), subset_seed=0)
+    return s, text
 
 
 @torch.no_grad()
@@ -124,8 +151,10 @@ def run_probe(args) -> int:
     def pixels(x):
         return to_unit(x.flatten(1), model.levels, torch.float64).numpy()
 
+    print(f"probe: encoding {n} train and {len(test_ds)} test images", file=sys.stderr, flush=True)
     result = probe.compare(codes(train_ds.images[:n]), train_ds.labels[:n].numpy(), codes(test_ds.images),
-                           test_ds.labels.numpy(), pixels(train_ds.images[:n]), pixels(test_ds.images))
+                           test_ds.labels.numpy(), pixels(train_ds.images[:n]), pixels(test_ds.images),
+                           log=lambda m: print(m, file=sys.stderr, flush=True))
     result.update(model=model.name, data=spec["name"], train_images=n, test_images=len(test_ds))
     if args.json:
         print(json.dumps(result))

@@ -1,19 +1,80 @@
-"""``genzoo list``: the models (with the kind of likelihood each states) and the datasets."""
+"""``genzoo list`` (the models and datasets) and ``genzoo runs DIR`` (the run folders under DIR)."""
 
 from __future__ import annotations
 
-from .. import data, models
+import json
+
+from .. import data, models, runs
+from ..errors import GenzooError
 
 
 def add_parsers(sub, argv) -> None:
-    sub.add_parser("list", help="models and datasets").set_defaults(run=run)
+    p = sub.add_parser("list", help="models (with the kind of likelihood each states) and datasets")
+    p.add_argument("--json", action="store_true", help="print one JSON object: models with their options, datasets")
+    p.set_defaults(run=run_list)
+    r = sub.add_parser("runs", help="the run folders under DIR: model, data, steps, wall time, best test figure")
+    r.add_argument("root", metavar="DIR", help="a folder holding run folders (at any depth), or one run folder")
+    r.add_argument("--json", action="store_true", help="print one JSON object per run")
+    r.set_defaults(run=run_runs)
 
 
-def run(args) -> int:
+def run_list(args) -> int:
+    if args.json:
+        print(json.dumps({
+            "models": [{"name": n, "likelihood_kind": models.get(n).likelihood_kind, "summary": models.summary(n),
+                        "options": {k: list(v) if isinstance(v, tuple) else v
+                                    for k, v in models.option_defaults(n).items()}} for n in models.names()],
+            "datasets": [{"name": n, "splits": list(splits), "summary": desc} for n, (splits, desc) in data.DATASETS.items()],
+        }))
+        return 0
     print("models:")
     for name in models.names():
         print(f"  {name:22s} likelihood: {models.get(name).likelihood_kind:5s}  {models.summary(name)}")
     print("datasets:")
     for name, (splits, desc) in data.DATASETS.items():
         print(f"  {name:22s} {'/'.join(splits):16s} {desc}")
+    return 0
+
+
+def describe_run(folder) -> dict:
+    """What `genzoo runs` shows of one run folder, read from run.json and metrics.jsonl (no weights loaded)."""
+    record, metrics = runs.read_record(folder), runs.read_metrics(folder)
+    name = record.get("model", "?")
+    kind = models.get(name).likelihood_kind if name in models.names() else "?"
+    last = metrics[-1] if metrics else {}
+    best = runs.best_figure(metrics)
+    spec = record["data"]
+    data_name = spec.get("name", "?") + (f" ({spec['binarize']})" if spec.get("binarize", "none") != "none" else "")
+    return {"run": str(folder), "model": name, "data": data_name, "likelihood_kind": kind,
+            "epochs": last.get("epoch", 0), "steps": last.get("step", 0), "wall_s": last.get("elapsed_s"),
+            "best": None if best is None else {"figure": best[0].removeprefix("test_"), "value": best[1]},
+            "conditional": bool(runs.model_record(folder).get("config", {}).get("num_classes")) or None}
+
+
+def _figure(r: dict) -> str:
+    best = r["best"]
+    if best is None:
+        return "-"
+    if best["figure"] == "nll":
+        return f"{'<= ' if r['likelihood_kind'] == 'bound' else ''}{best['value']:.3f} nats"
+    return f"{best['figure']} {best['value']:.5f}"
+
+
+def run_runs(args) -> int:
+    found = runs.find(args.root)
+    if not found:
+        raise GenzooError(f"{args.root}: no run folders (folders with run.json) at or below it")
+    rows = [describe_run(f) for f in found]
+    if args.json:
+        for r in rows:
+            print(json.dumps({k: v for k, v in r.items() if v is not None}))
+        return 0
+    header = ("run", "model", "data", "epochs", "steps", "wall", "best test figure", "kind")
+    table = [header] + [(r["run"], r["model"], r["data"], str(r["epochs"]), str(r["steps"]),
+                         "-" if r["wall_s"] is None else f"{r['wall_s']:.0f} s", _figure(r),
+                         r["likelihood_kind"] + (", of x given y" if r["conditional"] else ""))
+                        for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     return 0

@@ -10,38 +10,40 @@ from tqdm import tqdm
 
 from .. import images, runs, views
 from ..errors import GenzooError
-from .common import add_data_options, add_device_options, apply_device_options, checked_split, latent_run, number
+from .common import (add_data_options, add_device_options, add_output, add_run_dir, add_seed, apply_device_options,
+                     checked_split, latent_run, number)
 
 
 def add_parsers(sub, argv) -> None:
     s = sub.add_parser("sample", help="draw samples into a PNG grid")
-    s.add_argument("dir")
-    s.add_argument("-n", type=number(int, 1, 4096), default=64)
-    s.add_argument("-o", "--output", required=True, metavar="FILE.png")
-    s.add_argument("--seed", type=number(int, 0), default=0)
-    s.add_argument("--temperature", type=number(float, 0, low_open=True), default=1.0)
-    s.add_argument("--label", type=number(int, 0), help="class for a conditional model (default: cycle)")
-    s.add_argument("--scale", type=number(int, 1, 32), help="pixel upscaling in the PNG")
+    add_run_dir(s)
+    s.add_argument("-n", type=number(int, 1, 4096), default=64, help="images to draw")
+    add_output(s)
+    add_seed(s, "the samples (the same seed draws the same images)")
+    s.add_argument("--temperature", type=number(float, 0, low_open=True), default=1.0,
+                   help="divide the logits (autoregressive) or scale the prior (VAE, flows) by it; below 1: safer samples")
+    s.add_argument("--label", type=number(int, 0), help="class for a conditional model (default: cycle through the classes)")
+    s.add_argument("--scale", type=number(int, 1, 32), help="pixel upscaling in the PNG (default: by image size, 8x for 8x8)")
     s.add_argument("--naive", action="store_true", help="autoregressive models: one full pass per sub-pixel, no cache")
     s.add_argument("--mean", action="store_true", help="VAE: the decoder's mean instead of a sample of p(x|z)")
     add_device_options(s)
     s.set_defaults(run=run_sample)
 
     c = sub.add_parser("complete", help="complete the lower part of test images (autoregressive models)")
-    c.add_argument("dir")
-    c.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    add_run_dir(c)
+    add_output(c)
     c.add_argument("-n", type=number(int, 1, 64), default=8, help="test images to complete")
     c.add_argument("--samples", type=number(int, 1, 16), default=4, help="completions per image")
     c.add_argument("--rows", type=number(int, 1), help="rows kept from each image (default: half)")
     add_data_options(c)
-    c.add_argument("--seed", type=number(int, 0), default=0)
+    add_seed(c, "the completions")
     c.add_argument("--naive", action="store_true", help="one full pass per sub-pixel instead of the cached sampler")
     add_device_options(c)
     c.set_defaults(run=run_complete)
 
     i = sub.add_parser("interpolate", help="decode the straight line between two test images' codes (models with encode)")
-    i.add_argument("dir")
-    i.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    add_run_dir(i)
+    add_output(i)
     i.add_argument("--pairs", type=number(int, 1, 32), default=4, help="rows: pairs of test images")
     i.add_argument("--steps", type=number(int, 2, 32), default=8, help="columns: points from one image to the other")
     add_data_options(i)
@@ -49,11 +51,11 @@ def add_parsers(sub, argv) -> None:
     i.set_defaults(run=run_interpolate)
 
     r = sub.add_parser("reconstruct", help="test images beside their reconstructions (models with encode and decode)")
-    r.add_argument("dir")
-    r.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    add_run_dir(r)
+    add_output(r)
     r.add_argument("-n", type=number(int, 1, 256), default=16, help="test images")
     add_data_options(r)
-    r.add_argument("--seed", type=number(int, 0), default=0, help="of the corruption, for a denoising model")
+    add_seed(r, "the corruption, for a denoising model")
     add_device_options(r)
     r.set_defaults(run=run_reconstruct)
 
@@ -88,6 +90,7 @@ def _save_grid(x, model, path, nrow=None, scale=None) -> None:
 
 @torch.no_grad()
 def run_sample(args) -> int:
+    images.check_png_path(args.output)
     device = apply_device_options(args)
     model = runs.open_run(args.dir).model
     model.to(device)
@@ -112,6 +115,7 @@ def run_sample(args) -> int:
 
 @torch.no_grad()
 def run_complete(args) -> int:
+    images.check_png_path(args.output)
     device = apply_device_options(args)
     run = runs.open_run(args.dir)
     model = run.model
@@ -130,7 +134,8 @@ def run_complete(args) -> int:
     with _row_progress(model, kwargs, "completing"):
         out, ncol = views.completions(model, originals, rows, args.samples, labels=labels, generator=g, **kwargs)
     _save_grid(out, model, args.output, nrow=ncol)
-    print(f"wrote {args.n} images x {args.samples} completions (top {rows} rows kept) to {args.output}")
+    print(f"wrote {args.n} images x {args.samples} completions (top {rows} rows kept) to {args.output}; "
+          f"columns: original, the visible top {rows} rows, completions 1-{args.samples}")
     return 0
 
 
@@ -150,7 +155,8 @@ def run_interpolate(args) -> int:
     model.to(device)
     out, ncol = views.interpolations(model, ds.images[: 2 * args.pairs].to(device), args.steps)
     _save_grid(out, model, args.output, nrow=ncol)
-    print(f"wrote {args.pairs} interpolations x {args.steps} steps to {args.output}")
+    print(f"wrote {args.pairs} interpolations x {args.steps} steps to {args.output}; "
+          f"each row: from a test image (left) to another (right) along the straight line between their codes")
     return 0
 
 
@@ -163,5 +169,5 @@ def run_reconstruct(args) -> int:
     x = ds.images[: args.n].to(device)
     pic, names = views.reconstructions(model, x, torch.Generator().manual_seed(args.seed))
     _save_grid(pic, model, args.output, nrow=len(names))
-    print(f"wrote {len(x)} test images x ({', '.join(names)}) to {args.output}")
+    print(f"wrote {len(x)} test images x ({', '.join(names)}) to {args.output}; columns: {', '.join(names)}")
     return 0

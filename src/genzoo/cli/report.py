@@ -3,50 +3,50 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import torch
 
 from .. import checkpoint as ckpt
-from .. import images, toy
+from .. import images, runs, toy
 from .. import report as report_page
-from ..errors import GenzooError
-from .common import add_device_options, apply_device_options, number
+from .common import add_device_options, add_output, add_seed, apply_device_options, number
 
 
 def add_parsers(sub, argv) -> None:
     rp = sub.add_parser("report", help="one self-contained HTML page comparing run folders (nothing is retrained)")
-    rp.add_argument("dirs", nargs="+", metavar="DIR")
-    rp.add_argument("-o", "--output", required=True, metavar="FILE.html")
-    rp.add_argument("--samples", type=number(int, 1, 256), default=16, help="samples drawn per run (default 16)")
-    rp.add_argument("--seed", type=number(int, 0), default=0)
-    rp.add_argument("--ood", metavar="NAME", help="also score each run on dataset NAME's test split (same shape and levels)")
-    rp.add_argument("--ood-limit", type=number(int, 1), default=1000, help="images per set for --ood (default 1000)")
+    rp.add_argument("dirs", nargs="+", metavar="DIR",
+                    help="run folders, or folders holding run folders (every run below is included, each once)")
+    add_output(rp, ".html")
+    rp.add_argument("--samples", type=number(int, 1, 256), default=16, help="samples drawn per run")
+    add_seed(rp, "the samples, completions and reconstructions shown")
+    rp.add_argument("--ood", metavar="NAME", help="also score each run on dataset NAME's test split (same shape and "
+                                                  "levels; not the runs' own dataset)")
+    rp.add_argument("--ood-limit", type=number(int, 1), default=1000,
+                    help="images per set for --ood (a seeded random subset of each test split)")
     add_device_options(rp)
     rp.set_defaults(run=run_report)
 
     y = sub.add_parser("toy", help="train a 2-D flow in seconds and plot data, density and samples")
-    y.add_argument("model", choices=toy.KINDS)
-    y.add_argument("--data", choices=toy.DATASETS, default="moons")
-    y.add_argument("-o", "--output", required=True, metavar="FILE.png")
-    y.add_argument("--steps", type=number(int, 1, 100000), default=1500)
-    y.add_argument("--seed", type=number(int, 0), default=0)
+    y.add_argument("model", choices=toy.KINDS, help="the flow: nice (additive couplings) or realnvp (affine couplings)")
+    y.add_argument("--data", choices=toy.DATASETS, default="moons", help="the 2-D density to fit")
+    add_output(y)
+    y.add_argument("--steps", type=number(int, 1, 100000), default=1500, help="training steps (batches of 256 points)")
+    add_seed(y, "the data, the initial weights and the samples")
     add_device_options(y)
     y.set_defaults(run=run_toy)
 
 
 @torch.no_grad()
 def run_report(args) -> int:
-    out = Path(args.output)
-    if out.suffix.lower() not in (".html", ".htm"):
-        raise GenzooError(f"{out}: the report must be an .html file")
-    if not out.parent.is_dir():
-        raise GenzooError(f"{out.parent}: no such folder for the report")
+    out = images.check_output_path(args.output, (".html", ".htm"))
     device = apply_device_options(args)
-    page = report_page.build(args.dirs, samples=args.samples, seed=args.seed, ood=args.ood, ood_limit=args.ood_limit,
+    folders, notes = runs.expand(args.dirs)
+    for note in notes:
+        print(f"report: {note}", file=sys.stderr, flush=True)
+    page = report_page.build(folders, samples=args.samples, seed=args.seed, ood=args.ood, ood_limit=args.ood_limit,
                              device=device, log=lambda m: print(m, file=sys.stderr, flush=True))
     ckpt.atomic_write_bytes(out, page.encode())
-    print(f"wrote {out} ({len(page) / 1e6:.1f} MB, {len(args.dirs)} run(s))")
+    print(f"wrote {out} ({len(page) / 1e6:.1f} MB, {len(folders)} run(s))")
     return 0
 
 

@@ -17,19 +17,26 @@ from .. import __version__, data, distributed, models, runs, tensorboard_log
 from ..errors import GenzooError
 from ..precision import PRECISIONS, warn_if_emulated
 from ..trainer import TrainConfig, Trainer
-from .common import add_device_options, apply_device_options, choice, number
+from .common import SEED, add_device_options, apply_device_options, choice, number
 
 # (flag, type, help) of every TrainConfig field; the default is read from TrainConfig.
 TRAIN_OPTIONS = [
-    ("--epochs", number(int, 1), None), ("--minutes", number(float, 0), "wall-clock budget over the run; 0 = none"),
-    ("--batch-size", number(int, 1), "global, over all processes"), ("--lr", number(float, 0, low_open=True), None),
-    ("--warmup-steps", number(int, 0), None), ("--min-lr-ratio", number(float, 0, 1), None),
-    ("--grad-clip", number(float, 0), "0 = off"), ("--weight-decay", number(float, 0), None),
-    ("--seed", number(int, 0), None), ("--eval-batch-size", number(int, 1), None),
-    ("--eval-limit", number(int, 0), "first N test images; 0 = all"),
-    ("--checkpoint-every", number(int, 0), "also checkpoint every N steps"),
+    ("--epochs", number(int, 1), "with --resume: a larger N trains a finished run further"),
+    ("--minutes", number(float, 0), "wall-clock budget over the run; 0 = none"),
+    ("--batch-size", number(int, 1), "global, over all processes"),
+    ("--lr", number(float, 0, low_open=True), "peak learning rate (Adam)"),
+    ("--warmup-steps", number(int, 0), "linear warm-up, then cosine decay"),
+    ("--min-lr-ratio", number(float, 0, 1), "the cosine ends at lr * this"),
+    ("--grad-clip", number(float, 0), "max global gradient norm; 0 = off"),
+    ("--weight-decay", number(float, 0), "Adam's L2 penalty"),
+    ("--seed", SEED, "of the initial weights, the data order and every random draw of training"),
+    ("--eval-batch-size", number(int, 1), "images per forward pass when evaluating"),
+    ("--eval-limit", number(int, 0), "evaluate each epoch on a fixed, seeded random subset of N test images "
+                                     "(stratified by class); 0 = all"),
+    ("--checkpoint-every", number(int, 0), "also checkpoint every N steps; 0 = at epoch ends only"),
     ("--checkpoint-minutes", number(float, 0), "also checkpoint after this much training time; 0 = off"),
-    ("--precision", choice(PRECISIONS), "bf16: mixed-precision forward pass (GPU, or a CPU with AVX512-BF16/AMX)"),
+    ("--precision", choice(PRECISIONS), "bf16: mixed-precision forward pass (GPU, or a CPU with AVX512-BF16/AMX; "
+                                        "emulated and slower elsewhere)"),
     ("--max-bad-steps", number(int, 1), "steps in a row with a non-finite loss or gradient (each skipped) "
                                         "that stop the run"),
 ]
@@ -62,19 +69,23 @@ def add_parsers(sub, argv) -> None:
 
 def add_model_options(parser, model_name: str) -> None:
     """One --option per field of the model's config (image_shape, levels and num_classes come from the data)."""
-    group = parser.add_argument_group(f"{model_name} options")
-    hints = typing.get_type_hints(models.get(model_name).Config)
+    group = parser.add_argument_group(f"{model_name} options (the model's config; see docs/CONTRACT.md)")
+    config = models.get(model_name).Config
+    hints = typing.get_type_hints(config)
     for name, default in models.option_defaults(model_name).items():
         if name in ("image_shape", "levels", "num_classes"):
             continue
-        flag, kind = "--" + name.replace("_", "-"), hints[name]
+        flag, kind, dest = "--" + name.replace("_", "-"), hints[name], f"model_{name}"
         if kind is bool:
-            group.add_argument(flag, dest=f"model_{name}", action=argparse.BooleanOptionalAction, default=None)
+            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None,
+                               help=f"default {default}")
         elif kind in (int, float):
-            group.add_argument(flag, dest=f"model_{name}", type=number(kind), default=None,
-                               metavar=kind.__name__.upper(), help=f"default {default}")
+            group.add_argument(flag, dest=dest, type=number(kind), default=None, metavar=kind.__name__.upper(),
+                               help=f"{'an integer' if kind is int else 'a number'}; default {default}")
         else:
-            group.add_argument(flag, dest=f"model_{name}", default=None, help=f"default {default}")
+            allowed = config.choices.get(name)
+            group.add_argument(flag, dest=dest, default=None, type=choice(allowed) if allowed else str,
+                               metavar="{" + ",".join(allowed) + "}" if allowed else "TEXT", help=f"default {default}")
 
 
 @dataclasses.dataclass

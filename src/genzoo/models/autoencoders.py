@@ -17,12 +17,13 @@ code (``l1``); any of them may set the other's options.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import torch
 
 from ..errors import GenzooError
 from .base import GenerativeModel, ImageConfig, from_unit, require, to_unit
-from .coders import check_coder_config, decoder, encoder
+from .coders import ARCHITECTURES, check_coder_config, decoder, encoder
 from .registry import register, register_preset
 
 CORRUPTIONS = ("none", "gaussian", "masking", "salt-pepper")
@@ -46,6 +47,7 @@ def corrupt(u: torch.Tensor, kind: str, level: float, generator=None) -> torch.T
 @dataclasses.dataclass
 class AutoencoderConfig(ImageConfig):
     latent_dim: int = 32  # larger than C*H*W: the overcomplete case
+    choices: ClassVar[dict] = {"architecture": ARCHITECTURES, "corruption": CORRUPTIONS}
     architecture: str = "mlp"  # mlp or conv
     width: int = 256  # hidden units (mlp) or channels of the first convolution (conv)
     corruption: str = "none"  # none, gaussian, masking, salt-pepper: the denoising autoencoder's noise

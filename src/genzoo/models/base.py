@@ -25,6 +25,8 @@ class ImageConfig:
 
     image_shape: tuple = (1, 28, 28)
     levels: int = 256
+    # {option: allowed values} of the string options (the CLI lists them in --help and checks them)
+    choices: ClassVar[dict] = {}
 
     def __post_init__(self):
         shape = tuple(int(s) for s in self.image_shape) if isinstance(self.image_shape, (list, tuple)) else None

@@ -29,6 +29,7 @@ has the CPU-budget figures; they are on Fashion-MNIST here, MNIST in the papers)
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -109,6 +110,7 @@ class NICEConfig(ImageConfig):
     num_couplings: int = 4  # additive couplings, alternating the even and odd halves
     hidden_features: int = 512  # width of each coupling's MLP (1000 in the paper)
     num_hidden: int = 4  # hidden layers of each MLP (5 in the paper)
+    choices: ClassVar[dict] = {"prior": ("logistic", "gaussian")}
     prior: str = "logistic"  # logistic (the paper's) or gaussian
     logit_alpha: float = 0.0  # > 0: the logit preprocessing first; 0: none (the paper's)
 

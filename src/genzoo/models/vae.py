@@ -28,6 +28,7 @@ or hours; NOT run to the end here, docs/RESULTS.md has the CPU figures):
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 import math
 
 import torch
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 
 from ..likelihood import at_least_fp32, bits_per_dim, categorical_nll, full_precision
 from .base import GenerativeModel, ImageConfig, from_signed, from_unit, require, to_signed, to_unit
-from .coders import check_coder_config, decoder, encoder
+from .coders import ARCHITECTURES, check_coder_config, decoder, encoder
 from .registry import register
 
 DECODERS = ("auto", "bernoulli", "categorical", "logistic")
@@ -72,6 +73,7 @@ def discretized_logistic_log_prob(x, mean, log_scale, levels: int):
 @dataclasses.dataclass
 class VAEConfig(ImageConfig):
     latent_dim: int = 32
+    choices: ClassVar[dict] = {"architecture": ARCHITECTURES, "decoder_likelihood": DECODERS}
     architecture: str = "mlp"  # mlp or conv
     width: int = 256
     decoder_likelihood: str = "auto"  # auto: bernoulli for k = 2, categorical otherwise; or logistic
