@@ -1,10 +1,15 @@
 import itertools
 import json
+import os
 
 import pytest
 import torch
 
 import genzoo
+
+# --precision auto picks bf16 on CPUs with native bf16: the suite's figures must not depend on the CPU
+# (subprocesses such as torchrun inherit this); test_precision_auto sets it per test.
+os.environ["GENZOO_NATIVE_BF16"] = "0"
 
 TINY = {
     "pixelcnn": dict(hidden_channels=6, num_layers=2, head_channels=8),

@@ -154,3 +154,24 @@ def test_bf16_with_torch_compile(tmp_path):
 def test_precision_is_validated():
     with pytest.raises(GenzooError, match="precision"):
         TrainConfig(precision="fp16")
+
+
+@pytest.mark.parametrize("native,expected", [("0", "fp32"), ("1", "bf16")])
+def test_precision_auto_is_the_default_and_its_choice_is_recorded(tmp_path, monkeypatch, capsys, native, expected):
+    import json
+
+    from genzoo.cli import main
+    from genzoo.precision import native_bf16
+
+    monkeypatch.setenv("GENZOO_NATIVE_BF16", native)
+    assert TrainConfig().precision == "auto" and native_bf16(torch.device("cpu")) == (native == "1")
+    run = tmp_path / "run"
+    assert main(["train", "pixelcnn", "--data", "digits", "--out", str(run), "--epochs", "1", "--batch-size", "500",
+                 "--warmup-steps", "1", "--hidden-channels", "4", "--num-layers", "1", "--head-channels", "4",
+                 "--threads", "1"]) == 0
+    assert f"{expected} (auto:" in capsys.readouterr().out
+    assert json.loads((run / "run.json").read_text())["train"]["precision"] == expected  # what ran, not "auto"
+    assert main(["train", "pixelcnn", "--data", "digits", "--out", str(tmp_path / "f"), "--epochs", "1",
+                 "--batch-size", "500", "--precision", "fp32", "--hidden-channels", "4", "--num-layers", "1",
+                 "--head-channels", "4", "--threads", "1"]) == 0
+    assert json.loads((tmp_path / "f" / "run.json").read_text())["train"]["precision"] == "fp32"

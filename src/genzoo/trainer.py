@@ -32,7 +32,7 @@ from . import checkpoint as ckpt
 from . import runs, scoring
 from .errors import GenzooError
 from .likelihood import bits_per_dim
-from .precision import PRECISIONS, autocast
+from .precision import PRECISIONS, TRAIN_PRECISIONS, autocast, resolve
 
 __all__ = ["PRECISIONS", "TrainConfig", "Trainer", "autocast", "lr_at"]
 
@@ -53,7 +53,8 @@ class TrainConfig:
     checkpoint_every: int = 0  # also checkpoint every N steps; 0 = at epoch ends only
     checkpoint_minutes: float = 10.0  # also checkpoint after this much training time; 0 = off
     compile: bool = False  # torch.compile the training step's loss
-    precision: str = "fp32"  # "bf16": autocast the forward pass and loss (fp32 weights, Adam state, nats)
+    precision: str = "auto"  # bf16 autocast of forward pass and loss (fp32 weights, Adam state, nats), or fp32;
+    # auto: bf16 where the device runs it natively (precision.resolve), else fp32
     max_bad_steps: int = 20  # a step with a non-finite loss or gradient is skipped; this many in a row stop the run
 
     def __post_init__(self):
@@ -64,7 +65,7 @@ class TrainConfig:
             "weight_decay": self.weight_decay >= 0, "eval_batch_size": self.eval_batch_size >= 1,
             "eval_limit": self.eval_limit >= 0, "checkpoint_every": self.checkpoint_every >= 0,
             "checkpoint_minutes": self.checkpoint_minutes >= 0 and math.isfinite(self.checkpoint_minutes),
-            "precision": self.precision in PRECISIONS, "max_bad_steps": self.max_bad_steps >= 1,
+            "precision": self.precision in TRAIN_PRECISIONS, "max_bad_steps": self.max_bad_steps >= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -110,6 +111,7 @@ class Trainer:
         self.model, self.cfg, self.out = model, config, Path(out_dir)
         self.on_epoch = on_epoch  # called on rank 0 with each metrics record once it is committed (e.g. TensorBoard)
         self.device = torch.device(device)
+        self.precision = resolve(config.precision, self.device)  # fp32 or bf16
         self.train_images, self.train_labels = (t.to(self.device) for t in train)
         self.test_images, self.test_labels = (t.to(self.device) for t in test)
         self.test_total = len(self.test_images)
@@ -321,7 +323,7 @@ class Trainer:
         lr = lr_at(state["step"], self.total_steps, cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        with autocast(self.device, cfg.precision):
+        with autocast(self.device, self.precision):
             out = self.step_fn(x, y)
         loss = out["loss"]
         self.optimizer.zero_grad(set_to_none=True)

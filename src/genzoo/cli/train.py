@@ -15,7 +15,7 @@ import torch
 
 from .. import __version__, data, distributed, models, runs, tensorboard_log
 from ..errors import GenzooError
-from ..precision import PRECISIONS, warn_if_emulated
+from ..precision import TRAIN_PRECISIONS, describe, resolve, warn_if_emulated
 from ..trainer import TrainConfig, Trainer
 from .common import SEED, add_device_options, apply_device_options, choice, number
 
@@ -35,8 +35,9 @@ TRAIN_OPTIONS = [
                                      "(stratified by class); 0 = all"),
     ("--checkpoint-every", number(int, 0), "also checkpoint every N steps; 0 = at epoch ends only"),
     ("--checkpoint-minutes", number(float, 0), "also checkpoint after this much training time; 0 = off"),
-    ("--precision", choice(PRECISIONS), "bf16: mixed-precision forward pass (GPU, or a CPU with AVX512-BF16/AMX; "
-                                        "emulated and slower elsewhere)"),
+    ("--precision", choice(TRAIN_PRECISIONS), "bf16: mixed-precision forward pass (GPU, or a CPU with AVX512-BF16/AMX; "
+                                              "emulated and slower elsewhere); auto: bf16 where native, else fp32; "
+                                              "the choice is stored in run.json"),
     ("--max-bad-steps", number(int, 1), "steps in a row with a non-finite loss or gradient (each skipped) "
                                         "that stop the run"),
 ]
@@ -166,6 +167,8 @@ def run(args) -> int:
     plan = _resume_plan(args) if args.resume else _launch_plan(args)
     if plan.tensorboard:
         tensorboard_log.require_tensorboard()
+    requested = plan.train.precision
+    plan.train = dataclasses.replace(plan.train, precision=resolve(requested, device))  # run.json keeps what ran
     warn_if_emulated(plan.train.precision, device)
     rank, world, local = distributed.init()
     if world > 1 and device.type == "cuda":
@@ -179,7 +182,7 @@ def run(args) -> int:
         _write_run_folder(args, plan, model)
         print(f"{model.name}: {sum(p.numel() for p in model.parameters()):,} parameters; {plan.spec['name']} "
               f"{list(train_ds.image_shape)} x {len(train_ds)} train, {len(test_ds)} test, {levels} levels; "
-              f"{world} process(es) on {device}, {plan.train.precision}", flush=True)
+              f"{world} process(es) on {device}, {describe(requested, plan.train.precision, device)}", flush=True)
         if plan.tensorboard:  # inside the run folder, so only once it exists
             trainer.on_epoch = tensorboard_log.TensorBoardLogger(model, runs.tensorboard_dir(plan.out),
                                                                  resume_step=runs.committed_step(plan.out) or 0)
