@@ -204,3 +204,61 @@ def test_runs_in_float64(name):
 def test_config_validation(name, bad, match):
     with pytest.raises(genzoo.GenzooError, match=match):
         genzoo.models.build(name, image_shape=(1, 4, 4), levels=2, **bad)
+
+
+def _sample_checking_the_cache(model, n, generator, y=None):
+    """Draw n images with the cached sampler, as ``sample`` does, and at every step compare its
+    logits with one full pass of the network on the images as drawn so far (the state the cache
+    really runs in, not a finished image). Returns (images, largest |cached - full|)."""
+    C, H, W = model.image_shape
+    x = torch.zeros(n, C, H, W, dtype=torch.uint8)
+    xs = model.scale(x)
+    sampler, worst = model.cached_sampler(n, y), 0.0
+    for i in range(H):
+        for j in range(W):
+            for c in range(C):
+                cached = sampler.logits(xs, c, i, j)  # (n, k)
+                full = model.logits(model.scale(x), y)[:, :, c, i, j]
+                worst = max(worst, (cached - full).abs().max().item())
+                draw = torch.multinomial(torch.softmax(cached.float(), 1), 1, generator=generator).squeeze(1)
+                x[:, c, i, j] = draw.to(torch.uint8)
+                xs[:, c, i, j] = model.scale(x[:, c, i, j].view(n, 1, 1, 1)).view(xs[:, c, i, j].shape)
+    return x, worst
+
+
+@pytest.mark.parametrize("name", AUTOREGRESSIVE)
+@pytest.mark.parametrize("image_shape,levels", [((1, 6, 6), 2), ((3, 4, 4), 4)])
+def test_the_cache_during_sampling_matches_the_full_pass_at_the_defaults(name, image_shape, levels):
+    torch.manual_seed(0)
+    model = genzoo.models.build(name, image_shape=image_shape, levels=levels).eval()
+    with torch.no_grad():
+        x, worst = _sample_checking_the_cache(model, 64, torch.Generator().manual_seed(0))
+        assert worst < 1e-4, worst
+        # the same 64 images from sample(): cached (the default) and naive
+        assert torch.equal(x, model.sample(64, generator=torch.Generator().manual_seed(0)))
+        assert torch.equal(x, model.sample(64, generator=torch.Generator().manual_seed(0), naive=True))
+
+
+@pytest.mark.parametrize("name", CONDITIONAL)
+def test_the_cache_during_sampling_matches_the_full_pass_for_a_conditional_model(name):
+    torch.manual_seed(0)
+    model = genzoo.models.build(name, image_shape=(3, 3, 4), levels=3, num_classes=3).eval()
+    with torch.no_grad():
+        _, worst = _sample_checking_the_cache(model, 3, torch.Generator().manual_seed(0), torch.tensor([0, 1, 2]))
+    assert worst < 1e-4, worst
+
+
+@pytest.mark.parametrize("name", AUTOREGRESSIVE)
+def test_rgb_at_the_defaults_is_causal_and_normalised(name):
+    """The defaults (widths no multiple of 3) on colour images: R before G before B within a pixel."""
+    torch.manual_seed(0)
+    model = genzoo.models.build(name, image_shape=(3, 2, 2), levels=2)
+    deps = dependency_map(model, (3, 2, 2), 2)
+    for c in range(3):
+        for i in range(2):
+            for j in range(2):
+                assert not (deps[c, i, j][~earlier(c, i, j, 3, 2, 2)] > 0).any(), (c, i, j)
+    assert (deps[2, 1, 1][earlier(2, 1, 1, 3, 2, 2)] > 0).any()  # and it does see earlier sub-pixels
+    with torch.no_grad():
+        total = model.log_prob(all_images((3, 2, 2), 2)).double().exp().sum().item()
+    assert total == pytest.approx(1.0, abs=1e-5)

@@ -109,18 +109,24 @@ class IncrementalSampler:
 
     Subclasses implement ``compute_pixel(x, i, j) -> [n, k, C]``, which computes (and stores)
     every layer at pixel (i, j) only, reading their stored values at earlier pixels, and may
-    implement ``finish_row(x, i)``, run once row i is final (for parts of a network that need a
-    whole row, such as the vertical stack or a recurrence over the previous row).
+    implement ``finish_row(x, i)``, run once row i of x is final (for parts of a network that
+    need a whole row, such as the vertical stack or a recurrence over the previous row).
 
     Why storing a pixel's activations once its last channel has been asked for is right: the
     features at pixel (i, j) never depend on the last channel of x at (i, j) (channel masks),
-    so after that call they are final.
+    so after that call they are final. A row's image is *not* final at that call: its last
+    sub-pixel is drawn after it. So ``finish_row(x, i)``, which may read x's row i (the Gated
+    PixelCNN's vertical stack does), runs at the next call, when the draw has been written.
+    (Running it at once read the not-yet-drawn last sub-pixel of the row as 0: the Gated
+    PixelCNN's cached logits then differed from the model's by up to 0.011 during sampling,
+    while agreeing on finished images.)
     """
 
     def __init__(self, model: AutoregressiveModel):
         self.C, self.H, self.W = model.image_shape
         self.k = model.levels
         self.done = 0  # pixels (raster index) whose stored activations are final
+        self.unfinished_row = None  # a row whose last pixel was computed; finish_row once x's row is final
         # the model's layers.output_head (ReLU, 1x1, ReLU, 1x1) as two (weight, bias) pairs
         self.head = (pointwise(model.head[1]), pointwise(model.head[3]))
 
@@ -136,19 +142,26 @@ class IncrementalSampler:
     def finish_row(self, x, i) -> None:
         pass
 
-    def _finalize(self, x, p) -> None:
+    def _finalize(self, p) -> None:
         i, j = divmod(p, self.W)
         if j == self.W - 1:
-            self.finish_row(x, i)
+            self.unfinished_row = i
         self.done = p + 1
+
+    def _finish_row_if_due(self, x) -> None:
+        if self.unfinished_row is not None:
+            self.finish_row(x, self.unfinished_row)
+            self.unfinished_row = None
 
     def logits(self, x, c, i, j) -> torch.Tensor:
         p = i * self.W + j
+        self._finish_row_if_due(x)  # every sub-pixel before (c, i, j) is drawn by now
         while self.done < p:  # pixels skipped since the last call (known in completion): make them final
             q = self.done
             self.compute_pixel(x, *divmod(q, self.W))
-            self._finalize(x, q)
+            self._finalize(q)
+            self._finish_row_if_due(x)  # a skipped pixel is known: its row's image is final
         out = self.compute_pixel(x, i, j)  # (n, k, C)
         if c == self.C - 1:
-            self._finalize(x, p)
+            self._finalize(p)
         return out[:, :, c]

@@ -60,12 +60,6 @@ def require_odd_kernels(cfg, *fields: str, minimum: int = 1) -> None:
         require(isinstance(v, int) and v >= minimum and v % 2 == 1, f"{f} must be an odd integer >= {minimum}, got {v!r}")
 
 
-def require_channel_multiple(cfg, field: str) -> None:
-    """Masked layers split features into one group per image channel: the count must divide."""
-    C = cfg.image_shape[0]
-    require(getattr(cfg, field) % C == 0, f"{field} must be a multiple of the {C} image channels")
-
-
 # ----------------------------------------------------------------------------- levels <-> numbers
 # The one home of the conversions between integer levels {0, .., k-1} and floats, so that
 # every model, view and data transform maps the same level to the same number.

@@ -27,7 +27,7 @@ from torch import nn
 
 from .registry import register
 from .autoregressive import AutoregressiveModel, IncrementalSampler
-from .base import (ImageConfig, require_channel_multiple, require_num_classes, require_odd_kernels,
+from .base import (ImageConfig, require_num_classes, require_odd_kernels,
                    require_positive_ints)
 from .layers import (MaskedConv2d, VerticalConv2d, conv_at, effective_weight, output_head, pointwise, shift_down,
                      to_logits)
@@ -47,7 +47,6 @@ class PixelCNNConfig(ImageConfig):
         super().__post_init__()
         require_positive_ints(self, "hidden_channels", "num_layers", "head_channels")
         require_odd_kernels(self, "first_kernel", "kernel")
-        require_channel_multiple(self, "hidden_channels")
 
 
 class ResidualBlock(nn.Module):
@@ -130,7 +129,6 @@ class GatedPixelCNNConfig(ImageConfig):
         require_positive_ints(self, "hidden_channels", "num_layers", "head_channels")
         require_odd_kernels(self, "first_kernel", "kernel", minimum=3)
         require_num_classes(self)
-        require_channel_multiple(self, "hidden_channels")
 
 
 def gate(x: torch.Tensor) -> torch.Tensor:

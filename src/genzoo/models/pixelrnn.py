@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .autoregressive import AutoregressiveModel, IncrementalSampler
-from .base import (ImageConfig, require_channel_multiple, require_num_classes, require_odd_kernels,
+from .base import (ImageConfig, require_num_classes, require_odd_kernels,
                    require_positive_ints)
 from .layers import MaskedConv2d, conv_at, effective_weight, output_head, pointwise, shift_down, skew, to_logits, unskew
 from .registry import register
@@ -64,7 +64,6 @@ class PixelRNNConfig(ImageConfig):
         require_positive_ints(self, "hidden_channels", "num_layers", "head_channels")
         require_odd_kernels(self, "first_kernel", "input_kernel", "state_kernel")
         require_num_classes(self)
-        require_channel_multiple(self, "hidden_channels")
 
 
 def lstm_update(gates: torch.Tensor, c_prev) -> tuple[torch.Tensor, torch.Tensor]:
