@@ -4,22 +4,12 @@ Every dataset is a :class:`Dataset` whose ``images`` are ``uint8 [N, C, H, W]`` 
 values in ``[0, levels)``. Scaling to floats, dequantization and logits happen inside
 the models, never here (the contract in docs/CONTRACT.md).
 
-Where files are looked up, in order: ``data_dir`` (or ``data_dir/<name>``), then
-``$GENZOO_DATA`` (or ``$GENZOO_DATA/<name>``), then the system location (Debian's
-``/usr/share/datasets/fashion-mnist``, the project's ``../shared/data/binarized_mnist``),
-then the download cache ``~/.cache/genzoo/<name>``; a file found nowhere is
-downloaded from the official address into the first writable of ``data_dir`` or the
-cache, and its checksum checked before it is used.
+Where files are looked up and how they are fetched: :mod:`genzoo.fetch`; their formats:
+:mod:`genzoo.formats`; a folder of the user's own images: :mod:`genzoo.imagefolder`.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import os
-import tempfile
-import urllib.request
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +17,9 @@ import numpy as np
 import torch
 
 from .errors import DataError
+from . import imagefolder
+from .fetch import cache_dir, download, find_or_fetch, shared_dirs  # noqa: F401  (data.download stays public)
+from .formats import read_amat, read_cifar, read_idx  # noqa: F401  (data.read_idx and data.read_amat stay public)
 from .models.base import to_unit
 
 
@@ -77,128 +70,6 @@ def dynamic_binarize(images: torch.Tensor, levels: int, generator: torch.Generat
     """Stochastic binarization (Salakhutdinov & Murray 2008): x_b ~ Bernoulli(x / (k - 1)), redrawn each epoch."""
     p = to_unit(images, levels)
     return torch.bernoulli(p, generator=generator).to(torch.uint8)
-
-
-# ----------------------------------------------------------------------------- file formats
-
-def _open_bytes(path: Path) -> bytes:
-    """Whole file contents, gunzipped when the name ends in .gz; errors name the file."""
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
-    if path.suffix != ".gz":
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{path}: not a valid gzip file ({e})") from None
-
-
-def read_idx(path: Path, expect_dims: int) -> np.ndarray:
-    """Parse an IDX file of unsigned bytes (LeCun's MNIST format): magic 0x0000 08 <ndim>."""
-    data = _open_bytes(Path(path))
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise DataError(f"{path}: not an IDX file (bad magic number)")
-    if data[2] != 0x08:
-        raise DataError(f"{path}: IDX element type 0x{data[2]:02x} is not unsigned byte (0x08)")
-    ndim = data[3]
-    if ndim != expect_dims:
-        raise DataError(f"{path}: IDX file has {ndim} dimensions, expected {expect_dims}")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{path}: truncated IDX header")
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    count = int(np.prod(shape))
-    if len(data) - header != count:
-        raise DataError(f"{path}: IDX header promises {count} bytes of data, file holds {len(data) - header} (truncated or corrupt)")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
-
-
-def read_amat(path: Path, row_length: int = 784) -> np.ndarray:
-    """Parse the binarized-MNIST .amat text format: one image a line, ``row_length`` 0/1 values."""
-    data = np.frombuffer(_open_bytes(Path(path)), dtype=np.uint8)
-    if data.size == 0:
-        raise DataError(f"{path}: empty file")
-    if data[-1] != ord("\n"):
-        data = np.concatenate([data, np.array([ord("\n")], np.uint8)])
-    is_digit = (data == ord("0")) | (data == ord("1"))
-    is_space = (data == ord(" ")) | (data == ord("\t")) | (data == ord("\r"))
-    is_newline = data == ord("\n")
-    if not np.all(is_digit | is_space | is_newline):
-        raise DataError(f"{path}: not a binarized .amat file (values other than 0 and 1)")
-    # Each digit token must be a single character: no two digits side by side ("10", "11").
-    if np.any(is_digit[1:] & is_digit[:-1]):
-        raise DataError(f"{path}: not a binarized .amat file (values other than 0 and 1)")
-    line_of = np.cumsum(is_newline) - is_newline  # line index of every byte
-    per_line = np.bincount(line_of[is_digit], minlength=int(is_newline.sum()))
-    lines_with_values = per_line[per_line > 0]
-    bad = np.flatnonzero((per_line != row_length) & (per_line > 0))
-    if bad.size:
-        raise DataError(f"{path}: line {bad[0] + 1} has {per_line[bad[0]]} values, expected {row_length}")
-    if lines_with_values.size == 0:
-        raise DataError(f"{path}: no images in file")
-    return (data[is_digit] - ord("0")).reshape(-1, row_length)
-
-
-# ----------------------------------------------------------------------------- locating and fetching
-
-def _shared_dirs() -> list[Path]:
-    """The project's shared data folder: beside the checkout (../shared) or the working directory."""
-    here = Path(__file__).resolve()
-    cands = [p.parent / "shared" / "data" for p in here.parents[:4]] + [Path.cwd().parent / "shared" / "data"]
-    return cands
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "genzoo"
-
-
-def _search_dirs(name: str, data_dir, system: list[Path]) -> list[Path]:
-    dirs = []
-    for base in (data_dir, os.environ.get("GENZOO_DATA")):
-        if base:
-            dirs += [Path(base), Path(base) / name]
-    return dirs + system + [cache_dir() / name]
-
-
-def _md5_sha(data: bytes, algo: str) -> str:
-    return hashlib.new(algo, data).hexdigest()
-
-
-def download(url: str, dest: Path, checksum: str, algo: str = "md5", decompress_check: bool = False) -> Path:
-    """Fetch ``url`` to ``dest`` atomically; refuse it unless its checksum matches.
-
-    ``decompress_check``: the checksum is of the gunzipped contents (for sources whose
-    published digests are of the raw file).
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with urllib.request.urlopen(url, timeout=60) as r:
-            body = r.read()
-    except Exception as e:  # network errors come in many types; all mean "could not fetch"
-        raise DataError(f"could not download {url}: {e}") from None
-    got = _md5_sha(gzip.decompress(body) if decompress_check else body, algo)
-    if got != checksum:
-        raise DataError(f"download of {url} failed its {algo} check (got {got}, expected {checksum})")
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".download-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(body)
-    os.replace(tmp, dest)
-    return dest
-
-
-def _find_or_fetch(name, filename, data_dir, system, alternatives=(), fetch=None) -> Path:
-    """The first existing file among ``filename`` and ``alternatives`` in the search dirs, else fetch()."""
-    dirs = _search_dirs(name, data_dir, system)
-    for d in dirs:
-        for fn in (filename, *alternatives):
-            if (d / fn).is_file():
-                return d / fn
-    if fetch is None:
-        raise DataError(f"{name}: {filename} not found in {', '.join(map(str, dirs))}")
-    target = Path(data_dir) / name if data_dir else cache_dir() / name
-    return fetch(target / filename)
 
 
 # ----------------------------------------------------------------------------- the datasets
@@ -252,7 +123,7 @@ def _load_idx_pair(name: str, split: str, data_dir) -> Dataset:
                     errors.append(str(e))
             raise DataError(f"{name}: {fn} not found locally and not downloadable ({errors[-1]})")
 
-        path = _find_or_fetch(name, fn, data_dir, spec["system"], alternatives=(fn[:-3],), fetch=fetch)
+        path = find_or_fetch(name, fn, data_dir, spec["system"], alternatives=(fn[:-3],), fetch=fetch)
         arrays.append(read_idx(path, dims))
     images, labels = arrays
     if len(images) != len(labels):
@@ -262,16 +133,60 @@ def _load_idx_pair(name: str, split: str, data_dir) -> Dataset:
 
 def _load_binarized(split: str, data_dir) -> Dataset:
     fn = f"binarized_mnist_{split}.amat"
-    system = [d / "binarized_mnist" for d in _shared_dirs()]
+    system = [d / "binarized_mnist" for d in shared_dirs()]
 
     def fetch(dest):
         return download(_BINARIZED_URL + fn, dest, _BINARIZED_SHA256[split], algo="sha256")
 
-    path = _find_or_fetch("binarized-mnist", fn, data_dir, system, alternatives=(fn + ".gz",), fetch=fetch)
+    path = find_or_fetch("binarized-mnist", fn, data_dir, system, alternatives=(fn + ".gz",), fetch=fetch)
     rows = read_amat(path)
     images = torch.from_numpy(rows.reshape(-1, 1, 28, 28).copy())
     # The static binarization has no labels; -1 marks "unlabelled".
     return Dataset("binarized-mnist", split, images, torch.full((len(images),), -1, dtype=torch.int64), 2, 0)
+
+
+# Colour MNIST: each static-binarized digit in a foreground colour on a background colour, 4 levels
+# per channel (the colored MNIST of the Berkeley deep unsupervised learning course, built here from
+# the static binarization so that it loads offline). One seed per split fixes every colour.
+_COLOUR_SEEDS = {"train": 11, "valid": 12, "test": 13}
+
+
+def _load_colour_mnist(split: str, data_dir) -> Dataset:
+    binary = _load_binarized(split, data_dir).images.numpy()  # (N, 1, 28, 28) in {0, 1}
+    g = np.random.default_rng(_COLOUR_SEEDS[split])
+    fg, bg = g.integers(0, 4, (len(binary), 3)), g.integers(0, 4, (len(binary), 3))
+    alike = np.abs(fg - bg).sum(1) < 4  # too close to tell apart: draw those pairs again
+    while alike.any():
+        fg[alike], bg[alike] = g.integers(0, 4, (alike.sum(), 3)), g.integers(0, 4, (alike.sum(), 3))
+        alike = np.abs(fg - bg).sum(1) < 4
+    images = np.where(binary == 1, fg[:, :, None, None], bg[:, :, None, None]).astype(np.uint8)  # (N, 3, 28, 28)
+    return Dataset("colour-mnist", split, torch.from_numpy(images), torch.full((len(images),), -1, dtype=torch.int64),
+                   4, 0)
+
+
+_CIFAR_URL, _CIFAR_MD5 = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530"
+_CIFAR_FILES = {"train": [f"data_batch_{i}.bin" for i in range(1, 6)], "test": ["test_batch.bin"]}
+
+
+def _fetch_cifar(dest: Path) -> Path:
+    """Download the binary tarball (md5 checked) and take out the six batch files, never a pickle."""
+    import tarfile
+
+    tarball = download(_CIFAR_URL, dest.parent / "cifar-10-binary.tar.gz", _CIFAR_MD5)
+    with tarfile.open(tarball) as tar:
+        for fn in _CIFAR_FILES["train"] + _CIFAR_FILES["test"]:
+            member = tar.extractfile(f"cifar-10-batches-bin/{fn}")
+            if member is None:
+                raise DataError(f"{tarball}: no cifar-10-batches-bin/{fn} inside")
+            (dest.parent / fn).write_bytes(member.read())
+    return dest
+
+
+def _load_cifar10(split: str, data_dir) -> Dataset:
+    parts = [read_cifar(find_or_fetch("cifar10", fn, data_dir, [], alternatives=(f"cifar-10-batches-bin/{fn}",),
+                                      fetch=_fetch_cifar)) for fn in _CIFAR_FILES[split]]
+    images, labels = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    return Dataset("cifar10", split, torch.from_numpy(images), torch.from_numpy(labels), 256, 10)
 
 
 def _load_digits(split: str) -> Dataset:
@@ -291,15 +206,29 @@ DATASETS = {
     "binarized-mnist": (("train", "valid", "test"), "static binarized MNIST (Larochelle & Murray 2011), 2 levels, 50k/10k/10k"),
     "mnist": (("train", "test"), "MNIST 28x28, 256 levels, 60k/10k"),
     "fashion-mnist": (("train", "test"), "Fashion-MNIST 28x28, 256 levels, 60k/10k"),
+    "colour-mnist": (("train", "valid", "test"), "static binarized MNIST in colour: 3x28x28, 4 levels a channel, a "
+                                                "seeded foreground and background colour per image, 50k/10k/10k"),
+    "cifar10": (("train", "test"), "CIFAR-10 3x32x32, 256 levels, 50k/10k (binary version, cifar-10-batches-bin)"),
 }
+FOLDER_SPLITS = ("train", "test")
 
 
 def names() -> list[str]:
     return list(DATASETS)
 
 
-def load(name: str, split: str = "train", data_dir=None) -> Dataset:
-    """Load one split of a dataset by name (see :data:`DATASETS`)."""
+def load(name: str, split: str = "train", data_dir=None, image_size: int | None = None,
+         grayscale: bool = False) -> Dataset:
+    """Load one split of a dataset by name (see :data:`DATASETS`), or of a folder of images
+    (a name with a "/", or an existing folder: :mod:`genzoo.imagefolder`; ``image_size`` and
+    ``grayscale`` apply to folders only)."""
+    if imagefolder.is_folder_name(name):
+        if split not in FOLDER_SPLITS:
+            raise DataError(f"a folder of images has the splits {', '.join(FOLDER_SPLITS)}, not {split!r}")
+        images, labels, classes = imagefolder.load(name, split, image_size, grayscale, cache_dir() / "folders")
+        return Dataset(str(name), split, images, labels, 256, classes)
+    if image_size or grayscale:
+        raise DataError(f"--image-size and --grayscale apply to a folder of images, not to the dataset {name!r}")
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
     if split not in DATASETS[name][0]:
@@ -310,6 +239,10 @@ def load(name: str, split: str = "train", data_dir=None) -> Dataset:
         ds = _load_digits(split)
     elif name == "binarized-mnist":
         ds = _load_binarized(split, data_dir)
+    elif name == "colour-mnist":
+        ds = _load_colour_mnist(split, data_dir)
+    elif name == "cifar10":
+        ds = _load_cifar10(split, data_dir)
     else:
         ds = _load_idx_pair(name, split, data_dir)
     return ds
@@ -330,12 +263,12 @@ def check_fits(model, ds: Dataset, levels: int, where: str = "") -> None:
 def prepare(spec: dict, split: str):
     """Apply a run's data recipe to one split.
 
-    spec: {"name", "data_dir", "levels" (None: the dataset's own), "binarize" (none | threshold |
-    dynamic)}. Returns (dataset with the images the model sees, levels, batch_transform or None).
+    spec: {"name" (a dataset or a folder of images), "data_dir", "levels" (None: the dataset's
+    own), "binarize" (none | threshold | dynamic), and for a folder "image_size", "grayscale"}. Returns (dataset with the images the model sees, levels, batch_transform or None).
     Dynamic binarization redraws training batches (batch_transform); the test split is
     binarized once with a fixed seed, so every evaluation scores the same images.
     """
-    ds = load(spec["name"], split, spec.get("data_dir"))
+    ds = load(spec["name"], split, spec.get("data_dir"), spec.get("image_size"), bool(spec.get("grayscale")))
     mode = spec.get("binarize", "none")
     if mode not in BINARIZE_MODES:
         raise DataError(f"binarize must be one of {', '.join(BINARIZE_MODES)}, got {mode!r}")

@@ -41,7 +41,7 @@ TENSORBOARD_DIR = "tensorboard"
 # extend a finished run; a larger --epochs also stretches the cosine schedule from that step on).
 RESUMABLE_OPTIONS = ("epochs", "minutes", "checkpoint_minutes")
 # Launch options that fix what the run computes: --resume refuses them.
-LAUNCH_ONLY = ("levels", "binarize", "data_dir", "conditional", "tensorboard")
+LAUNCH_ONLY = ("levels", "binarize", "data_dir", "image_size", "grayscale", "conditional", "tensorboard")
 
 
 # ----------------------------------------------------------------------------- creating
@@ -184,8 +184,9 @@ def best_figure(metrics: list) -> tuple[str, float] | None:
 def data_spec(record: dict, data: str | None = None, data_dir: str | None = None) -> dict:
     """The data recipe a command applies: the run's, another dataset prepared the same way, or a new data_dir."""
     spec = dict(record.get("data", {}))
-    if data:
-        spec = {"name": data, "binarize": spec.get("binarize", "none"), "levels": spec.get("levels")}
+    if data:  # another dataset (or folder), prepared as the run's: the same binarization, levels and image size
+        spec = {"name": data, "binarize": spec.get("binarize", "none"), "levels": spec.get("levels"),
+                **{k: spec[k] for k in ("image_size", "grayscale") if k in spec}}
     if data_dir:
         spec["data_dir"] = data_dir
     if "name" not in spec:

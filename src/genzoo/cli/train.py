@@ -47,7 +47,13 @@ def add_parsers(sub, argv) -> None:
     t = sub.add_parser("train", help="train a model; writes a run folder")
     t.add_argument("model", nargs="?", help=f"one of: {', '.join(models.names())}")
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
-    t.add_argument("--data", help=f"one of: {', '.join(data.names())}")
+    t.add_argument("--data", help=f"a dataset, one of: {', '.join(data.names())}; or a folder of images (any name "
+                                  f"with a /, or an existing folder): class subfolders are labels, train/ and test/ "
+                                  f"subfolders the splits (else a seeded 90/10 split)")
+    t.add_argument("--image-size", type=number(int, 2, 1024),
+                   help="a folder of images: centre-crop and resize every image to S x S (default: all must share one size)")
+    t.add_argument("--grayscale", action="store_true", help="a folder of images: one channel (default: RGB unless every "
+                                                            "image is grey)")
     t.add_argument("--out", metavar="DIR", help="new (or empty) run folder")
     t.add_argument("--data-dir", help="where to look for data files first")
     t.add_argument("--levels", type=number(int, 2, 256), help="re-quantize the data to K levels")
@@ -128,7 +134,10 @@ def _launch_plan(args) -> Plan:
         raise GenzooError("train: --data NAME and --out DIR are required")
     out = Path(args.out)
     runs.check_new_folder(out)
-    spec = {"name": args.data, "data_dir": args.data_dir, "levels": args.levels, "binarize": args.binarize or "none"}
+    name = str(Path(args.data).resolve()) if data.imagefolder.is_folder_name(args.data) else args.data
+    spec = {"name": name, "data_dir": args.data_dir, "levels": args.levels, "binarize": args.binarize or "none"}
+    if args.image_size or args.grayscale:
+        spec.update(image_size=args.image_size, grayscale=args.grayscale)
     return Plan(out, TrainConfig(**_given_train_options(args)), spec, args.tensorboard)
 
 

@@ -1,0 +1,170 @@
+"""A folder of the user's own images as a dataset: ``genzoo train M --data PATH``.
+
+Layout (the usual one): class subfolders give labels (``PATH/cat/*.png``, ``PATH/dog/*.jpg``;
+files directly in PATH are unlabelled, label -1); ``PATH/train`` and ``PATH/test`` are the
+splits when both exist, else a fixed, seeded 90/10 split of everything (seed 0, stated).
+Any file Pillow reads is an image (PNG, JPEG, BMP, GIF, WebP, TIFF ...); hidden files are
+skipped. Images become uint8 [C, S, S]: RGB (C = 3) unless every image is grey or
+``grayscale`` asks for one channel; with ``image_size`` S each is centre-cropped to a square
+and resized (Lanczos), without it all must have one size.
+
+Decoded once into a uint8 cache (``~/.cache/genzoo/folders/<key>.npy``, memory-mapped, so a
+large folder loads in seconds the second time and need not fit in memory). The key hashes
+the folder's path, the options and every file's name, size and modification time, so any
+change to the folder makes a new cache. A file Pillow cannot read stops everything with one
+line naming it, before a run folder is made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from .errors import DataError
+
+SPLIT_SEED = 0
+TEST_FRACTION = 0.1
+_PILLOW_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def is_folder_name(name: str) -> bool:
+    """Does a --data value name a folder of images (rather than a dataset name)?"""
+    return "/" in name or os.sep in name or Path(name).is_dir()
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in
+                                                                          p.relative_to(root).parts))
+
+
+def _labelled(root: Path, classes: list[str] | None = None) -> tuple[list[Path], list[int], list[str]]:
+    """(files, labels, class names) under ``root``: its subfolders are the classes, files directly in it unlabelled."""
+    subdirs = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = classes if classes is not None else subdirs
+    loose = [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")]
+    if subdirs and loose:
+        raise DataError(f"{root}: holds both class folders ({', '.join(subdirs[:3])}) and loose files "
+                        f"({loose[0].name}); put every image in a class folder, or use no class folders")
+    if not subdirs:
+        return _files(root), [-1] * len(_files(root)), []
+    files, labels = [], []
+    for d in subdirs:
+        if d not in classes:
+            raise DataError(f"{root / d}: a class the training split does not have ({', '.join(classes)})")
+        found = _files(root / d)
+        files += found
+        labels += [classes.index(d)] * len(found)
+    return files, labels, classes
+
+
+def listing(path, split: str) -> tuple[list[Path], list[int], list[str]]:
+    """The files of one split, their labels and the class names (empty when unlabelled)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"--data {path}: not a folder of images")
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        _, _, classes = _labelled(root / "train")
+        files, labels, _ = _labelled(root / split, classes or None) if classes else _labelled(root / split)
+        if not files:
+            raise DataError(f"{root / split}: no image files")
+        return files, labels, classes
+    files, labels, classes = _labelled(root)
+    if not files:
+        raise DataError(f"--data {path}: no image files in this folder")
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(files))
+    n_test = max(1, round(TEST_FRACTION * len(files))) if len(files) > 1 else 0
+    chosen = order[:n_test] if split == "test" else order[n_test:]
+    if not len(chosen):
+        raise DataError(f"--data {path}: {len(files)} image(s) is too few for a train and a test split")
+    chosen = np.sort(chosen)
+    return [files[i] for i in chosen], [labels[i] for i in chosen], classes
+
+
+def _open(path: Path, decode: bool = True) -> Image.Image:
+    """The image at ``path`` (decoded, or only its header read); one line naming the file if Pillow cannot."""
+    try:
+        img = Image.open(path)
+        if decode:
+            img.load()
+    except _PILLOW_ERRORS as e:
+        why = str(e).splitlines()[0][:120] if str(e).strip() else ""
+        raise DataError(f"{path}: not an image Pillow can read ({type(e).__name__}{': ' + why if why else ''})") from None
+    return img
+
+
+def _is_grey(img: Image.Image) -> bool:
+    return img.mode in ("1", "L", "LA", "I", "I;16", "F") or (img.mode == "P" and img.palette.mode == "L")
+
+
+def _convert(img: Image.Image, channels: int, size: int | None) -> np.ndarray:
+    """One image as uint8 [C, H, W]: centre-cropped to a square and resized to ``size`` if given."""
+    img = img.convert("L" if channels == 1 else "RGB")
+    if size:
+        w, h = img.size
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.LANCZOS)
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+
+
+def _cache_key(files: list[Path], labels: list[int], channels_hint: str, size) -> str:
+    h = hashlib.sha256(json.dumps({"v": 1, "mode": channels_hint, "size": size, "labels": labels}).encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:32]
+
+
+def _decode_into_cache(files, channels: int, size, target: Path, name: str) -> None:
+    """Decode every file into a .npy at ``target`` (written beside it, then renamed: all or nothing)."""
+    first = _convert(_open(files[0]), channels, size)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), *first.shape))
+        for i, f in enumerate(tqdm(files, desc=f"caching {name}", unit="image", disable=None, file=sys.stderr,
+                                   leave=False)):
+            arr = first if i == 0 else _convert(_open(f), channels, size)
+            if arr.shape != first.shape:
+                raise DataError(f"{f}: {arr.shape[2]}x{arr.shape[1]} pixels, but {files[0]} is "
+                                f"{first.shape[2]}x{first.shape[1]}: the images differ in size; pass --image-size S "
+                                f"(centre-crop and resize every image to S x S)")
+            out[i] = arr
+        out.flush()
+        del out
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _channels(path, grayscale: bool) -> int:
+    """1 or 3 for the whole dataset (both splits): 1 if asked, or if every image is grey; read from headers only."""
+    if grayscale:
+        return 1
+    files = listing(path, "train")[0] + listing(path, "test")[0]
+    return 1 if all(_is_grey(_open(f, decode=False)) for f in files) else 3
+
+
+def load(path, split: str, image_size: int | None, grayscale: bool, cache_root: Path) -> tuple:
+    """(images uint8 [N, C, S, S] memory-mapped, labels int64 [N], number of classes) of one split."""
+    files, labels, classes = listing(path, split)
+    channels = _channels(path, grayscale)
+    target = cache_root / f"{_cache_key(files, labels, f'c{channels}', image_size)}.npy"
+    if not target.is_file():
+        _decode_into_cache(files, channels, image_size, target, f"{Path(path).name} {split}")
+    try:  # copy-on-write mapping: pages are read from disk as used, and torch may wrap it without a copy
+        images = np.load(target, mmap_mode="c")
+    except (OSError, ValueError) as e:
+        raise DataError(f"{target}: a damaged image cache ({e}); delete it") from None
+    if images.shape[0] != len(files) or images.ndim != 4:
+        raise DataError(f"{target}: a damaged image cache ({images.shape} for {len(files)} files); delete it")
+    return torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64), len(classes)
