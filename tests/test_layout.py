@@ -46,7 +46,9 @@ def _imports(path: Path) -> set:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.level:
             target = ".".join(base[: len(base) - node.level + 1] + ([node.module] if node.module else []))
-            out |= {target} | {f"{target}.{a.name}" for a in node.names}
+            # `from . import data` imports the submodule genzoo.data; `from .runs import Run` imports genzoo.runs
+            named = {f"{target}.{a.name}" for a in node.names}
+            out |= named if node.module is None else {target} | named
     return out
 
 
