@@ -175,3 +175,27 @@ def test_precision_auto_is_the_default_and_its_choice_is_recorded(tmp_path, monk
                  "--batch-size", "500", "--precision", "fp32", "--hidden-channels", "4", "--num-layers", "1",
                  "--head-channels", "4", "--threads", "1"]) == 0
     assert json.loads((tmp_path / "f" / "run.json").read_text())["train"]["precision"] == "fp32"
+
+
+def test_the_gpu_reproduction_script_runs_on_the_cpu_with_a_tiny_budget(tmp_path):
+    """A smoke test of bench/gpu_reproduce.sh (not timed): both models train, the full test set is
+    scored, and one JSON line per model comes out, naming the device."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    shared = repo.parent / "shared" / "data" / "binarized_mnist"
+    if not shared.is_dir():
+        pytest.skip("the shared binarized MNIST is not beside the checkout")
+    env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable, "DATA_DIR": str(shared)}
+    p = subprocess.run(["bash", str(repo / "bench" / "gpu_reproduce.sh"), str(tmp_path / "out")], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [r["model"] for r in lines] == ["pixelcnn", "row-lstm"]
+    for r in lines:
+        assert r["test_count"] == 10000 and r["likelihood_kind"] == "exact" and r["device"] == "cpu"
+        assert 0 < r["test_bits_per_dim"] < 1.5 and r["precision"] == "fp32"
