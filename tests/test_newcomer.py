@@ -218,3 +218,20 @@ def test_a_refused_checkpoint_message_is_never_cut_mid_sentence():
     assert _gist(RuntimeError("short message.")) == "short message"
     words = _gist(RuntimeError("word " * 100))
     assert words.endswith(" ...") and len(words) <= 204
+
+
+def test_eval_results_are_kept_and_the_report_shows_the_tightest(tmp_path, capsys):
+    run = tmp_path / "vae"
+    assert main(["train", "vae", "--data", "digits", "--out", str(run), "--epochs", "1", "--batch-size", "100",
+                 "--latent-dim", "4", "--width", "32", "--threads", "1"]) == 0
+    last_epoch = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["test_nll"]
+    assert main(["eval", str(run), "--iwae-k", "50", "--json"]) == 0
+    iwae = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert main(["eval", str(run), "--limit", "50"]) == 0  # a subset: kept, never shown as the test figure
+    kept = [json.loads(line) for line in (run / "evals.jsonl").read_text().splitlines()]
+    assert [e.get("iwae_k") for e in kept] == [50, None] and "date" in kept[0] and kept[1]["subset_of"] == 297
+    assert iwae["nll_nats"] < last_epoch  # the IWAE bound is tighter than the ELBO
+    out = tmp_path / "r.html"
+    assert main(["report", str(run), "-o", str(out), "--samples", "2"]) == 0
+    page = out.read_text()
+    assert f"{iwae['nll_nats']:.3f}" in page and "IWAE bound, K = 50" in page

@@ -9,6 +9,7 @@ last *committed* checkpoint whole):
     checkpoint.json     the commit record: step, epoch, batch and the two files below
     ckpt/step-N.safetensors, ckpt/step-N.pt   weights; optimizer + RNG + counters
     metrics.jsonl       one JSON object per evaluation
+    evals.jsonl         one JSON object per `genzoo eval` (kept; the report shows the tightest)
     tensorboard/        with --tensorboard
 
 The folder appears whole (run.json + config.json, renamed into place) or not at all. A
@@ -33,6 +34,7 @@ from .models.folder import CONFIG_FILE, WEIGHTS_FILE
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
+EVALS_FILE = "evals.jsonl"  # one record per `genzoo eval` (its kind of figure, K, N, precision, date)
 CHECKPOINT_RECORD = "checkpoint.json"
 CHECKPOINT_DIR = "ckpt"
 TENSORBOARD_DIR = "tensorboard"
@@ -226,6 +228,35 @@ def truncate_metrics(folder: Path, step: int) -> None:
 
 def append_metrics(folder: Path, record: dict) -> None:
     ckpt.append_line(Path(folder) / METRICS_FILE, json.dumps(record))  # a torn line is dropped on resume
+
+
+# ----------------------------------------------------------------------------- evals.jsonl
+
+def append_eval(folder: Path, record: dict) -> None:
+    """Keep one `genzoo eval` result (the JSON it printed, with the date) in the run folder."""
+    ckpt.append_line(Path(folder) / EVALS_FILE, json.dumps(record))
+
+
+def read_evals(folder: Path) -> list[dict]:
+    path = Path(folder) / EVALS_FILE
+    out = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn line
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def tightest_likelihood(evals: list, data: str, split: str = "test") -> dict | None:
+    """The lowest nll among the kept evaluations of the whole ``split`` of ``data`` (no subset, fp32):
+    for a bound the tightest measured (e.g. the IWAE bound with the largest K tried), for an exact
+    figure the exact one. None if there is none."""
+    whole = [e for e in evals if e.get("data") == data and e.get("split") == split and "nll_nats" in e
+             and "subset_of" not in e and e.get("precision", "fp32") == "fp32"]
+    return min(whole, key=lambda e: e["nll_nats"]) if whole else None
 
 
 # ----------------------------------------------------------------------------- checkpoints

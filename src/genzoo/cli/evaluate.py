@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import sys
@@ -110,7 +111,20 @@ def run_eval(args) -> int:
     for run, ds in zip(opened, splits):
         s, text = _evaluate(args, run, ds, device)
         print(json.dumps(s) if args.json else (f"{run.name}: {text}" if len(opened) > 1 else text), flush=True)
+        _keep(run, s)
     return 0
+
+
+def _keep(run: runs.Run, result: dict) -> None:
+    """Keep the result in a run folder's evals.jsonl (the report shows the tightest); a folder that
+    cannot be written (read-only, say) keeps nothing and says so, the result stands."""
+    if not run.record:
+        return  # a bare model folder, not a run
+    try:
+        runs.append_eval(run.folder, {**result, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds")})
+    except GenzooError as e:
+        print(f"genzoo: note: the result is not kept in the run folder ({e})", file=sys.stderr)
 
 
 def _evaluate(args, run: runs.Run, ds, device) -> tuple[dict, str]:
