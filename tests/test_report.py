@@ -35,7 +35,11 @@ def runs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def page(runs, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "report.html"
-    assert cli.main(["report", *map(str, runs), "-o", str(out), "--samples", "8", "--threads", "1"]) == 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))  # the feature network's cache
+        for run in runs[:2]:  # sample quality for the exact and the bound model: the trade-off view
+            assert cli.main(["eval", str(run), "--fid", "40", "--threads", "1"]) == 0
+        assert cli.main(["report", *map(str, runs), "-o", str(out), "--samples", "8", "--threads", "1"]) == 0
     return out
 
 
@@ -78,6 +82,11 @@ def test_report_is_self_contained(page):
     assert html.count("<figcaption>completions:") == 2 and html.count("<figcaption>reconstructions:") == 2
     assert html.count("<figcaption>interpolations:") == 2
     assert "original, corrupted, reconstruction" in html  # the denoising model shows its corruption
+    # per dataset: the likelihood / sample-quality trade-off (where --fid was measured) and the curves
+    # against wall clock; per sampling run: its samples beside their nearest training images
+    assert html.count("<figcaption>test bits/dim against FID") == 1
+    assert html.count("<figcaption>the test curves of every run against training wall clock") == 2
+    assert html.count("<figcaption>memorisation check:") == 3
 
 
 def test_report_renders_in_headless_chromium(page, tmp_path):

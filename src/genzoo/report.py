@@ -23,7 +23,7 @@ import math
 import numpy as np
 import torch
 
-from . import data, images, runs, scoring, views
+from . import compare, data, images, runs, scoring, views
 from .errors import GenzooError
 from .likelihood import bits_per_dim
 from .runs import Run
@@ -68,8 +68,9 @@ def curves_uri(run: Run) -> str | None:
 
 
 # -- the per-run pictures
-def run_pictures(run: Run, test: data.Dataset, n: int, seed: int, device) -> list[tuple[str, str]]:
-    """[(caption, data URI)]: samples, and completions / reconstructions / interpolations where the model has them."""
+def run_pictures(run: Run, test: data.Dataset, n: int, seed: int, device, train=None) -> list[tuple[str, str]]:
+    """[(caption, data URI)]: samples (beside their nearest training images, given ``train`` images),
+    and completions / reconstructions / interpolations where the model has them."""
     model = run.model.to(device).eval()
     levels, out = model.levels, []
 
@@ -80,6 +81,10 @@ def run_pictures(run: Run, test: data.Dataset, n: int, seed: int, device) -> lis
         x = model.sample(n, generator=g()).cpu()  # a conditional model cycles the classes: image i of class i mod K
         caption = f"{n} samples (seed {seed})" + (", image i of class i mod K" if model.num_classes else "")
         out.append((caption, grid_uri(x, levels, nrow=min(n, 8))))
+        if train is not None:
+            strip = compare.nearest_training_images(x[:8], train)
+            out.append((f"memorisation check: {len(strip) // 2} samples (top) and the nearest training image to each "
+                        "(bottom, pixel distance)", grid_uri(strip, levels, nrow=len(strip) // 2)))
     k = min(4, len(test))
     originals = test.images[:k]
     if model.can_complete:
@@ -108,6 +113,12 @@ def checked_test_split(run: Run, name: str | None = None, what: str = "its own t
     ds, levels, _ = data.prepare({**run.spec, "name": name or run.spec["name"]}, "test")
     data.check_fits(run.model, ds, levels, where=f"{what} ({run.name})")
     return ds
+
+
+def training_images(run: Run) -> torch.Tensor:
+    """The run's training images as its model sees them (dynamic binarization: one fixed draw)."""
+    ds, levels, transform = data.prepare(run.spec, "train")
+    return transform(ds.images, torch.Generator().manual_seed(0)) if transform is not None else ds.images
 
 
 def ood_section(run: Run, test: data.Dataset, other: data.Dataset, ood_name: str, limit: int, device) -> str:
@@ -196,11 +207,19 @@ def leaderboard(all_runs: list[Run], anchors: dict) -> str:
                 f"<td>{nll}</td><td>{bpd}</td><td>{m.get('test_count', '&mdash;')}</td>"
                 f"<td>{_fmt(wall, '.1f' if wall is not None and wall < 100 else '.0f')}{' s' if wall is not None else ''}</td><td>{_fmt(speed, '.0f')}</td>"
                 f"<td class=l>{extra}</td></tr>")
+        views_ = [(fig, what) for fig, what in ((compare.trade_off_figure(rs, _shown_figures),
+                                                 "test bits/dim against FID (genzoo eval --fid N): the likelihood / "
+                                                 "sample-quality trade-off"),
+                                                (compare.curves_against_time_figure(rs),
+                                                 "the test curves of every run against training wall clock"))
+                  if fig is not None]
+        pictures = "".join(f"<figure class=compare><img alt='{html.escape(what)}' src='{figure_uri(fig)}'>"
+                           f"<figcaption>{html.escape(what)}</figcaption></figure>" for fig, what in views_)
         out.append(
             f"<h3>{html.escape(name)}</h3><table class=leaderboard><tr><th>rank</th><th class=l>run</th>"
             "<th class=l>model</th><th>parameters</th><th class=l>likelihood</th><th>test nats/image</th>"
             "<th>bits/dim</th><th>test images</th><th>training wall time</th><th>train images/s</th>"
-            "<th class=l>other</th></tr>" + "".join(rows) + "</table>")
+            "<th class=l>other</th></tr>" + "".join(rows) + "</table>" + pictures)
     return "\n".join(out)
 
 
@@ -262,7 +281,8 @@ def build(folders, samples: int = 16, seed: int = 0, ood: str | None = None, ood
     sections = []
     for r, test, other in zip(loaded, tests, others):
         log(f"report: {r.name}")
-        sections.append(run_section(r, anchors[id(r)], test, {"n": samples, "seed": seed, "device": device},
+        train = training_images(r) if r.model.can_sample else None
+        sections.append(run_section(r, anchors[id(r)], test, {"n": samples, "seed": seed, "device": device, "train": train},
                                     None if ood is None else {"other": other, "ood_name": ood, "limit": ood_limit,
                                                               "device": device}))
     title = "genzoo report: " + ", ".join(r.name for r in loaded)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import math
@@ -9,7 +10,7 @@ import sys
 
 import torch
 
-from .. import likelihood, probe, runs, scoring
+from .. import data, likelihood, probe, quality, runs, scoring
 from ..errors import GenzooError
 from ..models.autoencoders import CORRUPTIONS
 from ..models.base import to_unit
@@ -31,6 +32,10 @@ def add_parsers(sub, argv) -> None:
     e.add_argument("--iwae-k", type=number(int, 1, 1_000_000), help="VAE: the importance-weighted bound with K samples")
     e.add_argument("--corruption", choices=CORRUPTIONS, default="none",
                    help="autoencoders: reconstruct test images corrupted this way (the error is against the clean ones)")
+    e.add_argument("--fid", type=number(int, 10, 5000), metavar="N",
+                   help="also draw N samples and add sample quality: FID, KID, precision, recall and the nearest "
+                        "training image, in a feature network trained on the dataset (and the same for N held-out "
+                        "test images: the floor)")
     e.add_argument("--noise-level", type=number(float, 0, 1), default=None,
                    help="with --corruption: gaussian std or fraction of pixels (default 0.3)")
     add_device_options(e)
@@ -115,6 +120,20 @@ def run_eval(args) -> int:
     return 0
 
 
+def _quality(args, run: runs.Run, model, test, device) -> dict:
+    """Sample-quality figures in the dataset's feature network (trained once, cached)."""
+    def log(m):
+        print(m, file=sys.stderr, flush=True)
+
+    spec = spec_of(run, args)
+    train, levels, transform = data.prepare(spec, "train")
+    if transform is not None:  # dynamic binarization: one fixed draw of the training images
+        train = dataclasses.replace(train, images=transform(train.images, torch.Generator().manual_seed(0)), levels=levels)
+    net, record = quality.feature_network(spec, train, test, levels, data.cache_dir() / "features", log)
+    out = quality.measure(model, args.fid, net, test, train, seed=0, device=device, log=log)
+    return {**out, "feature_network": record}
+
+
 def _keep(run: runs.Run, result: dict) -> None:
     """Keep the result in a run folder's evals.jsonl (the report shows the tightest); a folder that
     cannot be written (read-only, say) keeps nothing and says so, the result stands."""
@@ -141,6 +160,12 @@ def _evaluate(args, run: runs.Run, ds, device) -> tuple[dict, str]:
         where += f" (a seeded random subset of {len(x)} of {len(ds)} images)"
     result = _reconstruction_result if model.scored_by_reconstruction else _likelihood_result
     s, text = result(args, model, means, len(x), where)
+    if args.fid:
+        s["quality"] = _quality(args, run, model, ds, device)
+        q = s["quality"]
+        text += (f"; {q['fid_n']} samples: FID {q['fid']:.3f} (held-out floor {q['floor']['fid']:.3f}), "
+                 f"KID {q['kid']:.4f}, precision {q['precision']:.3f}, recall {q['recall']:.3f}, nearest training "
+                 f"image {q['nn_train_distance']:.3f} (floor {q['floor']['nn_train_distance']:.3f})")
     s.update(model=model.name, data=spec["name"], split=args.split, precision=args.precision, run=run.name)
     if len(x) < len(ds):
         s.update(subset_of=len(ds), subset_seed=0)
