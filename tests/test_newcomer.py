@@ -235,3 +235,22 @@ def test_eval_results_are_kept_and_the_report_shows_the_tightest(tmp_path, capsy
     assert main(["report", str(run), "-o", str(out), "--samples", "2"]) == 0
     page = out.read_text()
     assert f"{iwae['nll_nats']:.3f}" in page and "IWAE bound, K = 50" in page
+
+
+def test_list_shows_the_pretrained_models_with_their_measured_figure(runs_root, monkeypatch, capsys):
+    monkeypatch.setenv("GENZOO_PRETRAINED", str(runs_root))
+    assert main(["eval", str(runs_root / "gated"), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "pretrained (in" in out and "gated-pixelcnn on digits" in out and "nats" in out
+    assert "denoising-autoencoder on digits, not evaluated" in out
+
+
+def test_every_shipped_model_loads_and_carries_its_figure():
+    from genzoo import runs
+
+    for folder in runs.find(runs.pretrained_root()):
+        model = genzoo.load(folder)
+        assert model.dims > 0 and not (folder / "ckpt").exists()  # no optimizer state or checkpoints ship
+        assert runs.tightest_likelihood(runs.read_evals(folder), runs.read_record(folder)["data"]["name"])

@@ -143,6 +143,11 @@ def open_run(folder, need_record: bool = False) -> Run:
     return Run(str(folder), path, model, record, read_metrics(path))
 
 
+def pretrained_root() -> Path:
+    """Where the trained models that ship with genzoo are: $GENZOO_PRETRAINED, else the checkout's pretrained/."""
+    return Path(os.environ.get("GENZOO_PRETRAINED", Path(__file__).resolve().parents[2] / "pretrained"))
+
+
 def find(root) -> list[Path]:
     """The run folders (holding run.json) at or below ``root``, sorted by path; nothing inside a run is searched."""
     root = Path(root)

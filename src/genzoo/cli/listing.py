@@ -25,6 +25,7 @@ def run_list(args) -> int:
                         "options": {k: list(v) if isinstance(v, tuple) else v
                                     for k, v in models.option_defaults(n).items()}} for n in models.names()],
             "datasets": [{"name": n, "splits": list(splits), "summary": desc} for n, (splits, desc) in data.DATASETS.items()],
+            "pretrained": _pretrained(),
         }))
         return 0
     print("models:")
@@ -33,7 +34,26 @@ def run_list(args) -> int:
     print("datasets:")
     for name, (splits, desc) in data.DATASETS.items():
         print(f"  {name:22s} {'/'.join(splits):16s} {desc}")
+    shipped = _pretrained()
+    print(f"pretrained (in {runs.pretrained_root()}; every command takes the folder):" if shipped else
+          "pretrained: none found")
+    for r in shipped:
+        print(f"  {r['run']}: {r['model']} on {r['data']}, {r['figure']}")
     return 0
+
+
+def _pretrained() -> list[dict]:
+    """The shipped run folders with their measured figure (the tightest kept `genzoo eval` on the full test set)."""
+    out = []
+    for folder in runs.find(runs.pretrained_root()):
+        record = runs.read_record(folder)
+        best = runs.tightest_likelihood(runs.read_evals(folder), record["data"].get("name"))
+        kind = models.get(record["model"]).likelihood_kind if record.get("model") in models.names() else "?"
+        figure = "not evaluated" if best is None else (
+            f"{'<= ' if kind == 'bound' else ''}{best['nll_nats']:.2f} nats = {best['bits_per_dim']:.4f} bits/dim "
+            f"({kind}{', IWAE K = ' + str(best['iwae_k']) if 'iwae_k' in best else ''}, {best['count']} test images)")
+        out.append({"run": str(folder), "model": record.get("model"), "data": record["data"].get("name"), "figure": figure})
+    return out
 
 
 def describe_run(folder) -> dict:
