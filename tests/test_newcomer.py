@@ -254,3 +254,10 @@ def test_every_shipped_model_loads_and_carries_its_figure():
         model = genzoo.load(folder)
         assert model.dims > 0 and not (folder / "ckpt").exists()  # no optimizer state or checkpoints ship
         assert runs.tightest_likelihood(runs.read_evals(folder), runs.read_record(folder)["data"]["name"])
+
+
+def test_a_subset_evaluation_of_a_model_without_likelihood_logs_only_its_figures(tmp_path, capsys):
+    assert main(["train", "autoencoder", "--data", "digits", "--out", str(tmp_path / "ae"), "--epochs", "1",
+                 "--width", "16", "--eval-limit", "50", "--threads", "1"]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("epoch 1")][0]
+    assert "mse" in line and "total" not in line and "(50 of 297 test images, a seeded random subset)" in line

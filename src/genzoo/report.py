@@ -86,17 +86,18 @@ def run_pictures(run: Run, test: data.Dataset, n: int, seed: int, device, train=
             out.append((f"memorisation check: {len(strip) // 2} samples (top) and the nearest training image to each "
                         "(bottom, pixel distance)", grid_uri(strip, levels, nrow=len(strip) // 2)))
     k = min(4, len(test))
-    originals = test.images[:k]
+    shown = scoring.subset(test.labels, 8)  # seeded and stratified: a sorted test file shows every class
+    originals = test.images[shown[:k]]
     if model.can_complete:
         rows = model.image_shape[1] // 2
-        labels = test.labels[:k] if model.num_classes else None
+        labels = test.labels[shown[:k]] if model.num_classes else None
         pic, ncol = views.completions(model, originals, rows, 4, labels=labels, generator=g())
         out.append((f"completions: original, the top {rows} rows kept, 4 completions", grid_uri(pic, levels, ncol)))
     if model.has_code:
-        pic, names = views.reconstructions(model, test.images[:8].to(device), g())
+        pic, names = views.reconstructions(model, test.images[shown].to(device), g())
         out.append(("reconstructions: " + ", ".join(names), grid_uri(pic, levels, len(names))))
         if len(test) >= 4:
-            pic, ncol = views.interpolations(model, test.images[:4].to(device), 8)
+            pic, ncol = views.interpolations(model, test.images[shown[:4]].to(device), 8)
             out.append(("interpolations: the straight line between two test images' codes", grid_uri(pic, levels, ncol)))
     return out
 
@@ -223,6 +224,9 @@ def leaderboard(all_runs: list[Run], anchors: dict) -> str:
     return "\n".join(out)
 
 
+COUNTS = ("test_count", "test_total", "test_loss")  # a metrics record's test_* entries that are not per-image figures
+
+
 def _figure_line(r: Run) -> str:
     best = tightest(r)
     if best is not None:
@@ -233,7 +237,7 @@ def _figure_line(r: Run) -> str:
     if "test_nll" in m:
         return f"final test figure: {m['test_nll']:.3f} nats/image = {m['test_bpd']:.4f} bits/dim ({r.kind})"
     return "final test figure: " + ", ".join(f"{k[5:]} {v:.5f}" for k, v in m.items()
-                                             if k.startswith("test_") and k not in ("test_count", "test_loss"))
+                                             if k.startswith("test_") and k not in COUNTS)
 
 
 def run_section(r: Run, anchor: str, test: data.Dataset, pictures: dict, ood: dict | None = None) -> str:

@@ -384,7 +384,8 @@ class Trainer:
         else:  # a model without a likelihood: its loss and per-image figures
             scores = f"test loss {record['test_loss']:.5f}" + "".join(
                 f", {k[5:]} {v:.5f}" for k, v in record.items() if k.startswith("test_") and k not in (
-                    "test_loss", "test_count"))
-        of = f" of {record['test_total']}, a seeded random subset" if "test_total" in record else ""
+                    "test_loss", "test_count", "test_total"))
+        count = (f"{record['test_count']} of {record['test_total']} test images, a seeded random subset"
+                 if "test_total" in record else f"{record['test_count']} images")
         return (f"epoch {record['epoch']}{' (stopped early: time budget)' if not finished else ''} "
-                f"step {record['step']}: {scores} ({record['test_count']}{of} images), {record['images_per_s']:.0f} img/s")
+                f"step {record['step']}: {scores} ({count}), {record['images_per_s']:.0f} img/s")

@@ -8,7 +8,7 @@ import sys
 import torch
 from tqdm import tqdm
 
-from .. import images, runs, views
+from .. import images, runs, scoring, views
 from ..errors import GenzooError
 from .common import (add_data_options, add_device_options, add_output, add_run_dir, add_seed, apply_device_options,
                      checked_split, latent_run, number)
@@ -127,8 +127,9 @@ def run_complete(args) -> int:
     rows = args.rows if args.rows is not None else H // 2
     if rows >= H:
         raise GenzooError(f"--rows must be below the image height {H}")
-    originals = ds.images[: args.n]
-    labels = ds.labels[: args.n] if model.num_classes else None
+    pick = scoring.subset(ds.labels, args.n)  # seeded and stratified: a sorted test file shows every class
+    originals = ds.images[pick]
+    labels = ds.labels[pick] if model.num_classes else None
     g = torch.Generator().manual_seed(args.seed)
     kwargs = _sampling_options(model, args)
     with _row_progress(model, kwargs, "completing"):
@@ -153,7 +154,7 @@ def run_interpolate(args) -> int:
     if len(ds) < 2 * args.pairs:
         raise GenzooError(f"--pairs {args.pairs}: the test split has only {len(ds)} images")
     model.to(device)
-    out, ncol = views.interpolations(model, ds.images[: 2 * args.pairs].to(device), args.steps)
+    out, ncol = views.interpolations(model, ds.images[scoring.subset(ds.labels, 2 * args.pairs)].to(device), args.steps)
     _save_grid(out, model, args.output, nrow=ncol)
     print(f"wrote {args.pairs} interpolations x {args.steps} steps to {args.output}; "
           f"each row: from a test image (left) to another (right) along the straight line between their codes")
@@ -166,7 +167,7 @@ def run_reconstruct(args) -> int:
     device = apply_device_options(args)
     model, ds = _latent_run_and_test_split(args, "reconstruct from")
     model.to(device)
-    x = ds.images[: args.n].to(device)
+    x = ds.images[scoring.subset(ds.labels, args.n)].to(device)
     pic, names = views.reconstructions(model, x, torch.Generator().manual_seed(args.seed))
     _save_grid(pic, model, args.output, nrow=len(names))
     print(f"wrote {len(x)} test images x ({', '.join(names)}) to {args.output}; columns: {', '.join(names)}")
