@@ -261,3 +261,15 @@ def test_a_subset_evaluation_of_a_model_without_likelihood_logs_only_its_figures
                  "--width", "16", "--eval-limit", "50", "--threads", "1"]) == 0
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("epoch 1")][0]
     assert "mse" in line and "total" not in line and "(50 of 297 test images, a seeded random subset)" in line
+
+
+def test_resuming_a_shipped_model_without_checkpoints_is_refused(tmp_path, capsys):
+    from genzoo import runs
+
+    for folder in runs.find(runs.pretrained_root()):
+        copy = tmp_path / folder.name
+        shutil.copytree(folder, copy)
+        before = (copy / "model.safetensors").read_bytes()
+        assert main(["train", "--resume", str(copy)]) == 2
+        one_error_line(capsys, "no checkpoint")
+        assert (copy / "model.safetensors").read_bytes() == before

@@ -334,6 +334,11 @@ def resume_plan(folder: Path, given: dict, launch_only_given: list[str]) -> tupl
                           f"(only {', '.join('--' + o.replace('_', '-') for o in RESUMABLE_OPTIONS)}, --threads, --device)")
     if not isinstance(record.get("train"), dict):
         raise GenzooError(f"{folder / RUN_FILE}: not a genzoo run record")
+    if committed_step(folder) is None and len(read_metrics(folder)) > 1:
+        # a run killed before its first checkpoint has at most one metrics line; this one trained
+        # further and ships without checkpoints (pretrained/): resuming would retrain it from step 0
+        raise GenzooError(f"{folder}: trained weights but no checkpoint (a shipped model?); --resume would start it "
+                          f"again from step 0 over them: train a new run instead")
     return record, {**record["train"], **given}, ckpt.read_json(folder / CONFIG_FILE)
 
 
