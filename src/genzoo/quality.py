@@ -142,7 +142,9 @@ def frechet_and_kernel(net: FeatureNet, real: torch.Tensor, fake: torch.Tensor) 
         warnings.simplefilter("ignore")  # KID's note that it keeps every feature in memory
         torch.manual_seed(SEED)  # KID's random subsets
         fid = FrechetInceptionDistance(feature=net)
-        kid = KernelInceptionDistance(feature=net, subsets=50, subset_size=min(1000, len(real), len(fake)))
+        # subsets of half of each set (at most 1000): subsets of the whole set would all be the same one,
+        # and KID's std over them would say nothing
+        kid = KernelInceptionDistance(feature=net, subsets=50, subset_size=max(2, min(1000, len(real) // 2, len(fake) // 2)))
         for metric in (fid, kid):
             for c in real.split(512):
                 metric.update(c, real=True)
