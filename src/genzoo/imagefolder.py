@@ -72,7 +72,7 @@ def listing(path, split: str) -> tuple[list[Path], list[int], list[str]]:
         raise DataError(f"--data {path}: not a folder of images")
     if (root / "train").is_dir() and (root / "test").is_dir():
         _, _, classes = _labelled(root / "train")
-        files, labels, _ = _labelled(root / split, classes or None) if classes else _labelled(root / split)
+        files, labels, _ = _labelled(root / split, classes or None)
         if not files:
             raise DataError(f"{root / split}: no image files")
         return files, labels, classes

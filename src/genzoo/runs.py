@@ -203,9 +203,8 @@ def data_spec(record: dict, data: str | None = None, data_dir: str | None = None
 
 # ----------------------------------------------------------------------------- metrics.jsonl
 
-def _metric_lines(folder: Path) -> list[tuple[str, dict]]:
-    """(line, record) of every whole line; a line torn by a kill is skipped."""
-    path = Path(folder) / METRICS_FILE
+def _json_lines(path: Path) -> list[tuple[str, dict]]:
+    """(line, record) of every whole line of a .jsonl file; a line torn by a kill is skipped."""
     if not path.is_file():
         return []
     out = []
@@ -220,14 +219,14 @@ def _metric_lines(folder: Path) -> list[tuple[str, dict]]:
 
 
 def read_metrics(folder: Path) -> list[dict]:
-    return [rec for _, rec in _metric_lines(folder)]
+    return [rec for _, rec in _json_lines(Path(folder) / METRICS_FILE)]
 
 
 def truncate_metrics(folder: Path, step: int) -> None:
     """Keep only metrics lines of committed steps: none lost, none duplicated by the replay."""
     if not (Path(folder) / METRICS_FILE).exists():
         return
-    kept = [line for line, rec in _metric_lines(folder) if rec.get("step", math.inf) <= step]
+    kept = [line for line, rec in _json_lines(Path(folder) / METRICS_FILE) if rec.get("step", math.inf) <= step]
     ckpt.atomic_write_bytes(Path(folder) / METRICS_FILE, "".join(k + "\n" for k in kept).encode())
 
 
@@ -243,16 +242,7 @@ def append_eval(folder: Path, record: dict) -> None:
 
 
 def read_evals(folder: Path) -> list[dict]:
-    path = Path(folder) / EVALS_FILE
-    out = []
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a torn line
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
+    return [rec for _, rec in _json_lines(Path(folder) / EVALS_FILE)]
 
 
 def tightest_likelihood(evals: list, data: str, split: str = "test") -> dict | None:
