@@ -5,9 +5,12 @@ each is: real test images, the VAE's decoder means E[x|z] (z from the prior), th
 samples x ~ p(x|z), and samples of an exact autoregressive model (PixelCNN). Sharpness is
 the mean gradient magnitude sqrt(dx^2 + dy^2) of forward differences on the [0, 1] scale,
 and, to tell detail from noise, the same statistic after a 2x2 average (noise averages out,
-edges do not). Not a test: nothing is asserted.
+edges do not). With ``--fid N`` it also measures N images of each kind (and of a flow with
+``--flow RUN``) in the dataset's feature network, as ``genzoo eval --fid`` does: FID, KID,
+precision, recall and the distance to the nearest training image, against N seeded test
+images, with N other test images as the floor. Not a test: nothing is asserted.
 
-    .venv/bin/python bench/problem2.py --vae RUN --exact RUN [-n 32] [-o problem2.png] [--json F]
+    .venv/bin/python bench/problem2.py --vae RUN --exact RUN [--flow RUN] [-n 32] [--fid 1000] [-o problem2.png] [--json F]
 """
 
 import argparse
@@ -18,11 +21,13 @@ import torch
 import torch.nn.functional as F
 
 import genzoo
-from genzoo import data, images
+from genzoo import data, images, quality, runs
 
 p = argparse.ArgumentParser()
 p.add_argument("--vae", required=True, help="a VAE run folder")
 p.add_argument("--exact", required=True, help="an autoregressive run folder on the same data")
+p.add_argument("--flow", help="a flow run folder on the same data (quality figures only)")
+p.add_argument("--fid", type=int, default=0, help="images of each kind for the quality figures; 0 = none")
 p.add_argument("-n", type=int, default=32)
 p.add_argument("-o", "--output", default="problem2.png")
 p.add_argument("--json")
@@ -63,6 +68,34 @@ print(f"({args.n} images each; {exact.name} sampling took {exact_seconds:.1f} s,
 pic = torch.cat(list(rows.values()))  # one row per kind, in the order of the table
 images.save_png(images.grid(pic, levels, nrow=args.n, scale=2), args.output)
 print(f"wrote {args.output}: rows top to bottom = {', '.join(rows)}")
+
+
+def draw(model, n, **options):
+    return torch.cat([model.sample(len(c), generator=g(), **options) for c in torch.arange(n).split(256)])
+
+
+figures = {}
+if args.fid:
+    spec = runs.open_run(args.vae).spec
+    train, _, _ = data.prepare(spec, "train")
+    net, record = quality.feature_network(spec, train, test, levels, data.cache_dir() / "features", print)
+    reference, held_out = quality.reference_split(test, args.fid)
+    train_features = quality.features(net, train.images)
+    kinds = {"held-out test images (the floor)": lambda: held_out,
+             "VAE decoder mean": lambda: draw(vae, args.fid, mean=True), "VAE true sample": lambda: draw(vae, args.fid),
+             f"{exact.name} sample": lambda: draw(exact, args.fid)}
+    if args.flow:
+        flow = genzoo.load(args.flow)
+        kinds[f"{flow.name} sample"] = lambda: draw(flow, args.fid)
+    print(f"\n{len(reference)} reference test images; feature network: {record}")
+    print("| images | FID | KID | precision | recall | nearest training image | sharpness |\n| --- | --- | --- | --- | --- | --- | --- |")
+    for name, make in kinds.items():
+        x = make()
+        figures[name] = {**quality.figures(net, reference, x, train_features), **sharpness(x, levels)}
+        f = figures[name]
+        print(f"| {name} | {f['fid']:.2f} | {f['kid']:.4f} | {f['precision']:.3f} | {f['recall']:.3f} | "
+              f"{f['nn_train_distance']:.3f} | {f['gradient']:.4f} |", flush=True)
 if args.json:
     with open(args.json, "w") as f:
-        json.dump({"n": args.n, "sharpness": table, "exact_model": exact.name, "exact_sampling_seconds": exact_seconds}, f, indent=1)
+        json.dump({"n": args.n, "sharpness": table, "exact_model": exact.name, "exact_sampling_seconds": exact_seconds,
+                   "quality_n": args.fid, "quality": figures}, f, indent=1)

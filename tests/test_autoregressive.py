@@ -200,6 +200,7 @@ def test_runs_in_float64(name):
     ("row-lstm", dict(input_kernel=4), "odd"),
     ("diagonal-bilstm", dict(hidden_channels=0), "positive"),
     ("pixel-transformer", dict(embed_dim=10, num_heads=4), "multiple of num_heads"),
+    ("pixel-transformer", dict(attention_rows=-1), "attention_rows"),
 ])
 def test_config_validation(name, bad, match):
     with pytest.raises(genzoo.GenzooError, match=match):
@@ -262,3 +263,63 @@ def test_rgb_at_the_defaults_is_causal_and_normalised(name):
     with torch.no_grad():
         total = model.log_prob(all_images((3, 2, 2), 2)).double().exp().sum().item()
     assert total == pytest.approx(1.0, abs=1e-5)
+
+
+# The Transformer's attention variants: local (a window of rows) and the relative position bias.
+ATTENTION = [dict(attention_rows=1), dict(attention_rows=2, relative_bias=True), dict(relative_bias=True)]
+
+
+def _with_random_bias(model):
+    """Zero-initialised biases would hide a bias indexed wrongly: give them random values."""
+    with torch.no_grad():
+        for block in model.blocks:
+            if block.attn.bias is not None:
+                block.attn.bias.normal_()
+    return model
+
+
+@pytest.mark.parametrize("options", ATTENTION)
+@pytest.mark.parametrize("image_shape", [(1, 5, 3), (2, 4, 3)])
+def test_transformer_attention_variants_are_causal_normalised_and_cached_exactly(options, image_shape):
+    model = _with_random_bias(tiny("pixel-transformer", image_shape, 3, **options)).eval()
+    C, H, W = image_shape
+    deps = dependency_map(model, image_shape, 3)
+    for c in range(C):
+        for i in range(H):
+            for j in range(W):
+                assert torch.all(deps[c, i, j][~earlier(c, i, j, C, H, W)] == 0), (c, i, j)
+    with torch.no_grad():
+        _, worst = _sample_checking_the_cache(model, 4, torch.Generator().manual_seed(0))
+        assert worst < 1e-4, worst
+        small = _with_random_bias(tiny("pixel-transformer", (1, 3, 2), 2, **options))
+        assert small.log_prob(all_images((1, 3, 2), 2)).double().exp().sum().item() == pytest.approx(1.0, abs=1e-5)
+    a = model.sample(4, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, model.sample(4, generator=torch.Generator().manual_seed(1), naive=True))
+
+
+@pytest.mark.parametrize("rows", [1, 2])
+def test_local_attention_sees_exactly_its_window_with_one_layer(rows):
+    # one layer: (c, i, j) sees the earlier sub-pixels of rows i - R .. i and nothing above but the
+    # last sub-pixel of row i - R - 1 (the input at position t is the level of sub-pixel t - 1)
+    C, H, W = 2, 5, 3
+    model = tiny("pixel-transformer", (C, H, W), 2, num_layers=1, attention_rows=rows)
+    deps = dependency_map(model, (C, H, W), 2)
+    for c in range(C):
+        for i in range(H):
+            for j in range(W):
+                expected = earlier(c, i, j, C, H, W)
+                expected[:, : max(0, i - rows)] = False
+                if i - rows - 1 >= 0:
+                    expected[C - 1, i - rows - 1, W - 1] = True
+                assert torch.equal(deps[c, i, j] > 0, expected), (c, i, j)
+
+
+@pytest.mark.parametrize("relative_bias", [False, True])
+def test_local_attention_with_a_window_over_the_whole_image_is_global_attention(relative_bias):
+    # the blocked local path and the global one are two computations of the same function
+    image_shape = (2, 4, 3)
+    glob = _with_random_bias(tiny("pixel-transformer", image_shape, 3, relative_bias=relative_bias)).double()
+    local = tiny("pixel-transformer", image_shape, 3, relative_bias=relative_bias, attention_rows=3).double()
+    local.load_state_dict(glob.state_dict())
+    x = glob.scale(torch.randint(0, 3, (5, *image_shape)))
+    assert torch.allclose(local.logits(x), glob.logits(x), atol=1e-10)

@@ -163,23 +163,28 @@ def figures(net, reference: torch.Tensor, candidate: torch.Tensor, train_feature
             "nn_train_distance": nearest.mean().item()}
 
 
-@torch.no_grad()
-def measure(model, n: int, net, test, train, seed: int = 0, device=torch.device("cpu"), log=lambda m: None) -> dict:
-    """Draw n samples and measure them against n seeded test images (the reference); the same figures
-    for n other, held-out test images are the floor. A test split smaller than 2n is halved into the
-    reference and the held-out images (sizes returned). train: the training split, for memorisation."""
-    if not model.can_sample:
-        raise GenzooError(f"--fid: {model.name} defines no distribution to sample from (it has no sampler)")
+def reference_split(test, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(reference, held-out): two disjoint seeded, class-stratified sets of min(n, len(test) // 2) test images."""
     m = min(n, len(test) // 2)  # reference and held-out images each
     if m < 10:
         raise GenzooError(f"--fid: the test split has {len(test)} images; at least 20 are needed")
     order = scoring.subset(test.labels, 2 * m)
     perm = order[torch.randperm(len(order), generator=torch.Generator().manual_seed(seed))]
-    reference, held_out = test.images[perm[:m]], test.images[perm[m:2 * m]]
+    return test.images[perm[:m]], test.images[perm[m:2 * m]]
+
+
+@torch.no_grad()
+def measure(model, n: int, net, test, train, seed: int = 0, log=lambda m: None) -> dict:
+    """Draw n samples and measure them against n seeded test images (the reference); the same figures
+    for n other, held-out test images are the floor. A test split smaller than 2n is halved into the
+    reference and the held-out images (sizes returned). train: the training split, for memorisation."""
+    if not model.can_sample:
+        raise GenzooError(f"--fid: {model.name} defines no distribution to sample from (it has no sampler)")
+    reference, held_out = reference_split(test, n, seed)
     log(f"quality: drawing {n} samples")
     g = torch.Generator().manual_seed(seed)
     samples = torch.cat([model.sample(len(c), generator=g).cpu() for c in torch.arange(n).split(256)])
     train_features = features(net, train.images)
     out = figures(net, reference, samples, train_features)
     out["floor"] = figures(net, reference, held_out, train_features)
-    return {**out, "fid_n": n, "reference_n": m}
+    return {**out, "fid_n": n, "reference_n": len(reference)}

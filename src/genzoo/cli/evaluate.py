@@ -120,7 +120,7 @@ def run_eval(args) -> int:
     return 0
 
 
-def _quality(args, run: runs.Run, model, test, device) -> dict:
+def _quality(args, run: runs.Run, model, test) -> dict:
     """Sample-quality figures in the dataset's feature network (trained once, cached)."""
     def log(m):
         print(m, file=sys.stderr, flush=True)
@@ -130,7 +130,7 @@ def _quality(args, run: runs.Run, model, test, device) -> dict:
     if transform is not None:  # dynamic binarization: one fixed draw of the training images
         train = dataclasses.replace(train, images=transform(train.images, torch.Generator().manual_seed(0)), levels=levels)
     net, record = quality.feature_network(spec, train, test, levels, data.cache_dir() / "features", log)
-    out = quality.measure(model, args.fid, net, test, train, seed=0, device=device, log=log)
+    out = quality.measure(model, args.fid, net, test, train, seed=0, log=log)
     return {**out, "feature_network": record}
 
 
@@ -161,7 +161,7 @@ def _evaluate(args, run: runs.Run, ds, device) -> tuple[dict, str]:
     result = _reconstruction_result if model.scored_by_reconstruction else _likelihood_result
     s, text = result(args, model, means, len(x), where)
     if args.fid:
-        s["quality"] = _quality(args, run, model, ds, device)
+        s["quality"] = _quality(args, run, model, ds)
         q = s["quality"]
         text += (f"; {q['fid_n']} samples: FID {q['fid']:.3f} (held-out floor {q['floor']['fid']:.3f}), "
                  f"KID {q['kid']:.4f}, precision {q['precision']:.3f}, recall {q['recall']:.3f}, nearest training "

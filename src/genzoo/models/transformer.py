@@ -1,13 +1,19 @@
 """Pixel Transformer: a decoder-only causal Transformer over the raster sequence of sub-pixels.
 
 In the line of Parmar et al., "Image Transformer", ICML 2018 (arXiv:1802.05751) and Chen et
-al., "Generative Pretraining from Pixels", ICML 2020 (iGPT), here with global (not local)
-attention. The image is read as D = C H W tokens in raster order, channel c of pixel (i, j)
-after channels < c (position t = (i W + j) C + c). The input at position t is the embedding of
-the level of sub-pixel t - 1 (a learned start vector at t = 0), plus learned row, column and
+al., "Generative Pretraining from Pixels", ICML 2020 (iGPT). Attention is global by default
+(every earlier sub-pixel, D^2 scores a layer) or local with ``attention_rows`` R (the
+Image Transformer's local 1D attention with query blocks of one image row: the sub-pixel's
+own row and the R rows above, D (R + 1) W C scores), optionally with a learned bias per head
+and relative offset on every score (``relative_bias``).
+
+The image is read as D = C H W tokens in raster order, channel c of pixel (i, j) after
+channels < c (position t = (i W + j) C + c). The input at position t is the embedding of the
+level of sub-pixel t - 1 (a learned start vector at t = 0), plus learned row, column and
 channel embeddings of sub-pixel t, plus a class embedding for a conditional model. Pre-norm
 blocks (x + attn(LN x), x + MLP(LN x)) with ``scaled_dot_product_attention`` under a causal
-mask, a final LayerNorm and a linear head to k logits: the output at t is P(x_t | x_<t).
+mask (the window and the bias added as a mask), a final LayerNorm and a linear head to k
+logits: the output at t is P(x_t | x_<t).
 
 Its network input (``scale``) is the one-hot image [B, C, H, W, k], so the level embedding is a
 matrix product and the causality tests can differentiate with respect to the input.
@@ -15,8 +21,12 @@ matrix product and the causality tests can differentiate with respect to the inp
 Sampling keeps a key/value cache per layer: each new sub-pixel costs one query against the
 cached keys instead of a pass over the whole sequence.
 
+The CPU recipe of the 4-minute bench (bench/autoregressive.py, docs/RESULTS.md: local attention
+over one row above, the bias, one head, a 2x MLP, lr 5e-3 after 50 warm-up steps):
+    genzoo train pixel-transformer --data binarized-mnist --out runs/transformer --embed-dim 52 \
+        --num-layers 3 --num-heads 1 --mlp-ratio 2 --attention-rows 1 --relative-bias --lr 5e-3 --warmup-steps 50
 Recipe toward the binarized-MNIST figures of the PixelCNN family (needs a GPU; NOT yet run
-to the end here; docs/RESULTS.md has what the CPU measured):
+to the end here):
     genzoo train pixel-transformer --data binarized-mnist --out runs/transformer \\
         --embed-dim 128 --num-layers 8 --num-heads 8 --epochs 50 --batch-size 64 --lr 5e-4 --warmup-steps 2000
 """
@@ -41,20 +51,41 @@ class PixelTransformerConfig(ImageConfig):
     num_heads: int = 4  # nh; d must divide by it
     mlp_ratio: int = 4  # the MLP's hidden width is mlp_ratio * d
     num_classes: int = 0  # > 0: class-conditional, a class embedding added at every position
+    # 0: global attention over every earlier sub-pixel (D^2 pairs a layer); R >= 1: local
+    # attention, a sub-pixel sees the earlier ones of its own row and of the R rows above
+    # (Parmar et al. 2018, section 3.2: query blocks of one image row, memory of R rows before
+    # it), D (R + 1) W C pairs a layer; stacked layers still reach every earlier row
+    attention_rows: int = 0
+    # a learned bias per head on each attention score, by relative offset (rows up, columns,
+    # channels) between query and key (as in T5 / Swin): local image structure from step one
+    relative_bias: bool = False
 
     def __post_init__(self):
         super().__post_init__()
         require_positive_ints(self, "embed_dim", "num_layers", "num_heads", "mlp_ratio")
         require(self.embed_dim % self.num_heads == 0, "embed_dim must be a multiple of num_heads")
+        require(isinstance(self.attention_rows, int) and not isinstance(self.attention_rows, bool)
+                and self.attention_rows >= 0, f"attention_rows must be an integer >= 0, got {self.attention_rows!r}")
+        require(isinstance(self.relative_bias, bool), f"relative_bias must be true or false, got {self.relative_bias!r}")
         require_num_classes(self)
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, d: int, nh: int):
+    """Multi-head causal self-attention over raster positions t = (i W + j) C + c of a C x H x W image.
+
+    Global (``rows`` = 0) or local (``rows`` = R: keys in the query's row and the R rows above),
+    with an optional learned bias per head and relative offset (di, dj, dc) on every score.
+    """
+
+    def __init__(self, d: int, nh: int, image_shape, rows: int = 0, relative_bias: bool = False):
         super().__init__()
-        self.nh = nh
+        C, H, W = image_shape
+        self.nh, self.C, self.W, self.rows = nh, C, W, rows
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
+        # bias[h, di, dj + W - 1, dc + C - 1] for a key di rows up, dj columns left, dc channels before
+        span = rows + 1 if rows else H
+        self.bias = nn.Parameter(torch.zeros(nh, span, 2 * W - 1, 2 * C - 1)) if relative_bias else None
 
     def heads(self, x):
         """[B, T, d] -> q, k, v, each [B, nh, T, hs]."""
@@ -65,27 +96,70 @@ class CausalSelfAttention(nn.Module):
         B, nh, T, hs = y.shape
         return self.proj(y.transpose(1, 2).reshape(B, T, nh * hs))  # (B, T, d)
 
+    def scores_bias(self, q_pos, k_pos):
+        """Additive attention mask [nh or 1, Tq, Tk] for absolute positions q_pos [Tq], k_pos [Tk]:
+        the relative bias where the key is visible (not later, within the window), -inf elsewhere."""
+        L = self.W * self.C  # sub-pixels per image row
+        qi, qj, qc = q_pos[:, None] // L, q_pos[:, None] % L // self.C, q_pos[:, None] % self.C
+        ki, kj, kc = k_pos[None] // L, k_pos[None] % L // self.C, k_pos[None] % self.C
+        visible = (k_pos[None] <= q_pos[:, None]) & ((qi - ki <= self.rows) if self.rows else True)
+        mask = torch.zeros(visible.shape, device=q_pos.device).masked_fill(~visible, float("-inf"))[None]
+        if self.bias is None:
+            return mask
+        di = (qi - ki).clamp(0, self.bias.shape[1] - 1)  # invisible pairs are clamped, then masked
+        return mask + self.bias[:, di, qj - kj + self.W - 1, qc - kc + self.C - 1]  # (nh, Tq, Tk)
+
     def forward(self, x):
-        q, k, v = self.heads(x)
-        return self.merge(F.scaled_dot_product_attention(q, k, v, is_causal=True))
+        q, k, v = self.heads(x)  # (B, nh, T, hs)
+        T = x.shape[1]
+        if not self.rows and self.bias is None:
+            return self.merge(F.scaled_dot_product_attention(q, k, v, is_causal=True))
+        pos = torch.arange(T, device=x.device)
+        if not self.rows:
+            return self.merge(F.scaled_dot_product_attention(q, k, v, attn_mask=self.scores_bias(pos, pos).to(q.dtype)))
+        return self.merge(self.local(q, k, v))
+
+    def local(self, q, k, v):
+        """Local attention in blocks of one image row: q, k, v [B, nh, T, hs] -> [B, nh, T, hs].
+
+        Row b's queries attend to rows b - R .. b only, so the scores cost T (R + 1) L, not T^2.
+        """
+        B, nh, T, hs = q.shape
+        L, R = self.W * self.C, self.rows
+        H = T // L
+        pad = q.new_zeros(B, nh, R * L, hs)  # R empty rows above the image
+        k, v = torch.cat([pad, k], dim=2), torch.cat([pad, v], dim=2)  # (B, nh, (R + H) L, hs)
+        # memory of row b: rows b - R .. b, oldest first
+        kw = torch.cat([k[:, :, r * L:(r + H) * L].view(B, nh, H, L, hs) for r in range(R + 1)], dim=3)
+        vw = torch.cat([v[:, :, r * L:(r + H) * L].view(B, nh, H, L, hs) for r in range(R + 1)], dim=3)
+        # the bias of a full window (row R of a tall image), then the padding rows of the first R rows masked
+        pos = torch.arange((R + 1) * L, device=q.device)
+        mask = self.scores_bias(pos[R * L:], pos)  # (nh or 1, L, (R + 1) L)
+        slot_row = torch.arange(H, device=q.device)[:, None] - R + torch.arange(R + 1, device=q.device).repeat_interleave(L)
+        pad_mask = torch.zeros(H, (R + 1) * L, device=q.device).masked_fill(slot_row < 0, float("-inf"))
+        mask = mask[:, None] + pad_mask[None, :, None]  # (nh or 1, H, L, (R + 1) L)
+        y = F.scaled_dot_product_attention(q.view(B, nh, H, L, hs), kw, vw, attn_mask=mask.to(q.dtype))
+        return y.reshape(B, nh, T, hs)
 
     def step(self, x, cache: dict, start: int):
         """Positions start .. start+T-1 of x [B, T, d] against the key/value cache (updated in place)."""
         q, k, v = self.heads(x)  # (B, nh, T, hs)
         T, end = x.shape[1], start + x.shape[1]
         cache["k"][:, :, start:end], cache["v"][:, :, start:end] = k, v
-        # query a (absolute position start + a) sees keys 0 .. start + a
-        mask = torch.ones(T, end, dtype=torch.bool, device=x.device).tril(start)
-        y = F.scaled_dot_product_attention(q, cache["k"][:, :, :end], cache["v"][:, :, :end], attn_mask=mask)
+        # keys from the first row any of these queries can see (all of them for global attention)
+        first = max(0, (start // (self.W * self.C) - self.rows) * self.W * self.C) if self.rows else 0
+        mask = self.scores_bias(torch.arange(start, end, device=x.device), torch.arange(first, end, device=x.device))
+        y = F.scaled_dot_product_attention(q, cache["k"][:, :, first:end], cache["v"][:, :, first:end],
+                                           attn_mask=mask.to(q.dtype))
         return self.merge(y)
 
 
 class Block(nn.Module):
     """Pre-norm Transformer block: x + attn(LN x), then x + MLP(LN x). [B, T, d] -> same."""
 
-    def __init__(self, d: int, nh: int, mlp_ratio: int):
+    def __init__(self, d: int, nh: int, mlp_ratio: int, attention: CausalSelfAttention):
         super().__init__()
-        self.ln1, self.attn, self.ln2 = nn.LayerNorm(d), CausalSelfAttention(d, nh), nn.LayerNorm(d)
+        self.ln1, self.attn, self.ln2 = nn.LayerNorm(d), attention, nn.LayerNorm(d)
         self.mlp = nn.Sequential(nn.Linear(d, mlp_ratio * d), nn.GELU(), nn.Linear(mlp_ratio * d, d))
 
     def forward(self, x, cache=None, start=0):
@@ -109,7 +183,10 @@ class PixelTransformer(AutoregressiveModel):
         self.start = nn.Parameter(torch.zeros(d))
         self.row, self.col, self.channel = nn.Embedding(H, d), nn.Embedding(W, d), nn.Embedding(C, d)
         self.class_embedding = nn.Embedding(config.num_classes, d) if config.num_classes else None
-        self.blocks = nn.ModuleList([Block(d, config.num_heads, config.mlp_ratio) for _ in range(config.num_layers)])
+        self.blocks = nn.ModuleList([
+            Block(d, config.num_heads, config.mlp_ratio,
+                  CausalSelfAttention(d, config.num_heads, config.image_shape, config.attention_rows, config.relative_bias))
+            for _ in range(config.num_layers)])
         self.ln_f = nn.LayerNorm(d)
         self.head = nn.Linear(d, k)
         nn.init.normal_(self.start, std=0.02)
