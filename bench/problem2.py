@@ -71,7 +71,9 @@ print(f"wrote {args.output}: rows top to bottom = {', '.join(rows)}")
 
 
 def draw(model, n, **options):
-    return torch.cat([model.sample(len(c), generator=g(), **options) for c in torch.arange(n).split(256)])
+    """n samples in chunks of 256, from one seeded generator (a fresh one per chunk would repeat them)."""
+    gen = g()
+    return torch.cat([model.sample(len(c), generator=gen, **options) for c in torch.arange(n).split(256)])
 
 
 figures = {}
