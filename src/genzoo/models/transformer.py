@@ -128,10 +128,12 @@ class CausalSelfAttention(nn.Module):
         L, R = self.W * self.C, self.rows
         H = T // L
         pad = q.new_zeros(B, nh, R * L, hs)  # R empty rows above the image
-        k, v = torch.cat([pad, k], dim=2), torch.cat([pad, v], dim=2)  # (B, nh, (R + H) L, hs)
-        # memory of row b: rows b - R .. b, oldest first
-        kw = torch.cat([k[:, :, r * L:(r + H) * L].view(B, nh, H, L, hs) for r in range(R + 1)], dim=3)
-        vw = torch.cat([v[:, :, r * L:(r + H) * L].view(B, nh, H, L, hs) for r in range(R + 1)], dim=3)
+
+        def windows(t):  # [B, nh, T, hs] -> the memory of each row b, rows b - R .. b oldest first
+            t = torch.cat([pad, t], dim=2)  # (B, nh, (R + H) L, hs)
+            return torch.cat([t[:, :, r * L:(r + H) * L].view(B, nh, H, L, hs) for r in range(R + 1)], dim=3)
+
+        kw, vw = windows(k), windows(v)  # (B, nh, H, (R + 1) L, hs)
         # the bias of a full window (row R of a tall image), then the padding rows of the first R rows masked
         pos = torch.arange((R + 1) * L, device=q.device)
         mask = self.scores_bias(pos[R * L:], pos)  # (nh or 1, L, (R + 1) L)
