@@ -70,12 +70,6 @@ images.save_png(images.grid(pic, levels, nrow=args.n, scale=2), args.output)
 print(f"wrote {args.output}: rows top to bottom = {', '.join(rows)}")
 
 
-def draw(model, n, **options):
-    """n samples in chunks of 256, from one seeded generator (a fresh one per chunk would repeat them)."""
-    gen = g()
-    return torch.cat([model.sample(len(c), generator=gen, **options) for c in torch.arange(n).split(256)])
-
-
 figures = {}
 if args.fid:
     spec = runs.open_run(args.vae).spec
@@ -84,11 +78,12 @@ if args.fid:
     reference, held_out = quality.reference_split(test, args.fid)
     train_features = quality.features(net, train.images)
     kinds = {"held-out test images (the floor)": lambda: held_out,
-             "VAE decoder mean": lambda: draw(vae, args.fid, mean=True), "VAE true sample": lambda: draw(vae, args.fid),
-             f"{exact.name} sample": lambda: draw(exact, args.fid)}
+             "VAE decoder mean": lambda: quality.draw(vae, args.fid, g(), mean=True),
+             "VAE true sample": lambda: quality.draw(vae, args.fid, g()),
+             f"{exact.name} sample": lambda: quality.draw(exact, args.fid, g())}
     if args.flow:
         flow = genzoo.load(args.flow)
-        kinds[f"{flow.name} sample"] = lambda: draw(flow, args.fid)
+        kinds[f"{flow.name} sample"] = lambda: quality.draw(flow, args.fid, g())
     print(f"\n{len(reference)} reference test images; feature network: {record}")
     print("| images | FID | KID | precision | recall | nearest training image | sharpness |\n| --- | --- | --- | --- | --- | --- | --- |")
     for name, make in kinds.items():

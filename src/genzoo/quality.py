@@ -174,6 +174,12 @@ def reference_split(test, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Te
 
 
 @torch.no_grad()
+def draw(model, n: int, generator, **options) -> torch.Tensor:
+    """n samples [n, C, H, W] on the CPU, in chunks of 256 from one generator (memory stays bounded)."""
+    return torch.cat([model.sample(len(c), generator=generator, **options).cpu() for c in torch.arange(n).split(256)])
+
+
+@torch.no_grad()
 def measure(model, n: int, net, test, train, seed: int = 0, log=lambda m: None) -> dict:
     """Draw n samples and measure them against n seeded test images (the reference); the same figures
     for n other, held-out test images are the floor. A test split smaller than 2n is halved into the
@@ -182,8 +188,7 @@ def measure(model, n: int, net, test, train, seed: int = 0, log=lambda m: None) 
         raise GenzooError(f"--fid: {model.name} defines no distribution to sample from (it has no sampler)")
     reference, held_out = reference_split(test, n, seed)
     log(f"quality: drawing {n} samples")
-    g = torch.Generator().manual_seed(seed)
-    samples = torch.cat([model.sample(len(c), generator=g).cpu() for c in torch.arange(n).split(256)])
+    samples = draw(model, n, torch.Generator().manual_seed(seed))
     train_features = features(net, train.images)
     out = figures(net, reference, samples, train_features)
     out["floor"] = figures(net, reference, held_out, train_features)
