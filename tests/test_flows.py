@@ -93,6 +93,30 @@ def test_whole_models_invert_and_their_logdet_is_the_jacobians(name, image_shape
         assert logdet[b].item() == pytest.approx(jacobian_logdet(lambda v: model(v)[0], u[b]).item(), abs=1e-6)
 
 
+@pytest.mark.parametrize("image_shape", [(1, 4, 4), (2, 4, 4), (1, 6, 6)])
+def test_space_to_depth_coupling_nets_keep_realnvp_invertible_with_the_jacobians_logdet(image_shape):
+    # The checkerboard couplings' ResNets run on the squeezed image where H and W are even (at 6 x 6
+    # the first scale's do, the last scale's at 3 x 3 cannot); the couplings stay exact.
+    torch.manual_seed(0)
+    model = genzoo.models.build("realnvp", image_shape=image_shape, levels=256, space_to_depth=True, **FLOWS["realnvp"])
+    model.train()
+    model.loss(torch.randint(0, 256, (8, *image_shape), dtype=torch.uint8))
+    model = perturbed(model, scale=0.1).double().eval()
+    nets = [m for m in model.modules() if isinstance(m, T.AffineCoupling)]
+    squeezed = [c.net.space_to_depth for c in nets]
+    assert any(squeezed) and (not all(squeezed) if image_shape[1] == 6 else True)
+    for c in nets:  # a squeezed net still returns (s, t) at its coupling's resolution
+        if c.net.space_to_depth:
+            assert c.mask.shape[1] % 2 == 0 and c.net.inp.in_channels == 4 * c.mask.shape[0]
+    u = torch.rand(2, *image_shape, dtype=torch.float64)
+    z, logdet = model(u)
+    assert torch.allclose(model.inverse(z), u, atol=1e-6)
+    for b in range(2):
+        assert logdet[b].item() == pytest.approx(jacobian_logdet(lambda v: model(v)[0], u[b]).item(), abs=1e-6)
+    with pytest.raises(genzoo.GenzooError, match="space_to_depth"):
+        genzoo.models.build("realnvp", image_shape=image_shape, space_to_depth=1)
+
+
 @pytest.mark.parametrize("name", FLOWS)
 def test_models_build_with_their_defaults_on_tiny_shapes_and_run_in_float64(name):
     for shape in [(1, 4, 4), (3, 4, 4)]:
