@@ -129,6 +129,7 @@ def test_list_json(capsys):
     assert [m["name"] for m in listing["models"]] == genzoo.models.names()
     dae = next(m for m in listing["models"] if m["name"] == "denoising-autoencoder")
     assert dae["options"]["corruption"] == "gaussian" and dae["likelihood_kind"] == "none"
+    assert dae["option_help"]["noise_level"].startswith("gaussian: std on the [0, 1] scale")
     assert "digits" in [d["name"] for d in listing["datasets"]]
 
 
@@ -176,6 +177,21 @@ def test_limits_and_model_choices_appear_in_help(capsys):
         main(["train", "vae", "--help"])
     out = " ".join(capsys.readouterr().out.split())  # help wraps lines
     assert "{mlp,conv}" in out and "one of auto, bernoulli, categorical, logistic" in out
+
+
+def test_every_model_option_says_what_it_means_in_help(capsys):
+    # The config's source comments are the options' documentation (models.option_help).
+    for name in genzoo.models.names():
+        meaning = genzoo.models.option_help(name)
+        options = [o for o in genzoo.models.option_defaults(name) if o not in ("image_shape", "levels")]
+        assert all(meaning.get(o) for o in options), f"{name}: undocumented {[o for o in options if not meaning.get(o)]}"
+    assert genzoo.models.option_help("nice")["prior"] == "logistic (the paper's) or gaussian"
+    assert genzoo.models.option_help("pixel-transformer")["attention_rows"].startswith("0: global attention")  # lines above
+    with pytest.raises(SystemExit):
+        main(["train", "realnvp", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--num-blocks INT residual blocks of each coupling's ResNet (8 in the paper); an integer; default 4" in out
+    assert "same masks and determinants; default False" in out
 
 
 def test_a_warm_up_longer_than_the_run_is_said(tmp_path, capsys):

@@ -10,7 +10,7 @@ from ..errors import GenzooError
 
 def add_parsers(sub, argv) -> None:
     p = sub.add_parser("list", help="models (with the kind of likelihood each states) and datasets")
-    p.add_argument("--json", action="store_true", help="print one JSON object: models with their options, datasets")
+    p.add_argument("--json", action="store_true", help="print one JSON object: models with their options (defaults and meaning), datasets")
     p.set_defaults(run=run_list)
     r = sub.add_parser("runs", help="the run folders under DIR: model, data, steps, wall time, best test figure")
     r.add_argument("root", metavar="DIR", help="a folder holding run folders (at any depth), or one run folder")
@@ -23,7 +23,8 @@ def run_list(args) -> int:
         print(json.dumps({
             "models": [{"name": n, "likelihood_kind": models.get(n).likelihood_kind, "summary": models.summary(n),
                         "options": {k: list(v) if isinstance(v, tuple) else v
-                                    for k, v in models.option_defaults(n).items()}} for n in models.names()],
+                                    for k, v in models.option_defaults(n).items()},
+                        "option_help": models.option_help(n)} for n in models.names()],
             "datasets": [{"name": n, "splits": list(splits), "summary": desc} for n, (splits, desc) in data.DATASETS.items()],
             "pretrained": _pretrained(),
         }))

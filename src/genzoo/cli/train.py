@@ -79,20 +79,23 @@ def add_model_options(parser, model_name: str) -> None:
     group = parser.add_argument_group(f"{model_name} options (the model's config; see docs/CONTRACT.md)")
     config = models.get(model_name).Config
     hints = typing.get_type_hints(config)
+    meaning = models.option_help(model_name)
     for name, default in models.option_defaults(model_name).items():
         if name in ("image_shape", "levels", "num_classes"):
             continue
         flag, kind, dest = "--" + name.replace("_", "-"), hints[name], f"model_{name}"
+        what = meaning.get(name, "")
+        what = what.replace("%", "%%") + "; " if what else ""  # argparse formats help with %
         if kind is bool:
             group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None,
-                               help=f"default {default}")
+                               help=f"{what}default {default}")
         elif kind in (int, float):
             group.add_argument(flag, dest=dest, type=number(kind), default=None, metavar=kind.__name__.upper(),
-                               help=f"{'an integer' if kind is int else 'a number'}; default {default}")
+                               help=f"{what}{'an integer' if kind is int else 'a number'}; default {default}")
         else:
             allowed = config.choices.get(name)
             group.add_argument(flag, dest=dest, default=None, type=choice(allowed) if allowed else str,
-                               metavar="{" + ",".join(allowed) + "}" if allowed else "TEXT", help=f"default {default}")
+                               metavar="{" + ",".join(allowed) + "}" if allowed else "TEXT", help=f"{what}default {default}")
 
 
 @dataclasses.dataclass

@@ -3,7 +3,7 @@
 
 from .base import GenerativeModel
 from .folder import build_from_record, load_model, model_config_record, save_model
-from .registry import build, config_fields, get, names, option_defaults, register, register_preset, summary
+from .registry import build, config_fields, get, names, option_defaults, option_help, register, register_preset, summary
 
 # Each family module registers its models; this order is the registry's (docs/CONTRACT.md).
 from . import pixelcnn, pixelrnn, transformer  # noqa: E402,F401,I001
@@ -11,4 +11,4 @@ from . import autoencoders, vae  # noqa: E402,F401,I001
 from . import flows  # noqa: E402,F401,I001
 
 __all__ = ["GenerativeModel", "build", "build_from_record", "config_fields", "get", "load_model",
-           "model_config_record", "names", "option_defaults", "register", "register_preset", "save_model", "summary"]
+           "model_config_record", "names", "option_defaults", "option_help", "register", "register_preset", "save_model", "summary"]

@@ -39,9 +39,9 @@ from .layers import (MaskedConv2d, VerticalConv2d, conv_at, effective_weight, ou
 class PixelCNNConfig(ImageConfig):
     hidden_channels: int = 64  # h: residual blocks run at 2h channels, their 3x3 at h (PixelRNN Fig. 5)
     num_layers: int = 7  # residual blocks after the 7x7 type-A layer
-    first_kernel: int = 7
-    kernel: int = 3
-    head_channels: int = 256
+    first_kernel: int = 7  # size of the first, type-A masked convolution (7x7 in the paper)
+    kernel: int = 3  # size of the type-B masked convolutions inside the residual blocks
+    head_channels: int = 256  # channels of the two 1x1 layers before the per-pixel softmax
 
     def __post_init__(self):
         super().__post_init__()
@@ -120,8 +120,8 @@ class GatedPixelCNNConfig(ImageConfig):
     hidden_channels: int = 64  # F: channels of each stack
     num_layers: int = 8  # gated layers (the first is type A)
     kernel: int = 5  # vertical stack covers kernel//2 rows above, horizontal kernel//2 pixels left
-    first_kernel: int = 7
-    head_channels: int = 256
+    first_kernel: int = 7  # size of the first, type-A layer (both stacks)
+    head_channels: int = 256  # channels of the two 1x1 layers before the per-pixel softmax
     num_classes: int = 0  # > 0: class-conditional, h = one-hot label (eq. 4)
 
     def __post_init__(self):

@@ -53,10 +53,10 @@ from .registry import register
 class PixelRNNConfig(ImageConfig):
     hidden_channels: int = 16  # h: LSTM state features; the residual stream carries 2h
     num_layers: int = 7  # LSTM layers after the 7x7 type-A convolution
-    first_kernel: int = 7
+    first_kernel: int = 7  # size of the first, type-A masked convolution (7x7 in the paper)
     input_kernel: int = 3  # Row LSTM: width of the 1 x k input-to-state convolution (the BiLSTM's is 1x1)
     state_kernel: int = 3  # Row LSTM: width of the 1 x k state-to-state convolution (the BiLSTM's is 2x1)
-    head_channels: int = 64
+    head_channels: int = 64  # channels of the two 1x1 layers before the per-pixel softmax
     num_classes: int = 0  # > 0: class-conditional, a learned per-class bias on every gate
 
     def __post_init__(self):

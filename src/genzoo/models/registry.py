@@ -4,6 +4,8 @@ registered class with other defaults), ``names()``, ``get()``, ``build(name, **c
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
 
 from ..errors import GenzooError
 
@@ -66,6 +68,31 @@ def option_defaults(name: str) -> dict:
     for f in dataclasses.fields(entry.cls.Config):
         default = f.default if f.default is not dataclasses.MISSING else None
         out[f.name] = entry.defaults.get(f.name, default)
+    return out
+
+
+def option_help(name: str) -> dict:
+    """{option: what it means} for the config fields under ``name``: the comment on a field's line
+    of its Config's source, after the comment lines just above it (the config's comments are its
+    documentation, so ``genzoo train MODEL --help`` prints the same words the source has)."""
+    config = get(name).Config
+    fields = {f.name for f in dataclasses.fields(config)}
+    out: dict = {}
+    for cls in reversed(config.__mro__):  # a subclass's comment wins
+        if not dataclasses.is_dataclass(cls):
+            continue
+        above: list = []
+        for line in inspect.getsource(cls).splitlines():
+            comment = re.match(r"\s+#\s?(.*)$", line)
+            if comment:
+                above.append(comment.group(1).strip())
+                continue
+            field = re.match(r"\s+(\w+)\s*:[^=]*=[^#]*(?:#\s?(.*))?$", line)
+            if field and field.group(1) in fields:
+                text = " ".join(above + ([field.group(2).strip()] if field.group(2) else []))
+                if text:
+                    out[field.group(1)] = text
+            above = []
     return out
 
 

@@ -47,7 +47,7 @@ from .registry import register
 @dataclasses.dataclass
 class PixelTransformerConfig(ImageConfig):
     embed_dim: int = 64  # d
-    num_layers: int = 4
+    num_layers: int = 4  # Transformer blocks (attention + MLP, pre-norm)
     num_heads: int = 4  # nh; d must divide by it
     mlp_ratio: int = 4  # the MLP's hidden width is mlp_ratio * d
     num_classes: int = 0  # > 0: class-conditional, a class embedding added at every position

@@ -87,10 +87,10 @@ def auto_decoder(levels: int) -> str:
 
 @dataclasses.dataclass
 class VAEConfig(ImageConfig):
-    latent_dim: int = 32
+    latent_dim: int = 32  # dimensions of z (Gaussian prior N(0, I))
     choices: ClassVar[dict] = {"architecture": ARCHITECTURES, "decoder_likelihood": DECODERS}
     architecture: str = "mlp"  # mlp or conv
-    width: int = 256
+    width: int = 256  # hidden units (mlp) or channels of the first convolution (conv) of encoder and decoder
     # auto: bernoulli for k = 2, categorical for k <= 32, discretized logistic above (a k-way softmax per
     # sub-pixel of 8-bit data is huge and slow: 51.9M parameters on Fashion-MNIST at width 256)
     decoder_likelihood: str = "auto"
