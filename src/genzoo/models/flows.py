@@ -20,7 +20,7 @@ parts stay in place) and the log-det of everything from u, the logit included.
 
 The shipped RealNVP (pretrained/realnvp-fashion-mnist, one hour on the 2-core AVX2 CPU; its
 figure and curve in docs/RESULTS.md): 32-channel ResNets of 2 blocks whose checkerboard
-couplings run on the space-to-depth image (``--space-to-depth``: 3.1x the images/s of the
+couplings run on the space-to-depth image (``--space-to-depth``: 2.2-3.1x the images/s of the
 full-resolution nets here, same masks and determinants):
     genzoo train realnvp --data fashion-mnist --out runs/realnvp-s2d --num-scales 2 --hidden-channels 32 \
         --num-blocks 2 --space-to-depth --batch-size 64 --lr 1e-3 --warmup-steps 200 --epochs 11 \
@@ -212,22 +212,22 @@ class RealNVP(Flow):
         self.transform = Sequential(Logit(config.logit_alpha), self._scale(config.image_shape, config.num_scales))
         self.prior = _prior("gaussian")
 
-    def _couplings(self, shape, make_mask, parities):
+    def _couplings(self, shape, make_mask, parities, space_to_depth=False):
         cfg = self.config
-        # channel-wise couplings already work on a squeezed image; a checkerboard's net can be squeezed once more
-        s2d = cfg.space_to_depth and make_mask is checkerboard_mask and shape[1] % 2 == 0 and shape[2] % 2 == 0
         steps = []
         for p in parities:
-            steps += [ActNorm(shape[0]),
-                      AffineCoupling(make_mask(shape, p), ResNet(shape[0], cfg.hidden_channels, cfg.num_blocks, s2d), shape[0])]
+            net = ResNet(shape[0], cfg.hidden_channels, cfg.num_blocks, space_to_depth)
+            steps += [ActNorm(shape[0]), AffineCoupling(make_mask(shape, p), net, shape[0])]
         return Sequential(*steps)
 
     def _scale(self, shape, scales_left: int) -> MultiScale:
         """Checkerboard x3, squeeze, channel-wise x3, factor out half, recurse; the last scale: checkerboard x4."""
         C, H, W = shape
+        # the channel-wise couplings already work on a squeezed image; a checkerboard's net can be squeezed
+        s2d = self.config.space_to_depth and H % 2 == 0 and W % 2 == 0
         if scales_left <= 1 or H % 2 or W % 2:
-            return MultiScale(self._couplings(shape, checkerboard_mask, (0, 1, 0, 1)))
+            return MultiScale(self._couplings(shape, checkerboard_mask, (0, 1, 0, 1), s2d))
         squeezed = (4 * C, H // 2, W // 2)
-        return MultiScale(self._couplings(shape, checkerboard_mask, (0, 1, 0)),
+        return MultiScale(self._couplings(shape, checkerboard_mask, (0, 1, 0), s2d),
                           self._couplings(squeezed, channel_mask, (0, 1, 0)),
                           self._scale((2 * C, H // 2, W // 2), scales_left - 1))

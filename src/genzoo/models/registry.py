@@ -81,8 +81,12 @@ def option_help(name: str) -> dict:
     for cls in reversed(config.__mro__):  # a subclass's comment wins
         if not dataclasses.is_dataclass(cls):
             continue
+        try:
+            source = inspect.getsource(cls)
+        except (OSError, TypeError):  # no source shipped (a frozen install): the options keep their defaults' help
+            continue
         above: list = []
-        for line in inspect.getsource(cls).splitlines():
+        for line in source.splitlines():
             comment = re.match(r"\s+#\s?(.*)$", line)
             if comment:
                 above.append(comment.group(1).strip())
