@@ -89,8 +89,8 @@ rows = []
 for name in args.models.split(","):
     cfg = CONFIGS[name]
     run = out / name
+    recipe = {"lr": 2e-3, "warmup_steps": 200, **TRAIN.get(name, {})}
     if not (run / "checkpoint.json").exists():
-        recipe = {"lr": 2e-3, "warmup_steps": 200, **TRAIN.get(name, {})}
         cmd = [sys.executable, "-m", "genzoo", "train", name, "--data", "binarized-mnist", "--out", str(run),
                "--epochs", "100", "--minutes", str(args.minutes), "--batch-size", "64", "--min-lr-ratio", "1.0",
                "--eval-limit", "500", "--checkpoint-minutes", "0", "--threads", str(args.threads)]
@@ -106,7 +106,7 @@ for name in args.models.split(","):
     cached_s, naive_s, same = timed_sampling(model, args.sample_n)
     train_seq, sample_seq = sequential_steps(name, cfg)
     rows.append({
-        "model": name, "config": cfg, "recipe": {"lr": 2e-3, "warmup_steps": 200, **TRAIN.get(name, {})}, "parameters": sum(q.numel() for q in model.parameters()),
+        "model": name, "config": cfg, "recipe": recipe, "parameters": sum(q.numel() for q in model.parameters()),
         "train_images_per_s": sum(m["images_per_s"] for m in metrics) / len(metrics),
         "train_steps": metrics[-1]["step"], "train_images": metrics[-1]["step"] * 64, "train_minutes": args.minutes,
         "test_nll": score["nll_nats"], "test_bpd": score["bits_per_dim"], "test_count": score["count"],
