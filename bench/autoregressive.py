@@ -1,4 +1,4 @@
-"""Problem 1, measured: PixelCNN vs PixelRNN (and the Transformer) at training and at sampling time.
+"""PixelCNN vs PixelRNN, measured (and the Transformer) at training and at sampling time.
 
 Trains each autoregressive model at matched parameter counts for the same wall-clock budget
 on static binarized MNIST (through the real CLI), scores it on the full test set, then times

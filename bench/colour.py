@@ -1,4 +1,4 @@
-"""Every model on colour MNIST for the same short wall-clock budget (issue 13).
+"""Every model on colour MNIST for the same short wall-clock budget.
 
 Trains each of the 11 models through the real CLI on ``colour-mnist`` (3 x 28 x 28, 4 levels a
 channel) for ``--minutes`` of wall clock, scores it with ``genzoo eval`` (bits/dim where the

@@ -4,8 +4,8 @@
 #     (published: VAE <= 86.76 nats, Burda et al. 2016; pytorch-generative 86.77).
 #  2. Fashion-MNIST: plain, overcomplete, denoising and sparse autoencoders and a VAE at the same
 #     budget; reconstruction MSE/PSNR on clean and on corrupted test images; linear probes on
-#     their codes next to raw pixels, PCA and a random projection; and Problem 2 (why VAE samples
-#     are blurry) with bench/problem2.py against an exact autoregressive model (PixelCNN).
+#     their codes next to raw pixels, PCA and a random projection; and why VAE samples
+#     are blurry, with bench/problem2.py against an exact autoregressive model (PixelCNN).
 # Usage: bash bench/latent.sh [OUT_DIR] [MINUTES] [THREADS]   (defaults runs/latent-bench, 4, 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,4 +1,4 @@
-"""Problem 2, measured: why are VAE samples blurry?
+"""Why are VAE samples blurry? Measured
 
 Puts four kinds of image side by side, one row of each in a picture, and measures how sharp
 each is: real test images, the VAE's decoder means E[x|z] (z from the prior), the VAE's true
@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 
 import genzoo
-from genzoo import data, images, quality, runs
+from genzoo import data, grids, runs
+from genzoo.evaluation import quality
 
 p = argparse.ArgumentParser()
 p.add_argument("--vae", required=True, help="a VAE run folder")
@@ -66,7 +67,7 @@ for name, x in rows.items():
     print(f"| {name} | {table[name]['gradient']:.4f} | {table[name]['gradient_2x2_mean']:.4f} |")
 print(f"({args.n} images each; {exact.name} sampling took {exact_seconds:.1f} s, cached)")
 pic = torch.cat(list(rows.values()))  # one row per kind, in the order of the table
-images.save_png(images.grid(pic, levels, nrow=args.n, scale=2), args.output)
+grids.save_png(grids.grid(pic, levels, nrow=args.n, scale=2), args.output)
 print(f"wrote {args.output}: rows top to bottom = {', '.join(rows)}")
 
 

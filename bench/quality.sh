@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Sample quality beside likelihood on Fashion-MNIST (issue 15): the sampling models of the
+# Sample quality beside likelihood on Fashion-MNIST: the sampling models of the
 # 4-minute benches (bench/flow_budget.sh, bench/latent.sh: same recipes), each scored on the
-# full test set and with `genzoo eval --fid N`; then Problem 2 with numbers (bench/problem2.py
+# full test set and with `genzoo eval --fid N`; then why VAE samples are blurry, with numbers (bench/problem2.py
 # --fid N: VAE decoder means vs VAE samples vs PixelCNN vs RealNVP, with the held-out floor).
 # Binarized MNIST's models are in bench/autoregressive.py --fid N. Figures go in docs/RESULTS.md.
 # Usage: bash bench/quality.sh [OUT_DIR] [MINUTES] [THREADS] [N]   (defaults runs/quality, 4, 2, 1000)

@@ -12,7 +12,7 @@ import time
 import torch
 
 import genzoo
-from genzoo.trainer import _LossOf
+from genzoo.training.trainer import _LossOf
 
 CONFIGS = {
     "row16x7": ("row-lstm", dict(hidden_channels=16, num_layers=7, head_channels=64)),

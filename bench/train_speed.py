@@ -21,7 +21,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import genzoo
-from genzoo.trainer import TrainConfig, Trainer, _LossOf, autocast
+from genzoo.training.trainer import TrainConfig, Trainer, _LossOf, autocast
 
 p = argparse.ArgumentParser()
 p.add_argument("--model", default="pixelcnn")

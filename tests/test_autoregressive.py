@@ -107,6 +107,8 @@ def test_conditional_models_are_normalised_for_every_class(name):
         logp = [model.log_prob(xs, torch.full((len(xs),), c)) for c in range(3)]
     assert [p.double().exp().sum().item() for p in logp] == pytest.approx([1.0] * 3, abs=1e-5)
     assert not torch.allclose(logp[0], logp[1])  # the label does change the distribution
+    with pytest.raises(genzoo.GenzooError, match="labels"):
+        model.log_prob(xs)  # a conditional model without its labels is refused, not scored as class 0
 
 
 @pytest.mark.parametrize("name", AUTOREGRESSIVE)

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 import genzoo
-from genzoo import data, formats
+from genzoo import data
+from genzoo.data import formats
 from genzoo.cli import main
 from genzoo.errors import DataError
 
@@ -173,3 +174,128 @@ def test_a_pixelcnn_trains_on_colour_mnist_offline(tmp_path):
                  "--eval-limit", "50", "--hidden-channels", "6", "--num-layers", "1", "--head-channels", "8",
                  "--threads", "1"]) == 0
     assert genzoo.load(run).image_shape == (3, 28, 28)
+
+
+def test_a_first_small_folder_trains_every_model_at_its_defaults(tmp_path, capsys):
+    # 48 pictures, 24 a class: a seeded 90/10 split leaves 43 to train on, fewer than the default batch of 64.
+    # The batch is capped at the training set, said once, and the capped size is what run.json keeps.
+    folder = picture_folder(tmp_path / "pics", n=24)
+    for name in genzoo.models.names():
+        out = tmp_path / name
+        assert main(["train", name, "--data", str(folder), "--image-size", "8", "--out", str(out), "--epochs", "1",
+                     "--threads", "1"]) == 0, name
+        said = capsys.readouterr().out
+        assert said.count("batch size 64 is larger than the 43 training images: training with batch size 43") == 1
+        assert json.loads((out / "run.json").read_text())["train"]["batch_size"] == 43
+        assert len([json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]) == 1
+    # an explicit batch that fits is left alone, and nothing is said
+    assert main(["train", "pixelcnn", "--data", str(folder), "--image-size", "8", "--out", str(tmp_path / "b16"),
+                 "--epochs", "1", "--batch-size", "16", "--threads", "1"]) == 0
+    assert "larger than" not in capsys.readouterr().out
+
+
+def _png16(path: Path, grey: np.ndarray) -> None:
+    """A 16-bit greyscale PNG written by hand (IHDR bit depth 16), so the test does not trust Pillow's writer."""
+    import struct
+    import zlib
+
+    h, w = grey.shape
+    raw = b"".join(b"\0" + grey[i].astype(">u2").tobytes() for i in range(h))
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_pictures_load_as_a_viewer_shows_them_pixel_by_pixel(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "mixed"
+    (root / "a").mkdir(parents=True)
+    expected = {}
+    # 16-bit grey: scaled to 8 bits (v / 257), not clipped (98% of the pixels used to become 255)
+    g16 = rng.integers(0, 65536, (6, 6)).astype(np.uint16)
+    _png16(root / "a" / "g16.png", g16)
+    expected["g16"] = np.repeat(np.rint(g16 / 257).astype(np.uint8)[None], 3, 0)
+    # RGBA: the colour under full transparency is not the data; partial alpha is blended on white
+    rgba = rng.integers(0, 256, (6, 6, 4)).astype(np.uint8)
+    rgba[0, :, 3], rgba[1, :, 3] = 0, 255
+    Image.fromarray(rgba, "RGBA").save(root / "a" / "rgba.png")
+    a = rgba[..., 3:].astype(np.float64) / 255
+    expected["rgba"] = np.rint(rgba[..., :3] * a + 255 * (1 - a)).astype(np.uint8).transpose(2, 0, 1)
+    # EXIF orientation 6 (the camera was turned: show it rotated 90 degrees clockwise)
+    rgb = rng.integers(0, 256, (4, 6, 3)).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rgb).save(root / "a" / "exif.png", exif=exif)
+    expected["exif"] = np.rot90(rgb, k=-1).transpose(2, 0, 1)  # 6 x 4 after the turn
+    # a palette with a transparent entry
+    pal = Image.fromarray(np.array([[0, 1, 2] * 2] * 6, np.uint8), "P")
+    pal.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * 759)
+    pal.info["transparency"] = 2
+    pal.save(root / "a" / "pal.png", transparency=2)
+    expected["pal"] = np.array([[255, 0, 255], [0, 255, 255], [0, 0, 255]], np.uint8)[:, [0, 1, 2] * 2][:, None].repeat(6, 1)
+    # CMYK: pure cyan and no ink
+    cmyk = np.zeros((6, 6, 4), np.uint8)
+    cmyk[:3, :, 0] = 255
+    Image.fromarray(cmyk, "CMYK").save(root / "a" / "cmyk.tiff")
+    expected["cmyk"] = np.full((3, 6, 6), 255, np.uint8)
+    expected["cmyk"][0, :3] = 0
+    for name in list(expected):  # each its own one-file class folder, so the pictures keep their names
+        (root / name).mkdir()
+        (f := next((root / "a").glob(f"{name}.*"))).rename(root / name / f.name)
+    (root / "a").rmdir()
+    from genzoo.data import imagefolder
+
+    for name, want in expected.items():
+        (f,) = (root / name).iterdir()
+        got = imagefolder._convert(imagefolder._open(f), 3, None)
+        assert got.shape == want.shape and np.abs(got.astype(int) - want).max() <= 1, name
+    grey = imagefolder._convert(imagefolder._open(root / "g16" / "g16.png"), 1, None)
+    assert np.array_equal(grey[0], np.rint(g16 / 257).astype(np.uint8))
+
+
+def test_a_run_notices_its_folder_changed_and_follows_it_when_it_moves(tmp_path, capsys):
+    folder = picture_folder(tmp_path / "pics", n=12)
+    run = tmp_path / "run"
+    assert main(["train", "pixelcnn", "--data", str(folder), "--image-size", "8", "--out", str(run), "--epochs", "1",
+                 "--batch-size", "8", "--hidden-channels", "4", "--num-layers", "1", "--head-channels", "8",
+                 "--threads", "1"]) == 0
+    fingerprint = json.loads((run / "run.json").read_text())["data_fingerprint"]
+    assert fingerprint["train"]["count"] + fingerprint["test"]["count"] == 24
+    capsys.readouterr()
+    # pictures added: the seeded 90/10 split reshuffles; eval says so, --resume refuses without leave
+    for i in range(10):  # 34 pictures: 3 to test on instead of 2
+        Image.fromarray(np.full((9, 9, 3), 20 * i, np.uint8)).save(folder / "cat" / f"added-{i}.png")
+    assert main(["eval", str(run)]) == 0
+    assert "the test data changed since this run was launched" in capsys.readouterr().err
+    before = (run / "run.json").read_bytes()
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
+    assert "--allow-changed-data" in capsys.readouterr().err and (run / "run.json").read_bytes() == before
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--allow-changed-data"]) == 0
+    assert "training on it (--allow-changed-data)" in capsys.readouterr().out
+    assert json.loads((run / "run.json").read_text())["data_fingerprint"]["train"]["count"] == 31  # the new data
+    # the folder moves: the error says where it was and how to point the run at the new place
+    folder.rename(tmp_path / "moved")
+    assert main(["eval", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert str(folder) in err and "--data NEW_PLACE" in err and len(err.strip().splitlines()) == 1
+    assert main(["eval", str(run), "--data", str(tmp_path / "moved")]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--data", str(tmp_path / "moved")]) == 0
+    assert json.loads((run / "run.json").read_text())["data"]["name"] == str(tmp_path / "moved")
+    assert main(["eval", str(run)]) == 0 and "changed" not in capsys.readouterr().err
+
+
+def test_ctrl_c_suggests_resume_only_where_there_is_a_run_to_resume(tmp_path, capsys, monkeypatch):
+    from genzoo.cli import pictures, train
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pictures, "run_sample", interrupted)
+    assert main(["sample", "row-lstm-binarized-mnist", "-n", "2", "-o", str(tmp_path / "s.png")]) == 130
+    assert capsys.readouterr().err.strip() == "genzoo: interrupted"
+    monkeypatch.setattr(train, "run", interrupted)
+    assert main(["train", "pixelcnn", "--data", "digits", "--out", str(tmp_path / "r")]) == 130
+    assert "no run folder was made yet" in capsys.readouterr().err

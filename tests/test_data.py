@@ -91,8 +91,8 @@ def test_bad_amat_files(tmp_path, text, match):
 
 def test_missing_file_lists_where_it_looked(tmp_path, monkeypatch):
     # An unreachable download address (nothing listens on port 9) makes the fetch fail fast.
-    monkeypatch.setitem(data._MNIST_FILES["mnist"], "urls", ["http://127.0.0.1:9/"])
-    monkeypatch.setattr(data, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setitem(data.datasets._MNIST_FILES["mnist"], "urls", ["http://127.0.0.1:9/"])
+    monkeypatch.setattr(data.fetch, "cache_dir", lambda: tmp_path / "cache")
     with pytest.raises(DataError, match="not found locally and not downloadable"):
         data.load("mnist", "test", data_dir=tmp_path)
 
@@ -120,9 +120,17 @@ def test_digits_split_is_fixed_and_disjoint():
     assert (len(tr), len(te)) == (1500, 297) and tr.levels == 17 and tr.image_shape == (1, 8, 8)
     assert int(tr.images.max()) == 16
     assert torch.equal(data.load("digits", "train").images, tr.images)
-    flat_tr = {bytes(r) for r in tr.images.view(len(tr), -1).numpy()}
-    overlap = sum(bytes(r) in flat_tr for r in te.images.view(len(te), -1).numpy())
-    assert overlap < 5  # sklearn's digits has a few exact duplicates, no more
+    # a partition of sklearn's 1797 digits: every image in exactly one split (the data set has a few exact
+    # duplicate images, so comparing pixels between the splits cannot tell; counting every image can)
+    from collections import Counter
+
+    from sklearn.datasets import load_digits
+
+    def images(x):
+        return Counter(bytes(r) for r in x.reshape(len(x), -1).astype("uint8"))
+
+    both = images(tr.images.numpy()) + images(te.images.numpy())
+    assert both == images(load_digits().data) and sum(both.values()) == 1797
 
 
 @pytest.mark.skipif(not (SHARED / "binarized_mnist_test.amat.gz").exists(), reason="shared binarized MNIST not present")
@@ -159,3 +167,26 @@ def test_prepare_applies_the_recipe():
     assert torch.equal(test.images, again.images) and test.levels == 2
     with pytest.raises(DataError, match="either"):
         data.prepare({"name": "digits", "levels": 4, "binarize": "threshold"}, "train")
+
+
+def test_a_parsed_text_file_is_cached_on_first_use_and_parsed_again_when_it_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    amat = tmp_path / "binarized_mnist_test.amat"
+    amat.write_text(("0 1 " * 392).strip() + "\n" + ("1 0 " * 392).strip() + "\n")
+    first = data.load("binarized-mnist", "test", data_dir=tmp_path)
+    cached = list((tmp_path / "cache" / "genzoo" / "parsed").glob("*.npy"))
+    assert len(cached) == 1 and first.images.shape == (2, 1, 28, 28)
+
+    def must_not_parse(*a):
+        raise AssertionError("read again although the file did not change")
+
+    monkeypatch.setattr(data.formats, "_open_bytes", must_not_parse)  # the file is not even read
+    assert torch.equal(data.load("binarized-mnist", "test", data_dir=tmp_path).images, first.images)  # from the cache
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    amat.write_text(("1 1 " * 392).strip() + "\n")  # changed: another size, so another key
+    changed = data.load("binarized-mnist", "test", data_dir=tmp_path)
+    assert changed.images.shape == (1, 1, 28, 28) and int(changed.images.sum()) == 784
+    for f in (tmp_path / "cache" / "genzoo" / "parsed").glob("*.npy"):
+        f.write_bytes(b"torn")  # a damaged cache is parsed again, not trusted
+    assert torch.equal(data.load("binarized-mnist", "test", data_dir=tmp_path).images, changed.images)

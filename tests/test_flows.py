@@ -12,7 +12,7 @@ from torch.autograd.functional import jacobian
 import genzoo
 from genzoo.cli import main
 from genzoo.models import transforms as T
-from genzoo.toy import ToyFlow, density_grid
+from genzoo.models.flows2d import ToyFlow, density_grid
 
 FLOWS = {"nice": dict(hidden_features=16, num_hidden=2), "realnvp": dict(hidden_channels=8, num_blocks=1)}
 
@@ -161,7 +161,7 @@ def test_a_2d_flow_density_integrates_to_one(kind):
 
 @pytest.mark.parametrize("name", FLOWS)
 def test_short_training_on_digits_stays_finite_and_improves(name, tmp_path):
-    from genzoo.trainer import TrainConfig, Trainer
+    from genzoo.training.trainer import TrainConfig, Trainer
 
     train, test = genzoo.data.load("digits", "train"), genzoo.data.load("digits", "test")
     torch.manual_seed(0)

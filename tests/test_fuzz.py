@@ -85,3 +85,109 @@ def test_checkpoint_readers_on_random_bytes(tmp_path, blob):
             reader(write(tmp_path, "f.bin", blob))
         except GenzooError:
             pass
+
+
+def _picture(kind: str, rng):
+    """One picture file's (suffix, bytes) of a kind a user's folder may hold."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    if kind == "zero-byte":
+        return ".png", b""
+    if kind == "truncated":
+        Image.fromarray(rng.integers(0, 256, (9, 9, 3), dtype=np.uint8)).save(buf, "PNG")
+        return ".png", buf.getvalue()[:40]
+    if kind == "1x1":
+        Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(buf, "PNG")
+    elif kind == "16-bit":
+        Image.fromarray(rng.integers(0, 65536, (9, 9)).astype(np.uint16)).save(buf, "PNG")
+    elif kind == "alpha":
+        Image.fromarray(rng.integers(0, 256, (9, 9, 4), dtype=np.uint8), "RGBA").save(buf, "PNG")
+    elif kind == "palette":
+        Image.fromarray(rng.integers(0, 4, (9, 9), dtype=np.uint8), "P").save(buf, "PNG", transparency=1)
+    elif kind == "exif":
+        exif = Image.Exif()
+        exif[0x0112] = int(rng.integers(1, 9))
+        Image.fromarray(rng.integers(0, 256, (9, 7, 3), dtype=np.uint8)).save(buf, "JPEG", exif=exif)
+        return ".jpg", buf.getvalue()
+    elif kind == "cmyk":
+        Image.fromarray(rng.integers(0, 256, (9, 9, 4), dtype=np.uint8), "CMYK").save(buf, "TIFF")
+        return ".tiff", buf.getvalue()
+    elif kind == "huge":  # a pixel count Pillow calls a decompression bomb: one line, not a hang
+        Image.new("1", (20000, 20000)).save(buf, "PNG")
+    return ".png", buf.getvalue()
+
+
+KINDS = ["zero-byte", "truncated", "1x1", "16-bit", "alpha", "palette", "exif", "cmyk", "huge"]
+
+
+@settings(max_examples=40, deadline=20000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(KINDS), min_size=1, max_size=5), st.integers(0, 2**32 - 1))
+def test_a_folder_of_any_pictures_loads_or_gives_one_clear_error(tmp_path, monkeypatch, kinds, seed):
+    import shutil
+
+    import numpy as np
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    rng = np.random.default_rng(seed)
+    root = tmp_path / f"pics-{seed}"
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "a").mkdir(parents=True)
+    for i, kind in enumerate(kinds + ["1x1"]):  # at least two files: a train and a test split
+        suffix, blob = _picture(kind, rng)
+        (root / "a" / f"{i}{suffix}").write_bytes(blob)
+    try:
+        ds = data.load(str(root), "train", image_size=4)
+        assert tuple(ds.images.shape[1:]) in ((3, 4, 4), (1, 4, 4)) and not ds.images.dtype.is_floating_point
+    except GenzooError as e:
+        assert "\n" not in str(e)
+
+
+@settings(max_examples=30, deadline=20000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(["--device", "--threads"]),
+       st.one_of(st.sampled_from(["meta", "cuda:99", "mps", "xla", "cpu:0", "0", "-1", "100000", "2", "cuda"]),
+                 st.text(max_size=8)))
+def test_device_and_thread_extremes_are_one_line(tmp_path, flag, value):
+    try:
+        code = main(["sample", "row-lstm-binarized-mnist", "-n", "1", "-o", str(tmp_path / "x.png"), flag, value])
+    except SystemExit as e:
+        code = e.code
+    assert code in (0, 2)
+
+
+_RUN = {}
+
+
+def _tiny_run(root):
+    """One small trained run folder, made once for the damage fuzz."""
+    if "path" not in _RUN:
+        run = root / "good"
+        assert main(["train", "pixelcnn", "--data", "digits", "--out", str(run), "--epochs", "1", "--hidden-channels", "4",
+                     "--num-layers", "1", "--head-channels", "8", "--threads", "1"]) == 0
+        _RUN["path"] = run
+    return _RUN["path"]
+
+
+@settings(max_examples=40, deadline=30000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(["run.json", "config.json", "model.safetensors", "metrics.jsonl", "evals.jsonl", "checkpoint.json"]),
+       st.sampled_from(["truncate", "garbage", "delete", "empty"]), st.integers(0, 10_000), st.binary(max_size=64))
+def test_a_damaged_run_folder_is_a_row_or_one_line_never_a_traceback(tmp_path_factory, file, harm, cut, junk):
+    import shutil
+
+    root = tmp_path_factory.getbasetemp() / "damage-fuzz"
+    good = _tiny_run(root)
+    bad = root / "all" / "bad"
+    shutil.rmtree(root / "all", ignore_errors=True)
+    shutil.copytree(good, bad)
+    target = bad / file
+    if target.exists():
+        blob = target.read_bytes()
+        {"truncate": lambda: target.write_bytes(blob[:cut % (len(blob) + 1)]),
+         "garbage": lambda: target.write_bytes(junk + blob[len(junk):]),
+         "delete": target.unlink, "empty": lambda: target.write_bytes(b"")}[harm]()
+    for argv in (["runs", str(root / "all")], ["runs", str(root / "all"), "--json"], ["eval", str(bad), "--limit", "8"],
+                 ["sample", str(bad), "-n", "1", "-o", str(root / "s.png")]):
+        assert main(argv) in (0, 2), argv

@@ -30,7 +30,10 @@ def test_categorical_nll_matches_manual_sum():
 def test_summary_states_the_kind():
     s = L.summary(100.0, 784, "bound", 10)
     assert "<=" in L.describe(s) and s["bits_per_dim"] == pytest.approx(100 / (784 * math.log(2)))
-    assert "=" in L.describe(L.summary(1.0, 4, "exact", 1))
+    exact = L.describe(L.summary(1.0, 4, "exact", 1))
+    assert exact.startswith("-log P(x) = 1.000 nats/image") and "<=" not in exact and "(exact, 1 images, D=4)" in exact
+    assert L.describe(L.summary(1.0, 4, "bound", 1)).startswith("-log P(x) <= 1.000 nats/image")
+    assert (L.bound_mark("bound"), L.bound_mark("exact"), L.bound_mark("bound", "&le; ")) == ("<= ", "", "&le; ")
     with pytest.raises(ValueError):
         L.summary(1.0, 4, "approximately", 1)
 

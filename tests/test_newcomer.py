@@ -4,15 +4,17 @@ huge seeds), the silent cases answered, help that documents itself, runs you can
 import argparse
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
 import genzoo
-from genzoo import scoring
+from genzoo.evaluation import scoring
 from genzoo.cli import build_parser, main
 
 TINY = ["--hidden-channels", "8", "--num-layers", "2", "--head-channels", "16", "--threads", "1"]
+SHARED_BINARIZED = Path(__file__).resolve().parents[2] / "shared" / "data" / "binarized_mnist"
 HUGE = str(2**64)
 
 
@@ -109,7 +111,8 @@ def test_genzoo_runs_lists_the_runs_below_a_folder(runs_root, capsys):
     assert main(["runs", str(runs_root), "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["model"] for r in rows] == ["gated-pixelcnn", "denoising-autoencoder"]
-    assert rows[0]["steps"] == 15 and rows[0]["best"]["figure"] == "nll" and rows[0]["conditional"]
+    assert rows[0]["steps"] == 15 and rows[0]["figure"]["figure"] == "nll" and rows[0]["conditional"]
+    (runs_root / "nothing-here").mkdir(exist_ok=True)
     assert main(["runs", str(runs_root / "nothing-here")]) == 2
     one_error_line(capsys, "no run folders")
 
@@ -160,10 +163,14 @@ def test_every_option_documents_itself():
             assert action.help, f"{name}: {action.option_strings or action.dest} has no help"
             flags = action.option_strings
             shown = parser._get_formatter()._get_help_string(action)
+            # the help must state the *true* default and every allowed value: the formatter adds them only
+            # where the hand-written help does not already say "default" / "one of", so a stale hand-written
+            # "default 5" for a default of 10 fails here
             if action.default not in (None, False, argparse.SUPPRESS) and not isinstance(action.default, bool):
-                assert "default" in shown, f"{name} {flags}: no default in {shown!r}"
-            if action.choices or getattr(action.type, "choices", None):
-                assert "one of" in shown, f"{name} {flags}: no choices in {shown!r}"
+                assert f"default {action.default}" in shown, f"{name} {flags}: default {action.default} not in {shown!r}"
+            listed = isinstance(action, argparse._SubParsersAction)  # the commands, each on its own line below
+            for allowed in () if listed else action.choices or getattr(action.type, "choices", None) or ():
+                assert str(allowed) in shown, f"{name} {flags}: {allowed} not in {shown!r}"
             if getattr(action.type, "limits", None):
                 assert action.type.limits in shown, f"{name} {flags}: no limits in {shown!r}"
         assert "usage:" in text
@@ -263,13 +270,16 @@ def test_list_shows_the_pretrained_models_with_their_measured_figure(runs_root, 
     assert "denoising-autoencoder on digits, not evaluated" in out
 
 
-def test_every_shipped_model_loads_and_carries_its_figure():
-    from genzoo import runs
+def test_every_shipped_model_loads_by_name_and_carries_its_recipes_figure():
+    from genzoo import recipes, runs
 
-    for folder in runs.find(runs.pretrained_root()):
-        model = genzoo.load(folder)
+    shipped = runs.find(recipes.pretrained_root())
+    assert sorted(f.name for f in shipped) == sorted(recipes.names())  # a folder per recipe, a recipe per folder
+    for folder in shipped:
+        model = genzoo.load(folder.name)  # the name alone
         assert model.dims > 0 and not (folder / "ckpt").exists()  # no optimizer state or checkpoints ship
-        assert runs.tightest_likelihood(runs.read_evals(folder), runs.read_record(folder)["data"]["name"])
+        best = runs.tightest_likelihood(runs.read_evals(folder), runs.read_record(folder)["data"]["name"])
+        assert best["nll_nats"] == recipes.get(folder.name).figure and best["count"] == 10000
 
 
 def test_a_subset_evaluation_of_a_model_without_likelihood_logs_only_its_figures(tmp_path, capsys):
@@ -280,12 +290,199 @@ def test_a_subset_evaluation_of_a_model_without_likelihood_logs_only_its_figures
 
 
 def test_resuming_a_shipped_model_without_checkpoints_is_refused(tmp_path, capsys):
-    from genzoo import runs
+    from genzoo import recipes
 
-    for folder in runs.find(runs.pretrained_root()):
+    for name in recipes.names():
+        folder = recipes.pretrained_root() / name
         copy = tmp_path / folder.name
         shutil.copytree(folder, copy)
         before = (copy / "model.safetensors").read_bytes()
         assert main(["train", "--resume", str(copy)]) == 2
         one_error_line(capsys, "no checkpoint")
         assert (copy / "model.safetensors").read_bytes() == before
+
+
+def test_runs_shows_the_tightest_kept_eval_and_marks_a_last_epoch_subset(tmp_path, capsys):
+    run = tmp_path / "r"
+    assert main(["train", "pixelcnn", "--data", "digits", "--out", str(run), "--epochs", "1", "--eval-limit", "50",
+                 *TINY]) == 0
+    capsys.readouterr()
+    assert main(["runs", str(tmp_path), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)["figure"]
+    assert shown["count"] == 50 and "a seeded subset of 50 of 297 test images" in shown["source"]
+    assert main(["eval", str(run), "--json"]) == 0
+    whole = json.loads(capsys.readouterr().out)
+    assert main(["runs", str(tmp_path)]) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    assert f"{whole['nll_nats']:.3f} nats (genzoo eval, full test set (297 images" in line
+
+
+def test_eval_names_the_bound_the_vae_trained_on(tmp_path, capsys):
+    run = tmp_path / "iwae"
+    assert main(["train", "vae", "--data", "digits", "--out", str(run), "--epochs", "1", "--train-samples", "5",
+                 "--width", "16", "--latent-dim", "2", "--threads", "1"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--limit", "20"]) == 0
+    line = capsys.readouterr().out
+    assert "IWAE bound with K = 5 (its training objective" in line and "ELBO" not in line
+    assert main(["eval", str(run), "--limit", "20", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["iwae_k"] == 5
+
+
+def test_devices_and_threads_out_of_reach_are_one_line_not_a_traceback(tmp_path, capsys):
+    out = str(tmp_path / "x.png")
+    for argv, match in ((["sample", "row-lstm-binarized-mnist", "-n", "2", "-o", out, "--device", "meta"], "cpu or cuda"),
+                        (["sample", "row-lstm-binarized-mnist", "-n", "2", "-o", out, "--device", "cuda:7"], "cuda"),
+                        (["sample", "row-lstm-binarized-mnist", "-n", "2", "-o", out, "--threads", "100000"], "<="),
+                        (["train", "pixelcnn", "--data", "digits", "--out", str(tmp_path / "r"), "--threads", "0"], ">=")):
+        assert main(argv) == 2, argv
+        one_error_line(capsys, match)
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "r").exists()
+
+
+def test_a_probe_of_one_class_is_refused_in_one_line(tmp_path, capsys):
+    from PIL import Image
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        (tmp_path / "pics" / "cat").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / "pics" / "cat" / f"{i}.png")
+    run = tmp_path / "ae"
+    assert main(["train", "autoencoder", "--data", str(tmp_path / "pics"), "--out", str(run), "--epochs", "1",
+                 "--width", "8", "--latent-dim", "2", "--threads", "1"]) == 0
+    capsys.readouterr()
+    assert main(["probe", str(run)]) == 2
+    one_error_line(capsys, "one class only")
+
+
+def test_nothing_written_is_harmed_by_a_no_op_resume_a_run_inside_its_data_or_a_read_only_output(tmp_path, capsys):
+    run = tmp_path / "r"
+    assert main(["train", "pixelcnn", "--data", "digits", "--out", str(run), "--epochs", "2", *TINY]) == 0
+    before = (run / "run.json").read_bytes()
+    assert main(["train", "--resume", str(run), "--epochs", "1"]) == 0  # nothing to do: 2 epochs are trained
+    assert "already finished" in capsys.readouterr().out
+    assert (run / "run.json").read_bytes() == before  # used to be rewritten with epochs 1
+    # a run folder inside a folder of pictures would become one of its classes
+    from PIL import Image
+    import numpy as np
+
+    pics = tmp_path / "pics" / "cat"
+    pics.mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(np.full((4, 4), 40 * i, np.uint8)).save(pics / f"{i}.png")
+    assert main(["train", "pixelcnn", "--data", str(tmp_path / "pics"), "--out", str(tmp_path / "pics" / "run"),
+                 *TINY]) == 2
+    one_error_line(capsys, "inside the --data folder")
+    assert sorted(p.name for p in (tmp_path / "pics").iterdir()) == ["cat"]
+    # -o onto a file protected from writing is refused, the file kept
+    png = tmp_path / "keep.png"
+    png.write_bytes(b"mine")
+    png.chmod(0o444)
+    assert main(["sample", str(run), "-n", "2", "-o", str(png)]) == 2
+    one_error_line(capsys, "read-only")
+    assert png.read_bytes() == b"mine"
+
+
+def test_runs_and_report_show_a_broken_run_as_a_row_and_go_on(tmp_path, capsys):
+    good = tmp_path / "all" / "good"
+    assert main(["train", "pixelcnn", "--data", "digits", "--out", str(good), "--epochs", "1", *TINY]) == 0
+    damage = {"bad-config": lambda f: (f / "config.json").write_text("{garbage"),
+              "no-weights": lambda f: (f / "model.safetensors").unlink(),
+              "cut-weights": lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:500]),
+              "bad-metrics": lambda f: (f / "metrics.jsonl").write_text("not json\nnor this\nnor this either\n")}
+    for name, harm in damage.items():
+        shutil.copytree(good, tmp_path / "all" / name)
+        harm(tmp_path / "all" / name)
+    capsys.readouterr()
+    assert main(["runs", str(tmp_path / "all"), "--json"]) == 0
+    rows = {r["run"].split("/")[-1]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert "problems" not in rows["good"] and rows["good"]["figure"]["figure"] == "nll"
+    assert "not valid JSON" in rows["bad-config"]["problems"][0] or "config" in rows["bad-config"]["problems"][0]
+    assert "missing" in rows["no-weights"]["problems"][0] and "truncated" in rows["cut-weights"]["problems"][0]
+    assert "3 of 3 lines are not records" in rows["bad-metrics"]["problems"][0]
+    assert main(["runs", str(tmp_path / "all")]) == 0
+    assert capsys.readouterr().out.count("BROKEN") == 4
+    page = tmp_path / "r.html"
+    assert main(["report", str(tmp_path / "all"), "-o", str(page), "--samples", "2"]) == 0
+    html = page.read_text()
+    assert "Runs not shown" in html and html.count("<section class=run") == 2  # good, and bad-metrics with a note
+    assert "lines are not records" in html and "cut-weights" in html and "no-weights" in html
+    assert capsys.readouterr().err.count("not shown") == 3  # said on the way, one line each
+    assert main(["runs", str(tmp_path / "nowhere")]) == 2
+    one_error_line(capsys, "no such folder")
+
+
+def _pictures(root, names, size=4):
+    from PIL import Image
+    import numpy as np
+
+    root.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((size, size), 30 * i % 256, np.uint8)).save(root / name)
+    return root
+
+
+def test_the_silent_and_misleading_cases_each_get_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = str(tmp_path / "never")
+    cases = [
+        (_pictures(tmp_path / "only-train", ["train/a/0.png", "train/a/1.png"]), [], "no test/ one"),
+        (_pictures(tmp_path / "empty-class", ["a/0.png", "a/1.png"]), ["mkdir:b"], "empty class folder"),
+        (_pictures(tmp_path / "half-labelled", ["train/0.png", "train/1.png", "test/a/0.png"]), [], "label both"),
+        (_pictures(tmp_path / "one-class", ["a/0.png", "a/1.png", "a/2.png"]), ["--conditional"], "one class only"),
+        (_pictures(tmp_path / "readme", []), ["write:readme.txt"], "readme.txt"),
+        (_pictures(tmp_path / "link", ["a/0.png", "a/1.png"]), ["link:a/gone.png"], "does not exist"),
+        ("colour-mnist", ["--levels", "8"], "invent levels"),
+    ]
+    for data, extra, match in cases:
+        for e in extra:
+            if e.startswith("mkdir:"):
+                (data / e[6:]).mkdir()
+            elif e.startswith("write:"):
+                (data / e[6:]).write_text("not a picture")
+            elif e.startswith("link:"):
+                (data / e[5:]).symlink_to(tmp_path / "nothing-there.png")
+        flags = [x for x in extra if x.startswith("--")] + (["8"] if "--levels" in extra else [])
+        argv = ["train", "gated-pixelcnn", "--data", str(data), "--out", out, *flags, *TINY]
+        if data == "colour-mnist" and not SHARED_BINARIZED.is_dir():
+            continue  # colour MNIST is built from the shared binarized MNIST
+        assert main(argv) == 2, (data, argv)
+        one_error_line(capsys, match)
+    assert main(["train", "pixelcnn", "--data", str(tmp_path / "one-class"), "--data-dir", str(tmp_path / "nope"),
+                 "--out", out, *TINY]) == 2
+    one_error_line(capsys, "applies to named datasets")
+    monkeypatch.setenv("GENZOO_DATA", str(tmp_path / "nowhere"))
+    assert main(["train", "pixelcnn", "--data", "mnist", "--out", out, *TINY]) == 2
+    one_error_line(capsys, "GENZOO_DATA")
+    monkeypatch.delenv("GENZOO_DATA")
+    monkeypatch.setenv("GENZOO_NATIVE_BF16", "yes")
+    assert main(["train", "pixelcnn", "--data", "digits", "--out", out, *TINY]) == 2
+    one_error_line(capsys, "GENZOO_NATIVE_BF16")
+    monkeypatch.setenv("GENZOO_NATIVE_BF16", "0")
+    assert not (tmp_path / "never").exists()
+
+
+def test_pictures_and_eval_say_what_they_did(runs_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    gated = runs_root / "gated"
+    for name, size in (("twenty", 4), ("one-pixel", 1)):  # 20 pictures: 2 of them to test on
+        folder = _pictures(tmp_path / name, [f"{i}.png" for i in range(20)], size=size)
+        assert main(["train", "pixelcnn", "--data", str(folder), "--out", str(tmp_path / f"run-{name}"), "--epochs", "1",
+                     *TINY]) == 0
+    capsys.readouterr()
+    assert main(["complete", str(tmp_path / "run-twenty"), "--samples", "2", "-o", str(tmp_path / "c.png")]) == 0
+    assert "wrote 2 images x 2 completions" in capsys.readouterr().out  # the split has 2, not the default 8
+    assert main(["complete", str(tmp_path / "run-one-pixel"), "-o", str(tmp_path / "c1.png")]) == 2
+    one_error_line(capsys, "1 row(s) high")  # it used to keep "0 rows" and call that a completion
+    assert main(["train", "autoencoder", "--data", str(tmp_path / "twenty"), "--out", str(tmp_path / "ae"), "--epochs",
+                 "1", "--width", "8", "--latent-dim", "2", "--threads", "1"]) == 0
+    capsys.readouterr()
+    assert main(["interpolate", str(tmp_path / "ae"), "-o", str(tmp_path / "i.png")]) == 2  # no --pairs was given
+    assert "interpolate: 4 pair(s) need 8 test images and the test split has 2; --pairs 1 fits" in one_error_line(capsys)
+    assert main(["eval", str(gated), "--fid", "400", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "400 samples against 148 test images (the split holds 297: 148 are the reference, 148 others the floor)" in out
+    assert main(["eval", str(gated), str(runs_root / "more" / "dae"), "--fid", "20"]) == 2  # before any work
+    one_error_line(capsys, "no distribution to sample from")

@@ -30,18 +30,6 @@ def test_plain_pixelcnn_has_the_blind_spot():
     assert deps[0, 2, 0][0, 1, 5] == 0 and deps[0, 2, 0][0, 0, 8] == 0
 
 
-def test_conditional_model_is_normalised_for_every_class():
-    model = tiny("gated-pixelcnn", (1, 2, 2), 2, num_classes=3)
-    xs = all_images((1, 2, 2), 2)
-    with torch.no_grad():
-        totals = [model.log_prob(xs, torch.full((len(xs),), c)).double().exp().sum().item() for c in range(3)]
-        p0, p1 = (model.log_prob(xs, torch.full((len(xs),), c)) for c in (0, 1))
-    assert totals == pytest.approx([1.0] * 3, abs=1e-5)
-    assert not torch.allclose(p0, p1)  # the label does change the distribution
-    with pytest.raises(genzoo.GenzooError, match="labels"):
-        model.log_prob(xs)
-
-
 def test_samples_follow_the_model_distribution():
     # 2x2 binary images: the empirical frequency of each of the 16 images matches exp(log_prob).
     model = tiny("gated-pixelcnn", (1, 2, 2), 2)

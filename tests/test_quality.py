@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from genzoo import data, quality
+from genzoo import data
+from genzoo.evaluation import quality
 from genzoo.cli import main
 
 

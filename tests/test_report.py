@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from genzoo import cli, images, models
+from genzoo import cli, grids, models
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "binarized_mnist"
 TINY = ["--epochs", "2", "--batch-size", "64", "--threads", "1", "--seed", "0"]
@@ -156,13 +156,13 @@ def test_bad_report_requests_are_one_line_and_touch_nothing(runs, tmp_path, caps
 
 def test_grids_have_a_visible_gap():
     x = torch.full((2, 1, 8, 8), 16, dtype=torch.uint8)  # two white 8x8 images
-    pic = images.grid(x, 17, nrow=2, scale=images.default_scale(8))
-    assert images.default_scale(8) == 8 and images.default_scale(28) == 2
+    pic = grids.grid(x, 17, nrow=2, scale=grids.default_scale(8))
+    assert grids.default_scale(8) == 8 and grids.default_scale(28) == 2
     p = (pic.shape[1] - 2 * 64) // 3  # the gap: left edge, between the two, right edge
     assert p >= 2 and pic.shape == (64 + 2 * p, 128 + 3 * p)
     assert (pic[p:p + 64, p:p + 64] == 255).all() and (pic[p:p + 64, 2 * p + 64:2 * p + 128] == 255).all()
     gap, top = pic[:, p + 64:2 * p + 64], pic[:p]
-    assert np.array_equal(gap, images.gap_pattern(*pic.shape)[:, p + 64:2 * p + 64]) and set(np.unique(top)) == {0, 255}
+    assert np.array_equal(gap, grids.gap_pattern(*pic.shape)[:, p + 64:2 * p + 64]) and set(np.unique(top)) == {0, 255}
 
 
 @pytest.mark.parametrize("value", [0, 8, 16])
@@ -170,7 +170,7 @@ def test_the_gap_contrasts_with_any_grey_content(value):
     """Images of one grey level (black, the middle level of 17, white): every gap row holds both
     black and white, so it differs from the content (a plain grey gap vanished beside level 8)."""
     x = torch.full((4, 1, 8, 8), value, dtype=torch.uint8)
-    pic = images.grid(x, 17, nrow=2, scale=4)
+    pic = grids.grid(x, 17, nrow=2, scale=4)
     p = (pic.shape[1] - 2 * 32) // 3
     for strip in (pic[:p], pic[:, :p].T, pic[:, p + 32:2 * p + 32].T):
         for line in strip:

@@ -9,7 +9,7 @@ from torch import nn
 
 from genzoo.checkpoint import load_weights
 from genzoo.errors import GenzooError
-from genzoo.trainer import TrainConfig, Trainer, lr_at
+from genzoo.training.trainer import TrainConfig, Trainer, lr_at
 
 
 class Tiny(nn.Module):
@@ -161,7 +161,7 @@ def test_precision_auto_is_the_default_and_its_choice_is_recorded(tmp_path, monk
     import json
 
     from genzoo.cli import main
-    from genzoo.precision import native_bf16
+    from genzoo.training.precision import native_bf16
 
     monkeypatch.setenv("GENZOO_NATIVE_BF16", native)
     assert TrainConfig().precision == "auto" and native_bf16(torch.device("cpu")) == (native == "1")

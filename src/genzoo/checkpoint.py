@@ -92,6 +92,9 @@ def check_writable(path) -> None:
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, not a file")
+    if path.is_file() and not path.stat().st_mode & 0o222:  # mode bits, not os.access: root may write anything
+        raise CheckpointError(f"{path}: is read-only; genzoo does not replace a file protected from writing "
+                              f"(make it writable, or name another file)")
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TEMP_PREFIX}{path.name}.", suffix=_TEMP_SUFFIX)
         os.close(fd)
@@ -183,6 +186,28 @@ def load_weights(path) -> dict[str, torch.Tensor]:
         return st_load_bytes(data)
     except (SafetensorError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: not a valid safetensors file (truncated or corrupt: {e})") from None
+
+
+def check_weights_file(path) -> None:
+    """A safetensors file whose header parses and whose tensor data is all there, checked without
+    loading the tensors (for listings of many runs); one CheckpointError saying what is wrong."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if size < 8 or n < 2 or n > 100_000_000:
+                raise ValueError("no safetensors header")
+            if n > size - 8:
+                raise CheckpointError(f"{path}: truncated ({size:,} bytes, its header alone is {8 + n:,})")
+            header = json.loads(f.read(n))
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+        raise CheckpointError(f"{path}: not a valid safetensors file ({e})") from None
+    if 8 + n + end > size:
+        raise CheckpointError(f"{path}: truncated ({size:,} of {8 + n + end:,} bytes)")
 
 
 def load_state_into(model, tensors: dict, where) -> None:

@@ -28,7 +28,7 @@ import os
 from pathlib import Path
 
 from . import checkpoint as ckpt
-from . import models
+from . import models, recipes
 from .errors import GenzooError
 from .models.folder import CONFIG_FILE, WEIGHTS_FILE
 
@@ -134,18 +134,13 @@ class Run:
 
 def open_run(folder, need_record: bool = False) -> Run:
     """The saved model, run.json and metrics of ``folder``; a bare model folder (no run.json)
-    opens with an empty record unless ``need_record``."""
-    path = Path(folder)
+    opens with an empty record unless ``need_record``. A shipped model's name stands for its folder."""
+    path = recipes.resolve(folder)
     if not path.is_dir():
         raise GenzooError(f"{path}: no such run folder")
     record = read_record(path) if need_record or (path / RUN_FILE).exists() else {}
     model = models.load_model(path)
     return Run(str(folder), path, model, record, read_metrics(path))
-
-
-def pretrained_root() -> Path:
-    """Where the trained models that ship with genzoo are: $GENZOO_PRETRAINED, else the checkout's pretrained/."""
-    return Path(os.environ.get("GENZOO_PRETRAINED", Path(__file__).resolve().parents[2] / "pretrained"))
 
 
 def find(root) -> list[Path]:
@@ -167,7 +162,7 @@ def expand(folders) -> tuple[list[str], list[str]]:
     (folders, notes). A folder that is neither stays, so that opening it gives its own error."""
     out, seen, notes = [], set(), []
     for f in folders:
-        path = Path(f)
+        path = recipes.resolve(f)
         below = [] if (path / RUN_FILE).is_file() else find(path)
         for run in [str(p) for p in below] or [str(f)]:
             key = Path(run).resolve()
@@ -179,13 +174,20 @@ def expand(folders) -> tuple[list[str], list[str]]:
     return out, notes
 
 
-def best_figure(metrics: list) -> tuple[str, float] | None:
-    """(key, value) of the best per-epoch test figure: the lowest test_nll, else the lowest test_mse."""
-    for key in ("test_nll", "test_mse"):
-        values = [m[key] for m in metrics if key in m]
-        if values:
-            return key, min(values)
-    return None
+def test_figures(record: dict) -> dict:
+    """A metrics record's per-image test figures by name (``test_mse`` -> ``mse``): not its counts or loss."""
+    return {k[5:]: v for k, v in record.items() if k.startswith("test_") and k not in ("test_count", "test_total",
+                                                                                      "test_loss")}
+
+
+def data_changed(record: dict, split: str, now: dict) -> str | None:
+    """One line saying how a split's data differs from what the run recorded at launch, or None
+    (also for runs launched before fingerprints were kept)."""
+    was = record.get("data_fingerprint", {}).get(split)
+    if not was or was == now:
+        return None
+    count = f"{was['count']} -> {now['count']} images" if was["count"] != now["count"] else f"{now['count']} images, changed"
+    return f"the {split} data changed since this run was launched ({count})"
 
 
 def data_spec(record: dict, data: str | None = None, data_dir: str | None = None) -> dict:
@@ -208,7 +210,7 @@ def _json_lines(path: Path) -> list[tuple[str, dict]]:
     if not path.is_file():
         return []
     out = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():  # a byte that is no UTF-8 spoils its line only
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
@@ -220,6 +222,24 @@ def _json_lines(path: Path) -> list[tuple[str, dict]]:
 
 def read_metrics(folder: Path) -> list[dict]:
     return [rec for _, rec in _json_lines(Path(folder) / METRICS_FILE)]
+
+
+def problems(folder: Path) -> list[str]:
+    """What is wrong with a run folder, read without loading its weights (for listings): run.json or
+    config.json that is not a genzoo record, weights missing or truncated, metrics.jsonl that holds
+    lines but no record. [] for a healthy run."""
+    folder, found = Path(folder), []
+    for check in (read_record, _checked_model_record, lambda f: ckpt.check_weights_file(f / WEIGHTS_FILE)):
+        try:
+            check(folder)
+        except GenzooError as e:
+            found.append(str(e))
+    path = folder / METRICS_FILE
+    if path.is_file():
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        if lines and len(_json_lines(path)) < len(lines) - 1:  # a kill may tear the last line, no more
+            found.append(f"{path}: {len(lines) - len(_json_lines(path))} of {len(lines)} lines are not records")
+    return found
 
 
 def truncate_metrics(folder: Path, step: int) -> None:
@@ -252,6 +272,28 @@ def tightest_likelihood(evals: list, data: str, split: str = "test") -> dict | N
     whole = [e for e in evals if e.get("data") == data and e.get("split") == split and "nll_nats" in e
              and "subset_of" not in e and e.get("precision", "fp32") == "fp32"]
     return min(whole, key=lambda e: e["nll_nats"]) if whole else None
+
+
+def eval_label(e: dict) -> str:
+    """Where a kept `genzoo eval` figure comes from, in words."""
+    what = f"IWAE bound, K = {e['iwae_k']}" if "iwae_k" in e else "genzoo eval"
+    return f"{what}, full test set ({e['count']} images{', ' + e['date'][:10] if 'date' in e else ''})"
+
+
+def shown_figures(folder: Path, record: dict, metrics: list) -> dict:
+    """What every listing shows of a run (``genzoo runs``, the report): the tightest likelihood that
+    `genzoo eval` kept for the whole test set, else the last epoch's test figures; "source" says
+    which, and for a last epoch scored on a seeded subset, that it was one. {} before any epoch."""
+    last = metrics[-1] if metrics else {}
+    best = tightest_likelihood(read_evals(folder), record.get("data", {}).get("name"))
+    if best is not None:
+        return {**last, "test_nll": best["nll_nats"], "test_bpd": best["bits_per_dim"], "test_count": best["count"],
+                "source": eval_label(best)}
+    if not last:
+        return {}
+    subset = (f", a seeded subset of {last['test_count']} of {last['test_total']} test images"
+              if "test_total" in last else "")
+    return {**last, "source": f"last epoch's test figure (epoch {last.get('epoch', '?')}{subset})"}
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -339,3 +381,10 @@ def config_path(folder: Path) -> Path:
 def model_record(folder: Path) -> dict:
     """The run's config.json record ({"format", "model", "config"}), without building the model."""
     return ckpt.read_json(config_path(folder))
+
+
+def _checked_model_record(folder: Path) -> dict:
+    record = model_record(folder)
+    if not (isinstance(record, dict) and record.get("model") in models.names() and isinstance(record.get("config"), dict)):
+        raise GenzooError(f"{config_path(folder)}: not a genzoo model config")
+    return record

@@ -8,6 +8,7 @@ is its handler).
     genzoo sample DIR -n N -o FILE.png      genzoo complete DIR -o FILE.png
     genzoo interpolate DIR -o FILE.png      genzoo reconstruct DIR -o FILE.png
     genzoo report DIR... -o FILE.html       genzoo toy nice|realnvp --data moons -o FILE.png
+    genzoo reproduce NAME [--minutes M]     genzoo verify [NAME ...]
 
 A bad argument, a missing run folder or a bad file prints one line on stderr and exits
 with status 2; nothing already written is touched. Under ``torchrun`` the train command
@@ -18,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from .. import __version__
+from .. import __version__, runs
 from ..errors import GenzooError
-from . import evaluate, listing, pictures, report, train
+from . import evaluate, listing, pictures, reporting, reproduce, toy, train, verify
 from .common import Parser
 
-FAMILIES = (listing, train, evaluate, pictures, report)
+FAMILIES = (listing, train, reproduce, evaluate, verify, pictures, reporting, toy)
 
 EXAMPLES = """examples:
   genzoo list                                                   the models and datasets
@@ -33,6 +35,8 @@ EXAMPLES = """examples:
   genzoo sample runs/g -n 64 -o samples.png
   genzoo runs runs                                              every run under runs/, with its best figure
   genzoo report runs -o report.html                             one page comparing them
+  genzoo sample row-lstm-binarized-mnist -n 16 -o s.png         a shipped model, by name
+  genzoo verify                                                 re-score the shipped models on their test sets
   genzoo COMMAND --help                                         a command's options, defaults and limits"""
 
 
@@ -52,6 +56,7 @@ def main(argv=None) -> int:
     if not argv:  # bare `genzoo`: what there is to do, and how
         build_parser(argv).print_help()
         return 0
+    args = None
     try:
         args = build_parser(argv).parse_args(argv)
         return args.run(args)
@@ -59,7 +64,17 @@ def main(argv=None) -> int:
         print(f"genzoo: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("genzoo: interrupted (a training run continues with: genzoo train --resume DIR)", file=sys.stderr)
+        print(f"genzoo: interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+
+
+def _resume_hint(args) -> str:
+    """What to say after Ctrl-C: how to continue, only where there is a run folder to continue."""
+    if args is None or args.command not in ("train", "reproduce"):
+        return ""
+    folder = getattr(args, "resume", None) or args.out or (f"runs/{args.name}" if args.command == "reproduce" else None)
+    if folder and (Path(folder) / runs.RUN_FILE).is_file():
+        return f" (the run continues with: genzoo train --resume {folder})"
+    return " (no run folder was made yet)"

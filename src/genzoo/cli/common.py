@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
+from pathlib import Path
 
 import torch
 
@@ -43,6 +46,19 @@ class Parser(argparse.ArgumentParser):
     def error(self, message):
         where = self.prog.removeprefix("genzoo").strip()
         raise GenzooError(f"{where}: {message}" if where else message)
+
+
+def parse_command(family, argv: list[str]) -> argparse.Namespace:
+    """The arguments of one command of a CLI module (``family.add_parsers``), parsed as ``genzoo`` would:
+    for a command that runs another (``reproduce`` runs ``train`` and ``eval``) with its exact flags."""
+    parser = Parser(prog="genzoo")
+    family.add_parsers(parser.add_subparsers(dest="command", required=True, parser_class=Parser), argv)
+    return parser.parse_args(argv)
+
+
+def run_command(family, argv: list[str]) -> int:
+    args = parse_command(family, argv)
+    return args.run(args)
 
 
 def number(kind, low=None, high=None, low_open=False):
@@ -98,8 +114,14 @@ def add_seed(p, what: str = "the random draws") -> None:
     p.add_argument("--seed", type=SEED, default=0, help=f"seed of {what}")
 
 
+# More CPU threads than this only oversubscribe the cores; far more crashed OpenMP (100,000 threads:
+# "can't start new thread", then a segmentation fault), so the limit is stated and checked.
+MAX_THREADS = 4 * (os.cpu_count() or 1)
+
+
 def add_device_options(p) -> None:
-    p.add_argument("--threads", type=number(int, 1), help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=number(int, 1, MAX_THREADS),
+                   help="torch CPU threads, at most 4 x the CPUs here (default: torch's choice)")
     p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda when available)")
 
 
@@ -114,8 +136,12 @@ def device(name) -> torch.device:
         dev = torch.device(name) if name else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     except RuntimeError:
         raise GenzooError(f"bad --device {name!r}") from None
+    if dev.type not in ("cpu", "cuda"):  # meta, mps, xla ...: no tensor computed there gives images or nats here
+        raise GenzooError(f"--device {name}: genzoo runs on cpu or cuda[:N]")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise GenzooError("--device cuda: no CUDA device here")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise GenzooError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return dev
 
 
@@ -132,10 +158,27 @@ def spec_of(run: runs.Run, args) -> dict:
 
 
 def checked_split(run: runs.Run, args, split: str = "test") -> data.Dataset:
-    """A split of the run's data (as --data / --data-dir say), checked to fit its model."""
-    ds, levels, _ = data.prepare(spec_of(run, args), split)
-    data.check_fits(run.model, ds, levels)
+    """A split of the run's data (as --data / --data-dir say), checked to fit its model; on the run's
+    own data, a note (one line on stderr) when it differs from what the run was launched on."""
+    spec = spec_of(run, args)
+    own = not getattr(args, "data", None)
+    if own:
+        where_now(run, spec)
+    ds = data.fitted_split(run.model, spec, split)
+    changed = runs.data_changed(run.record, split, data.fingerprint(ds)) if own else None
+    if changed:
+        print(f"genzoo: note: {changed}: the figures are of the data as it is now", file=sys.stderr, flush=True)
     return ds
+
+
+def where_now(run: runs.Run, spec: dict) -> None:
+    """A run trained on a folder of pictures that is no longer there: say where it was and how to point
+    the run at its new place (the error used to name a --data the user never gave)."""
+    name = spec.get("name", "")
+    if data.imagefolder.is_folder_name(name) and not Path(name).exists():
+        raise GenzooError(f"{run.name} was trained on the folder {name}, which is not there now; if it moved, "
+                          f"--data NEW_PLACE points the run at it (genzoo train --resume {run.name} --data NEW_PLACE "
+                          f"to train on)")
 
 
 def latent_run(args, what: str) -> runs.Run:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import math
@@ -10,11 +9,12 @@ import sys
 
 import torch
 
-from .. import data, likelihood, probe, quality, runs, scoring
+from .. import data, likelihood, runs
+from ..evaluation import probe, quality, scoring
 from ..errors import GenzooError
 from ..models.autoencoders import CORRUPTIONS
 from ..models.base import to_unit
-from ..precision import PRECISIONS, autocast
+from ..training.precision import PRECISIONS, autocast
 from .common import (add_data_options, add_device_options, add_run_dir, apply_device_options, checked_split,
                      latent_run, number, spec_of)
 
@@ -84,6 +84,9 @@ def _likelihood_result(args, model, means: dict, count: int, where: str) -> tupl
     if args.iwae_k:
         s["iwae_k"] = args.iwae_k
         text += f", IWAE bound with K = {args.iwae_k}"
+    elif model.importance_weighted and model.loss_k > 1:  # the bound it trained on: IWAE_K, not the ELBO
+        s["iwae_k"] = model.loss_k
+        text += f", IWAE bound with K = {model.loss_k} (its training objective; --iwae-k K for a tighter one)"
     elif model.importance_weighted:
         text += ", the ELBO (analytic KL; --iwae-k K for the tighter bound)"
     return s, text
@@ -97,7 +100,12 @@ def _check_eval_options(args) -> None:
         args.noise_level = 0.3
 
 
-def _check_model(args, model) -> None:
+def _check_model(args, model, test) -> None:
+    """Everything a request can fail on, for every run, before any run is scored or any network trained."""
+    if args.fid and not model.can_sample:
+        raise GenzooError(f"--fid: {model.name} defines no distribution to sample from (it has no sampler)")
+    if args.fid and len(test) < 20:
+        raise GenzooError(f"--fid: the test split has {len(test)} images; at least 20 are needed")
     if args.iwae_k and not model.importance_weighted:
         raise GenzooError(f"--iwae-k: {model.name} has no importance-weighted bound (the VAE does)")
     if args.corruption != "none" and not model.scored_by_reconstruction:
@@ -111,10 +119,10 @@ def run_eval(args) -> int:
     opened = [runs.open_run(d) for d in args.dirs]  # every folder and option checked before any scoring
     splits = []
     for run in opened:
-        _check_model(args, run.model)
         splits.append(checked_split(run, args, args.split))
+        _check_model(args, run.model, splits[-1])
     for run, ds in zip(opened, splits):
-        s, text = _evaluate(args, run, ds, device)
+        s, text = measure(args, run, ds, device)
         print(json.dumps(s) if args.json else (f"{run.name}: {text}" if len(opened) > 1 else text), flush=True)
         _keep(run, s)
     return 0
@@ -126,10 +134,8 @@ def _quality(args, run: runs.Run, model, test) -> dict:
         print(m, file=sys.stderr, flush=True)
 
     spec = spec_of(run, args)
-    train, levels, transform = data.prepare(spec, "train")
-    if transform is not None:  # dynamic binarization: one fixed draw of the training images
-        train = dataclasses.replace(train, images=transform(train.images, torch.Generator().manual_seed(0)), levels=levels)
-    net, record = quality.feature_network(spec, train, test, levels, data.cache_dir() / "features", log)
+    train = data.seen_training_split(spec)  # dynamic binarization: one fixed draw of the training images
+    net, record = quality.feature_network(spec, train, test, train.levels, data.cache_dir() / "features", log)
     out = quality.measure(model, args.fid, net, test, train, seed=0, log=log)
     return {**out, "feature_network": record}
 
@@ -146,7 +152,7 @@ def _keep(run: runs.Run, result: dict) -> None:
         print(f"genzoo: note: the result is not kept in the run folder ({e})", file=sys.stderr)
 
 
-def _evaluate(args, run: runs.Run, ds, device) -> tuple[dict, str]:
+def measure(args, run: runs.Run, ds, device) -> tuple[dict, str]:
     """Score one run on its split (or its seeded subset): the JSON record and the line to print."""
     model, spec = run.model.to(device), spec_of(run, args)
     idx = scoring.subset(ds.labels, args.limit)
@@ -163,7 +169,10 @@ def _evaluate(args, run: runs.Run, ds, device) -> tuple[dict, str]:
     if args.fid:
         s["quality"] = _quality(args, run, model, ds)
         q = s["quality"]
-        text += (f"; {q['fid_n']} samples: FID {q['fid']:.3f} (held-out floor {q['floor']['fid']:.3f}), "
+        against = (f"{q['reference_n']} test images (the split holds {len(ds)}: {q['reference_n']} are the "
+                   f"reference, {q['reference_n']} others the floor)" if q["reference_n"] < q["fid_n"]
+                   else f"{q['reference_n']} test images")
+        text += (f"; {q['fid_n']} samples against {against}: FID {q['fid']:.3f} (held-out floor {q['floor']['fid']:.3f}), "
                  f"KID {q['kid']:.4f}, precision {q['precision']:.3f}, recall {q['recall']:.3f}, nearest training "
                  f"image {q['nn_train_distance']:.3f} (floor {q['floor']['nn_train_distance']:.3f})")
     s.update(model=model.name, data=spec["name"], split=args.split, precision=args.precision, run=run.name)
@@ -183,6 +192,11 @@ def run_probe(args) -> int:
         raise GenzooError(f"{spec['name']} has no labels to probe with")
     model.to(device)
     n = args.limit or len(train_ds)
+    for split, labels in (("training images" + (f" (the first {n})" if args.limit else ""), train_ds.labels[:n]),
+                          ("test images", test_ds.labels)):
+        if len(labels.unique()) < 2:
+            raise GenzooError(f"probe: the {split} of {spec['name']} hold one class only; a classifier needs two "
+                              f"or more" + (" (a larger --limit takes more)" if args.limit and "training" in split else ""))
 
     def codes(x):
         return torch.cat([model.encode(c.to(device)).flatten(1).cpu() for c in x.split(256)]).double().numpy()
@@ -191,7 +205,7 @@ def run_probe(args) -> int:
         return to_unit(x.flatten(1), model.levels, torch.float64).numpy()
 
     print(f"probe: encoding {n} train and {len(test_ds)} test images", file=sys.stderr, flush=True)
-    result = probe.compare(codes(train_ds.images[:n]), train_ds.labels[:n].numpy(), codes(test_ds.images),
+    result = probe.compare_to_baselines(codes(train_ds.images[:n]), train_ds.labels[:n].numpy(), codes(test_ds.images),
                            test_ds.labels.numpy(), pixels(train_ds.images[:n]), pixels(test_ds.images),
                            log=lambda m: print(m, file=sys.stderr, flush=True))
     result.update(model=model.name, data=spec["name"], train_images=n, test_images=len(test_ds))

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 
-from .. import data, models, runs
+from .. import data, models, recipes, runs
 from ..errors import GenzooError
+from ..likelihood import bound_mark
 
 
 def add_parsers(sub, argv) -> None:
     p = sub.add_parser("list", help="models (with the kind of likelihood each states) and datasets")
     p.add_argument("--json", action="store_true", help="print one JSON object: models with their options (defaults and meaning), datasets")
     p.set_defaults(run=run_list)
-    r = sub.add_parser("runs", help="the run folders under DIR: model, data, steps, wall time, best test figure")
+    r = sub.add_parser("runs", help="the run folders under DIR: model, data, steps, wall time, the test figure (as list and report show it)")
     r.add_argument("root", metavar="DIR", help="a folder holding run folders (at any depth), or one run folder")
     r.add_argument("--json", action="store_true", help="print one JSON object per run")
     r.set_defaults(run=run_runs)
@@ -36,7 +37,7 @@ def run_list(args) -> int:
     for name, (splits, desc) in data.DATASETS.items():
         print(f"  {name:22s} {'/'.join(splits):16s} {desc}")
     shipped = _pretrained()
-    print(f"pretrained (in {runs.pretrained_root()}; every command takes the folder):" if shipped else
+    print(f"pretrained (in {recipes.pretrained_root()}; every command takes the folder):" if shipped else
           "pretrained: none found")
     for r in shipped:
         print(f"  {r['run']}: {r['model']} on {r['data']}, {r['figure']}")
@@ -46,43 +47,59 @@ def run_list(args) -> int:
 def _pretrained() -> list[dict]:
     """The shipped run folders with their measured figure (the tightest kept `genzoo eval` on the full test set)."""
     out = []
-    for folder in runs.find(runs.pretrained_root()):
+    for folder in runs.find(recipes.pretrained_root()):
         record = runs.read_record(folder)
         best = runs.tightest_likelihood(runs.read_evals(folder), record["data"].get("name"))
         kind = models.get(record["model"]).likelihood_kind if record.get("model") in models.names() else "?"
         figure = "not evaluated" if best is None else (
-            f"{'<= ' if kind == 'bound' else ''}{best['nll_nats']:.2f} nats = {best['bits_per_dim']:.4f} bits/dim "
+            f"{bound_mark(kind)}{best['nll_nats']:.2f} nats = {best['bits_per_dim']:.4f} bits/dim "
             f"({kind}{', IWAE K = ' + str(best['iwae_k']) if 'iwae_k' in best else ''}, {best['count']} test images)")
         out.append({"run": str(folder), "model": record.get("model"), "data": record["data"].get("name"), "figure": figure})
     return out
 
 
 def describe_run(folder) -> dict:
-    """What `genzoo runs` shows of one run folder, read from run.json and metrics.jsonl (no weights loaded)."""
+    """What `genzoo runs` shows of one run folder, read from run.json and metrics.jsonl (no weights
+    loaded); a broken folder is a row that says what is wrong ("problems")."""
+    problems = runs.problems(folder)
+    if problems:
+        return {"run": str(folder), "problems": problems}
     record, metrics = runs.read_record(folder), runs.read_metrics(folder)
     name = record.get("model", "?")
     kind = models.get(name).likelihood_kind if name in models.names() else "?"
     last = metrics[-1] if metrics else {}
-    best = runs.best_figure(metrics)
+    shown = runs.shown_figures(folder, record, metrics)  # what list, report and the README show
     spec = record["data"]
     data_name = spec.get("name", "?") + (f" ({spec['binarize']})" if spec.get("binarize", "none") != "none" else "")
     return {"run": str(folder), "model": name, "data": data_name, "likelihood_kind": kind,
             "epochs": last.get("epoch", 0), "steps": last.get("step", 0), "wall_s": last.get("elapsed_s"),
-            "best": None if best is None else {"figure": best[0].removeprefix("test_"), "value": best[1]},
+            "figure": _figure_record(shown),
             "conditional": bool(runs.model_record(folder).get("config", {}).get("num_classes")) or None}
 
 
+def _figure_record(shown: dict) -> dict | None:
+    """The one figure `runs` shows (nll, else the first per-image figure), with where it comes from."""
+    figures = runs.test_figures(shown)
+    if not figures:
+        return None
+    name = "nll" if "nll" in figures else next(iter(figures))
+    return {"figure": name, "value": figures[name], "count": shown.get("test_count"), "source": shown["source"]}
+
+
 def _figure(r: dict) -> str:
-    best = r["best"]
-    if best is None:
+    shown = r["figure"]
+    if shown is None:
         return "-"
-    if best["figure"] == "nll":
-        return f"{'<= ' if r['likelihood_kind'] == 'bound' else ''}{best['value']:.3f} nats"
-    return f"{best['figure']} {best['value']:.5f}"
+    if shown["figure"] == "nll":
+        return f"{bound_mark(r['likelihood_kind'])}{shown['value']:.3f} nats ({shown['source']})"
+    return f"{shown['figure']} {shown['value']:.5f} ({shown['source']})"
 
 
 def run_runs(args) -> int:
-    found = runs.find(args.root)
+    root = recipes.resolve(args.root)  # a shipped model's name stands for its folder
+    if not root.exists():
+        raise GenzooError(f"{args.root}: no such folder")
+    found = runs.find(root)
     if not found:
         raise GenzooError(f"{args.root}: no run folders (folders with run.json) at or below it")
     rows = [describe_run(f) for f in found]
@@ -90,10 +107,11 @@ def run_runs(args) -> int:
         for r in rows:
             print(json.dumps({k: v for k, v in r.items() if v is not None}))
         return 0
-    header = ("run", "model", "data", "epochs", "steps", "wall", "best test figure", "kind")
+    header = ("run", "model", "data", "epochs", "steps", "wall", "test figure", "kind")
     table = [header] + [(r["run"], r["model"], r["data"], str(r["epochs"]), str(r["steps"]),
                          "-" if r["wall_s"] is None else f"{r['wall_s']:.0f} s", _figure(r),
                          r["likelihood_kind"] + (", of x given y" if r["conditional"] else ""))
+                        if "problems" not in r else (r["run"], "BROKEN", "; ".join(r["problems"]), "", "", "", "", "")
                         for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:

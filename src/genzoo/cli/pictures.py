@@ -8,7 +8,9 @@ import sys
 import torch
 from tqdm import tqdm
 
-from .. import images, runs, scoring, views
+from .. import grids, runs
+from ..evaluation import scoring
+from ..report import views
 from ..errors import GenzooError
 from .common import (add_data_options, add_device_options, add_output, add_run_dir, add_seed, apply_device_options,
                      checked_split, latent_run, number)
@@ -44,7 +46,7 @@ def add_parsers(sub, argv) -> None:
     i = sub.add_parser("interpolate", help="decode the straight line between two test images' codes (models with encode)")
     add_run_dir(i)
     add_output(i)
-    i.add_argument("--pairs", type=number(int, 1, 32), default=4, help="rows: pairs of test images")
+    i.add_argument("--pairs", type=number(int, 1, 32), default=None, help="rows: pairs of test images; default 4")
     i.add_argument("--steps", type=number(int, 2, 32), default=8, help="columns: points from one image to the other")
     add_data_options(i)
     add_device_options(i)
@@ -84,13 +86,13 @@ def _row_progress(model, kwargs: dict, what: str):
 
 
 def _save_grid(x, model, path, nrow=None, scale=None) -> None:
-    images.save_png(images.grid(x, model.levels, nrow=nrow, scale=scale or images.default_scale(model.image_shape[1])),
+    grids.save_png(grids.grid(x, model.levels, nrow=nrow, scale=scale or grids.default_scale(model.image_shape[1])),
                     path)
 
 
 @torch.no_grad()
 def run_sample(args) -> int:
-    images.check_png_path(args.output)
+    grids.check_png_path(args.output)
     device = apply_device_options(args)
     model = runs.open_run(args.dir).model
     model.to(device)
@@ -115,7 +117,7 @@ def run_sample(args) -> int:
 
 @torch.no_grad()
 def run_complete(args) -> int:
-    images.check_png_path(args.output)
+    grids.check_png_path(args.output)
     device = apply_device_options(args)
     run = runs.open_run(args.dir)
     model = run.model
@@ -127,6 +129,9 @@ def run_complete(args) -> int:
     rows = args.rows if args.rows is not None else H // 2
     if rows >= H:
         raise GenzooError(f"--rows must be below the image height {H}")
+    if rows == 0 and args.rows is None:  # a 1-row image has no top half to keep: that is sampling, not completion
+        raise GenzooError(f"complete: the images are {H} row(s) high, so no top rows can be kept (genzoo sample draws "
+                          f"whole images)")
     pick = scoring.subset(ds.labels, args.n)  # seeded and stratified: a sorted test file shows every class
     originals = ds.images[pick]
     labels = ds.labels[pick] if model.num_classes else None
@@ -135,7 +140,7 @@ def run_complete(args) -> int:
     with _row_progress(model, kwargs, "completing"):
         out, ncol = views.completions(model, originals, rows, args.samples, labels=labels, generator=g, **kwargs)
     _save_grid(out, model, args.output, nrow=ncol)
-    print(f"wrote {args.n} images x {args.samples} completions (top {rows} rows kept) to {args.output}; "
+    print(f"wrote {len(originals)} images x {args.samples} completions (top {rows} rows kept) to {args.output}; "
           f"columns: original, the visible top {rows} rows, completions 1-{args.samples}")
     return 0
 
@@ -148,11 +153,14 @@ def _latent_run_and_test_split(args, what: str):
 
 @torch.no_grad()
 def run_interpolate(args) -> int:
-    images.check_png_path(args.output)
+    grids.check_png_path(args.output)
     device = apply_device_options(args)
     model, ds = _latent_run_and_test_split(args, "interpolate in")
-    if len(ds) < 2 * args.pairs:
-        raise GenzooError(f"--pairs {args.pairs}: the test split has only {len(ds)} images")
+    given, args.pairs = args.pairs is not None, args.pairs or 4
+    if len(ds) < 2 * args.pairs:  # without --pairs, the message used to blame a "--pairs 4" nobody gave
+        fits = f"; --pairs {len(ds) // 2} fits" if len(ds) >= 2 else ""
+        raise GenzooError(f"{'--pairs ' + str(args.pairs) if given else 'interpolate'}: {args.pairs} pair(s) need "
+                          f"{2 * args.pairs} test images and the test split has {len(ds)}{fits}")
     model.to(device)
     out, ncol = views.interpolations(model, ds.images[scoring.subset(ds.labels, 2 * args.pairs)].to(device), args.steps)
     _save_grid(out, model, args.output, nrow=ncol)
@@ -163,7 +171,7 @@ def run_interpolate(args) -> int:
 
 @torch.no_grad()
 def run_reconstruct(args) -> int:
-    images.check_png_path(args.output)
+    grids.check_png_path(args.output)
     device = apply_device_options(args)
     model, ds = _latent_run_and_test_split(args, "reconstruct from")
     model.to(device)

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__, data, distributed, models, runs, tensorboard_log
+from .. import __version__, data, models, runs
+from ..training import distributed, tensorboard_log
 from ..errors import GenzooError
-from ..precision import TRAIN_PRECISIONS, describe, resolve, warn_if_emulated
-from ..trainer import TrainConfig, Trainer
+from ..training.precision import TRAIN_PRECISIONS, describe, resolve, warn_if_emulated
+from ..training.config import TrainConfig
+from ..training.trainer import Trainer
 from .common import SEED, add_device_options, apply_device_options, choice, number
 
 # (flag, type, help) of every TrainConfig field; the default is read from TrainConfig.
@@ -33,6 +35,8 @@ TRAIN_OPTIONS = [
     ("--eval-batch-size", number(int, 1), "images per forward pass when evaluating"),
     ("--eval-limit", number(int, 0), "evaluate each epoch on a fixed, seeded random subset of N test images "
                                      "(stratified by class); 0 = all"),
+    ("--train-limit", number(int, 0), "train on a fixed, seeded random subset of N training images (stratified by "
+                                      "class); 0 = all"),
     ("--checkpoint-every", number(int, 0), "also checkpoint every N steps; 0 = at epoch ends only"),
     ("--checkpoint-minutes", number(float, 0), "also checkpoint after this much training time; 0 = off"),
     ("--precision", choice(TRAIN_PRECISIONS), "bf16: mixed-precision forward pass (GPU, or a CPU with AVX512-BF16/AMX; "
@@ -49,7 +53,8 @@ def add_parsers(sub, argv) -> None:
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     t.add_argument("--data", help=f"a dataset, one of: {', '.join(data.names())}; or a folder of images (any name "
                                   f"with a /, or an existing folder): class subfolders are labels, train/ and test/ "
-                                  f"subfolders the splits (else a seeded 90/10 split)")
+                                  f"subfolders the splits (else a seeded 90/10 split); with --resume, the new place of a run's "
+                                  f"folder that moved")
     t.add_argument("--image-size", type=number(int, 2, 1024),
                    help="a folder of images: centre-crop and resize every image to S x S (default: all must share one size)")
     t.add_argument("--grayscale", action="store_true", help="a folder of images: one channel (default: RGB unless every "
@@ -59,6 +64,8 @@ def add_parsers(sub, argv) -> None:
     t.add_argument("--levels", type=number(int, 2, 256), help="re-quantize the data to K levels")
     t.add_argument("--binarize", choices=data.BINARIZE_MODES, default=None, help="default none")
     t.add_argument("--conditional", action="store_true", help="condition on class labels (models with num_classes)")
+    t.add_argument("--allow-changed-data", action="store_true",
+                   help="with --resume: go on although the data differs from what the run was launched on")
     # Training options default to None so that --resume can tell what was given; TrainConfig fills the rest.
     defaults = TrainConfig()
     group = t.add_argument_group("training options (defaults from TrainConfig)")
@@ -108,6 +115,7 @@ class Plan:
     tensorboard: bool
     record: dict | None = None  # run.json of a resumed run
     model_record: dict | None = None  # config.json of a resumed run
+    fingerprint: dict | None = None  # of each split as prepared (data.fingerprint): kept in run.json
 
 
 def _given_train_options(args) -> dict:
@@ -115,8 +123,8 @@ def _given_train_options(args) -> dict:
 
 
 def _resume_plan(args) -> Plan:
-    if args.model or args.out or args.data:
-        raise GenzooError("--resume DIR continues a run as it was launched: give no MODEL, --out or --data")
+    if args.model or args.out:
+        raise GenzooError("--resume DIR continues a run as it was launched: give no MODEL or --out")
     out = Path(args.resume)
     given = _given_train_options(args)
     record, options, model_record = runs.resume_plan(out, given, [o for o in runs.LAUNCH_ONLY if getattr(args, o)])
@@ -126,7 +134,39 @@ def _resume_plan(args) -> Plan:
         raise GenzooError(f"{out / runs.RUN_FILE}: not a genzoo run record") from None
     if args.threads is None and record.get("threads"):
         torch.set_num_threads(record["threads"])
-    return Plan(out, tcfg, record["data"], bool(record.get("tensorboard")), record, model_record)
+    return Plan(out, tcfg, _moved_data(args, record["data"]), bool(record.get("tensorboard")), record, model_record)
+
+
+def _moved_data(args, spec: dict) -> dict:
+    """The run's data recipe; for a folder of pictures that moved, --data NEW points it at the new
+    place (the pictures themselves are checked against the run's fingerprint before training)."""
+    if not args.data:
+        return spec
+    if not (data.imagefolder.is_folder_name(spec["name"]) and data.imagefolder.is_folder_name(args.data)):
+        raise GenzooError("--resume continues a run on the data it was launched on: --data only points a run "
+                          "trained on a folder of pictures at the folder's new place")
+    return {**spec, "name": str(Path(args.data).resolve())}
+
+
+def _check_data(args, plan: Plan, splits: dict) -> None:
+    """A resumed run trains on the data it was launched on: a changed split (pictures added or removed
+    reshuffle a folder's seeded split) is refused unless --allow-changed-data says to go on."""
+    changed = [why for split, ds in splits.items()
+               if (why := runs.data_changed(plan.record, split, data.fingerprint(ds)))]
+    if changed and not args.allow_changed_data:
+        raise GenzooError(f"{changed[0]}; --resume refuses to go on on other data (--allow-changed-data trains "
+                          f"on it anyway, and the run records the new data)")
+    for why in changed:
+        print(f"note: {why}; training on it (--allow-changed-data)", flush=True)
+
+
+def _check_apart(out: Path, folder: Path) -> None:
+    """A run folder inside the data folder would become a class of the data (and break every later
+    use of it), so it is refused before any work. (Data inside the run folder cannot happen: --out
+    must be new or empty.)"""
+    if out == folder or folder in out.parents:
+        raise GenzooError(f"--out {out} is inside the --data folder {folder}: the run would become part of the "
+                          f"dataset; put the run folder elsewhere")
 
 
 def _launch_plan(args) -> Plan:
@@ -138,6 +178,8 @@ def _launch_plan(args) -> Plan:
     out = Path(args.out)
     runs.check_new_folder(out)
     name = str(Path(args.data).resolve()) if data.imagefolder.is_folder_name(args.data) else args.data
+    if data.imagefolder.is_folder_name(args.data):
+        _check_apart(out.resolve(), Path(name))
     spec = {"name": name, "data_dir": args.data_dir, "levels": args.levels, "binarize": args.binarize or "none"}
     if args.image_size or args.grayscale:
         spec.update(image_size=args.image_size, grayscale=args.grayscale)
@@ -157,21 +199,42 @@ def _model(args, plan: Plan, train_ds: data.Dataset, levels: int):
             raise GenzooError(f"{args.model} has no class-conditional variant")
         if not train_ds.num_classes:
             raise GenzooError(f"{args.data} has no labels to condition on")
+        if train_ds.num_classes < 2:
+            raise GenzooError(f"--conditional: {args.data} has one class only; a label that never varies tells "
+                              f"the model nothing (train without --conditional)")
         options["num_classes"] = train_ds.num_classes
     return models.build(args.model, image_shape=train_ds.image_shape, levels=levels, **options)
 
 
-def _write_run_folder(args, plan: Plan, model) -> None:
-    """Rank 0: create the run folder (a new run), or record a new --minutes budget (a resumed one)."""
+def _write_run_folder(args, plan: Plan, model, trainer: Trainer) -> None:
+    """Rank 0: create the run folder (a new run), or, for a resumed one, record its new --epochs or
+    --minutes once the trainer finds there is training to do (a resume with nothing to do leaves
+    run.json byte for byte as it was)."""
     if plan.record is None:
         runs.create(plan.out, {"model": args.model, "data": plan.spec, "train": dataclasses.asdict(plan.train),
                                "threads": args.threads, "tensorboard": plan.tensorboard,
-                               "genzoo_version": __version__}, model)
+                               "genzoo_version": __version__, "data_fingerprint": plan.fingerprint}, model)
         return
-    if _given_train_options(args):  # a new --minutes budget holds for later resumes too
-        runs.write_record(plan.out, {**plan.record, "train": dataclasses.asdict(plan.train)})
+    updated = {**plan.record, "train": dataclasses.asdict(plan.train), "data": plan.spec,
+               "data_fingerprint": plan.fingerprint}
+    if "data_fingerprint" not in plan.record and not args.data:
+        del updated["data_fingerprint"]  # a run from before fingerprints: nothing to compare, nothing to add
+    if (_given_train_options(args) or args.data or args.allow_changed_data) and updated != plan.record:
+        trainer.on_start = lambda: runs.write_record(plan.out, updated)  # the new budget or data holds from now on
     if runs.committed_step(plan.out) is None:
         print(f"{plan.out}: no checkpoint yet (the run died before its first one): restarting from step 0", flush=True)
+
+
+def _batch_that_fits(cfg: TrainConfig, images: int, world: int) -> TrainConfig:
+    """A new run's batch size, capped at its training images (a user's first folder is small); said once.
+    The capped size is what run.json stores, so a resume trains with it."""
+    n = min(cfg.train_limit or images, images)
+    fits = n // world * world
+    if cfg.batch_size <= fits or fits < 1:
+        return cfg  # fits, or nothing fits (the trainer's error says so)
+    print(f"note: batch size {cfg.batch_size} is larger than the {n} training images: training with batch size "
+          f"{fits}", flush=True)
+    return dataclasses.replace(cfg, batch_size=fits)
 
 
 def run(args) -> int:
@@ -187,11 +250,17 @@ def run(args) -> int:
         device = torch.device("cuda", local)
     train_ds, levels, transform = data.prepare(plan.spec, "train")
     test_ds, _, _ = data.prepare(plan.spec, "test")
+    splits = {"train": train_ds, "test": test_ds}
+    if plan.record is None:
+        plan.train = _batch_that_fits(plan.train, len(train_ds), world)
+    else:
+        _check_data(args, plan, splits)
+    plan.fingerprint = {split: data.fingerprint(ds) for split, ds in splits.items()}
     model = _model(args, plan, train_ds, levels)
     trainer = Trainer(model, (train_ds.images, train_ds.labels), (test_ds.images, test_ds.labels), plan.train, plan.out,
                       batch_transform=transform, device=device, log=lambda m: print(m, flush=True))
     if rank == 0:
-        _write_run_folder(args, plan, model)
+        _write_run_folder(args, plan, model, trainer)
         print(f"{model.name}: {sum(p.numel() for p in model.parameters()):,} parameters; {plan.spec['name']} "
               f"{list(train_ds.image_shape)} x {len(train_ds)} train, {len(test_ds)} test, {levels} levels; "
               f"{world} process(es) on {device}, {describe(requested, plan.train.precision, device)}", flush=True)

@@ -80,12 +80,17 @@ class AutoregressiveModel(GenerativeModel):
             keep = torch.as_tensor(known, dtype=torch.bool, device=device).expand(n, C, H, W)
             x = torch.where(keep, prefix.to(device), x)
         xs = self.scale(x)  # the network's input, updated in place as sub-pixels are drawn
+        # the network's input for each level of each channel, looked up per draw: (k, C) + the input's trailing shape
+        scaled = self.scale(torch.arange(self.levels, device=device, dtype=torch.uint8).view(-1, 1, 1, 1)
+                            .expand(-1, C, 1, 1))[:, :, 0, 0]
+        all_known = keep.all(0).tolist()  # [C][H][W] bools, read without a tensor op per sub-pixel
+        some_known = prefix is not None and keep.any().item()
         sampler = None if naive else self.cached_sampler(n, y)
         for i in range(H):
             rows = i + 1 if self.crop_rows_when_sampling else H
             for j in range(W):
                 for c in range(C):
-                    if bool(keep[:, c, i, j].all()):
+                    if all_known[c][i][j]:
                         continue
                     if sampler is None:
                         logits = self.logits(xs[:, :, :rows], y)[:, :, c, i, j]  # (n, k)
@@ -93,8 +98,10 @@ class AutoregressiveModel(GenerativeModel):
                         logits = sampler.logits(xs, c, i, j)  # (n, k)
                     probs = torch.softmax(logits.float() / temperature, dim=1)
                     draw = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(device)
-                    x[:, c, i, j] = torch.where(keep[:, c, i, j], x[:, c, i, j], draw.to(torch.uint8))
-                    xs[:, c, i, j] = self.scale(x[:, c, i, j].view(n, 1, 1, 1)).view(xs[:, c, i, j].shape)
+                    if some_known:  # a sub-pixel known in some images only keeps its value there
+                        draw = torch.where(keep[:, c, i, j], x[:, c, i, j].long(), draw)
+                    x[:, c, i, j] = draw
+                    xs[:, c, i, j] = scaled[draw, c]
             if progress is not None:
                 progress(i + 1)
         return x

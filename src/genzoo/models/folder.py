@@ -4,7 +4,8 @@
   arguments...}}``
 * ``model.safetensors``: the weights, only ever read from safetensors (never unpickled).
 
-``genzoo.load(path)`` is :func:`load_model`; a training run folder is also a model folder.
+``genzoo.load(path)`` is :func:`load_model`; a training run folder is also a model folder, and a
+shipped model's name stands for its folder in pretrained/.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from ..checkpoint import atomic_write_json, load_state_into, load_weights, read_json, save_weights
 from ..errors import CheckpointError, GenzooError
+from ..recipes import resolve
 from .registry import build
 
 FORMAT = 1
@@ -45,8 +47,9 @@ def build_from_record(record: dict, where):
 
 
 def load_model(folder):
-    """Rebuild a model saved by :func:`save_model` (or a training run folder), in eval mode."""
-    folder = Path(folder)
+    """Rebuild a model saved by :func:`save_model` (or a training run folder), in eval mode.
+    ``folder`` may also be a shipped model's name (``genzoo.load("row-lstm-binarized-mnist")``)."""
+    folder = resolve(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such model folder")
     model = build_from_record(read_json(folder / CONFIG_FILE), folder / CONFIG_FILE)

@@ -104,20 +104,40 @@ def effective_weight(conv: nn.Conv2d) -> torch.Tensor:
     return conv.weight * mask if mask is not None else conv.weight
 
 
-def conv_at(x: torch.Tensor, weight: torch.Tensor, bias, i: int, j: int, top: int, left: int) -> torch.Tensor:
-    """One output position of a convolution, for cached sampling: [n, out].
+class WindowConv:
+    """One output position of a convolution at a time, for cached sampling: ``conv(x, i, j)`` -> [n, out].
 
     out[:, o] = bias[o] + sum_{c,a,b} weight[o, c, a, b] * x[:, c, i - top + a, j - left + b],
     with x zero outside [0, H) x [0, W) (zero padding). x: [n, in, H, W]; weight: [out, in, kh, kw].
     Rows below i are left out: every convolution here is causal in rows, so their weights are 0.
+    The kernel cut to the image's edges is flattened once per kind of cut and kept (a sampling
+    step used to copy the sliced weight anew: 37k floats a 3x3 layer of 64 channels, per pixel).
+    The window is read in (row, column, channel) order, so a store kept channels-last
+    (:func:`sampling_store`) gives it as a few contiguous runs: gathering it from a channels-first
+    store cost 0.4 ms a layer and step, more than the arithmetic (bench/sampling.py --profile).
     """
-    kh, kw = weight.shape[-2:]
-    H, W = x.shape[-2:]
-    r0, c0 = i - top, j - left
-    ra, rb, ca, cb = max(r0, 0), min(r0 + kh, H, i + 1), max(c0, 0), min(c0 + kw, W)
-    window = x[:, :, ra:rb, ca:cb].flatten(1)  # (n, in * rows * cols)
-    w = weight[:, :, ra - r0:rb - r0, ca - c0:cb - c0].flatten(1)  # (out, in * rows * cols)
-    return F.linear(window, w, bias)
+
+    def __init__(self, weight: torch.Tensor, bias, top: int, left: int):
+        self.weight, self.bias, self.top, self.left = weight, bias, top, left
+        self.cuts = {}  # (first row, last row, first column, last column) of the kernel -> [out, in * rows * cols]
+
+    def __call__(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        kh, kw = self.weight.shape[-2:]
+        H, W = x.shape[-2:]
+        r0, c0 = i - self.top, j - self.left
+        ra, rb, ca, cb = max(r0, 0), min(r0 + kh, H, i + 1), max(c0, 0), min(c0 + kw, W)
+        cut = (ra - r0, rb - r0, ca - c0, cb - c0)
+        w = self.cuts.get(cut)
+        if w is None:
+            w = self.weight[:, :, cut[0]:cut[1], cut[2]:cut[3]].permute(0, 2, 3, 1)  # (out, rows, cols, in)
+            w = self.cuts[cut] = w.flatten(1)  # (out, rows * cols * in)
+        return F.linear(x[:, :, ra:rb, ca:cb].permute(0, 2, 3, 1).flatten(1), w, self.bias)  # (n, out)
+
+
+def sampling_store(ref: torch.Tensor, n: int, channels: int, H: int, W: int) -> torch.Tensor:
+    """Zeros [n, channels, H, W] laid out channels-last: where a cached sampler keeps a layer's
+    activations pixel by pixel (one pixel's channels are one contiguous write, a window a few reads)."""
+    return ref.new_zeros(n, H, W, channels).permute(0, 3, 1, 2)  # (n, channels, H, W), strides of (n, H, W, channels)
 
 
 def skew(x: torch.Tensor) -> torch.Tensor:

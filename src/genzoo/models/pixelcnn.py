@@ -10,11 +10,9 @@
   vertical to horizontal, so the receptive field has no blind spot; gated units
   y = tanh(W_f * x + V_f h) * sigmoid(W_g * x + V_g h) (eq. 2-4), with h a one-hot class.
 
-Recipe toward the published binarized-MNIST figure (81.30 nats). It is NOT yet run to the
-end: it needs a GPU (on the 2-core CPU, hidden 64 with 7 layers trains at 59 images/s,
-~14 minutes an epoch; 12 layers is slower still). docs/RESULTS.md has what was measured:
-    genzoo train pixelcnn --data binarized-mnist --out runs/pixelcnn \
-        --hidden-channels 64 --num-layers 12 --head-channels 256 --epochs 50 --batch-size 128 --lr 1e-3
+Neither published figure is reproduced here: on the 2-core CPU the default PixelCNN trains at
+about 59 images/s (~14 minutes an epoch). The CPU recipes that were run, with their figures,
+are the 4-minute family bench (bench/autoregressive.py, docs/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -29,8 +27,8 @@ from .registry import register
 from .autoregressive import AutoregressiveModel, IncrementalSampler
 from .base import (ImageConfig, require_num_classes, require_odd_kernels,
                    require_positive_ints)
-from .layers import (MaskedConv2d, VerticalConv2d, conv_at, effective_weight, output_head, pointwise, shift_down,
-                     to_logits)
+from .layers import (MaskedConv2d, VerticalConv2d, WindowConv, effective_weight, output_head, pointwise, sampling_store,
+                     shift_down, to_logits)
 
 
 # ----------------------------------------------------------------------------- PixelCNN
@@ -98,18 +96,17 @@ class _PixelCNNSampler(IncrementalSampler):
     def __init__(self, model: PixelCNN, n: int):
         super().__init__(model)
         h, ref = model.config.hidden_channels, model.first.weight
-        self.first = (effective_weight(model.first), model.first.bias, model.config.first_kernel // 2)
-        self.blocks = [(pointwise(b.net[1]), (effective_weight(b.net[3]), b.net[3].bias), pointwise(b.net[5]))
-                       for b in model.blocks]
-        self.mid = [ref.new_zeros(n, h, self.H, self.W) for _ in model.blocks]  # each block's kxk input
-        self.p = model.config.kernel // 2
+        p0, p = model.config.first_kernel // 2, model.config.kernel // 2
+        self.first = WindowConv(effective_weight(model.first), model.first.bias, p0, p0)
+        self.blocks = [(pointwise(b.net[1]), WindowConv(effective_weight(b.net[3]), b.net[3].bias, p, p),
+                        pointwise(b.net[5])) for b in model.blocks]
+        self.mid = [sampling_store(ref, n, h, self.H, self.W) for _ in model.blocks]  # each block's kxk input
 
     def compute_pixel(self, x, i, j):
-        w, b, p0 = self.first
-        v = conv_at(x, w, b, i, j, p0, p0)  # (n, 2h)
-        for ((w1, b1), (w3, b3), (w5, b5)), mid in zip(self.blocks, self.mid):
+        v = self.first(x, i, j)  # (n, 2h)
+        for ((w1, b1), conv, (w5, b5)), mid in zip(self.blocks, self.mid):
             mid[:, :, i, j] = F.relu(F.linear(F.relu(v), w1, b1))
-            v = v + F.linear(F.relu(conv_at(mid, w3, b3, i, j, self.p, self.p)), w5, b5)
+            v = v + F.linear(F.relu(conv(mid, i, j)), w5, b5)
         return self.head_logits(v)  # (n, k, C)
 
 
@@ -206,9 +203,10 @@ class _GatedPixelCNNSampler(IncrementalSampler):
         F_, ref = model.config.hidden_channels, model.head[1].weight
         self.layers = list(model.layers)
         self.v_in = [None] + [ref.new_zeros(n, F_, self.H, self.W) for _ in self.layers[1:]]  # vertical inputs
-        self.h_in = [None] + [ref.new_zeros(n, F_, self.H, self.W) for _ in self.layers]  # horizontal inputs
+        self.h_in = [None] + [sampling_store(ref, n, F_, self.H, self.W) for _ in self.layers]  # horizontal inputs
         self.link = [ref.new_zeros(n, 2 * F_, self.H, self.W) for _ in self.layers]  # link(v_pre), by row
-        self.horizontal = [(effective_weight(L.horizontal), L.horizontal.bias) for L in self.layers]
+        self.horizontal = [WindowConv(effective_weight(L.horizontal), L.horizontal.bias, 0, L.horizontal.weight.shape[-1] // 2)
+                           for L in self.layers]
         self.out = [pointwise(L.out) for L in self.layers]
         cond = F.one_hot(y, model.num_classes).to(ref.dtype) if model.num_classes else None
         self.cond = [L.cond(cond).chunk(2, dim=1) if cond is not None else (0, 0)
@@ -228,9 +226,8 @@ class _GatedPixelCNNSampler(IncrementalSampler):
     def compute_pixel(self, x, i, j):
         h = x
         for L, layer in enumerate(self.layers):
-            w, b = self.horizontal[L]
             link = self.link[L][:, :, i - 1, j] if i > 0 else layer.link.bias  # link(shift_down(v_pre))
-            h_pre = conv_at(h, w, b, i, j, 0, w.shape[-1] // 2) + link + self.cond[L][1]
+            h_pre = self.horizontal[L](h, i, j) + link + self.cond[L][1]
             h_new = F.linear(gate(h_pre), *self.out[L])  # (n, F)
             self.h_in[L + 1][:, :, i, j] = h[:, :, i, j] + h_new if layer.residual else h_new
             h = self.h_in[L + 1]

@@ -21,14 +21,10 @@ matrix product and the causality tests can differentiate with respect to the inp
 Sampling keeps a key/value cache per layer: each new sub-pixel costs one query against the
 cached keys instead of a pass over the whole sequence.
 
-The CPU recipe of the 4-minute bench (bench/autoregressive.py, docs/RESULTS.md: local attention
-over one row above, the bias, one head, a 2x MLP, lr 5e-3 after 50 warm-up steps):
-    genzoo train pixel-transformer --data binarized-mnist --out runs/transformer --embed-dim 52 \
-        --num-layers 3 --num-heads 1 --mlp-ratio 2 --attention-rows 1 --relative-bias --lr 5e-3 --warmup-steps 50
-Recipe toward the binarized-MNIST figures of the PixelCNN family (needs a GPU; NOT yet run
-to the end here):
-    genzoo train pixel-transformer --data binarized-mnist --out runs/transformer \\
-        --embed-dim 128 --num-layers 8 --num-heads 8 --epochs 50 --batch-size 64 --lr 5e-4 --warmup-steps 2000
+The CPU recipe that was run is the 4-minute family bench's (bench/autoregressive.py, with its
+figure in docs/RESULTS.md: local attention over one row above, the relative bias, one head, a 2x
+MLP, lr 5e-3 after 50 warm-up steps). No Transformer has been trained here toward the papers'
+figures.
 """
 
 from __future__ import annotations
@@ -80,7 +76,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, d: int, nh: int, image_shape, rows: int = 0, relative_bias: bool = False):
         super().__init__()
         C, H, W = image_shape
-        self.nh, self.C, self.W, self.rows = nh, C, W, rows
+        self.nh, self.C, self.H, self.W, self.rows = nh, C, H, W, rows
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
         # bias[h, di, dj + W - 1, dc + C - 1] for a key di rows up, dj columns left, dc channels before
@@ -143,17 +139,43 @@ class CausalSelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(q.view(B, nh, H, L, hs), kw, vw, attn_mask=mask.to(q.dtype))
         return y.reshape(B, nh, T, hs)
 
-    def step(self, x, cache: dict, start: int):
-        """Positions start .. start+T-1 of x [B, T, d] against the key/value cache (updated in place)."""
+    def window_rows(self) -> int:
+        """Rows above the query's own that a key may be in: R, or every row (H - 1) for global attention."""
+        return self.rows or self.H - 1
+
+    def step_table(self, device, dtype) -> torch.Tensor | None:
+        """What one sampling step adds to its scores, for every query position q of a row at once:
+        [nh, L, (R' + 1) L] over the keys of the R' = window_rows() rows above and the query's row
+        (the relative bias, -inf on the keys after q), or None without a bias (a lone query sees every
+        cached key of its window, so it needs no mask). Built once per sampler, sliced at each step."""
+        if self.bias is None:
+            return None
+        L, R = self.W * self.C, self.window_rows()
+        pos = torch.arange((R + 1) * L, device=device)
+        return self.scores_bias(pos[R * L:], pos).to(dtype)  # (nh, L, (R + 1) L)
+
+    def step(self, x, cache: dict, start: int, table=None):
+        """Positions start .. start+T-1 of x [B, T, d] against the key/value cache (updated in place).
+        ``table``: this layer's step_table() (used when T = 1, the sampler's step)."""
         q, k, v = self.heads(x)  # (B, nh, T, hs)
         T, end = x.shape[1], start + x.shape[1]
-        cache["k"][:, :, start:end], cache["v"][:, :, start:end] = k, v
-        # keys from the first row any of these queries can see (all of them for global attention)
-        first = max(0, (start // (self.W * self.C) - self.rows) * self.W * self.C) if self.rows else 0
-        mask = self.scores_bias(torch.arange(start, end, device=x.device), torch.arange(first, end, device=x.device))
-        y = F.scaled_dot_product_attention(q, cache["k"][:, :, first:end], cache["v"][:, :, first:end],
-                                           attn_mask=mask.to(q.dtype))
-        return self.merge(y)
+        cache["kt"][:, :, :, start:end], cache["v"][:, :, start:end] = k.transpose(-2, -1), v
+        L, R = self.W * self.C, self.window_rows()
+        i = start // L  # the (first) query's row
+        first = max(0, i - R) * L  # keys from the first row any of these queries can see
+        keys_t, values = cache["kt"][..., first:end], cache["v"][:, :, first:end]  # (B, nh, hs, t), (B, nh, t, hs)
+        if T > 1:  # a chunk (known sub-pixels caught up in completion): causal within the chunk
+            mask = self.scores_bias(torch.arange(start, end, device=x.device),
+                                    torch.arange(first, end, device=x.device)).to(q.dtype)
+            return self.merge(F.scaled_dot_product_attention(q, keys_t.transpose(-2, -1), values, attn_mask=mask))
+        # One query (the sampler's step): its window's keys first .. start are all visible, so only a bias
+        # is added. Written out, since SDPA's CPU kernel spent 0.8 ms on each such call (more than the rest
+        # of the step); the keys are cached transposed, which makes q K^T 2.3x faster at t = 784 (the
+        # products are bound by reading the cache: bench/sampling.py --profile pixel-transformer).
+        scores = q @ keys_t * q.shape[-1] ** -0.5  # (B, nh, 1, t)
+        if table is not None:
+            scores = scores + table[:, start - i * L, (R - i) * L + first: R * L + start - i * L + 1][:, None]
+        return self.merge(torch.softmax(scores, dim=-1) @ values)  # (B, nh, 1, hs) -> (B, 1, d)
 
 
 class Block(nn.Module):
@@ -164,9 +186,9 @@ class Block(nn.Module):
         self.ln1, self.attn, self.ln2 = nn.LayerNorm(d), attention, nn.LayerNorm(d)
         self.mlp = nn.Sequential(nn.Linear(d, mlp_ratio * d), nn.GELU(), nn.Linear(mlp_ratio * d, d))
 
-    def forward(self, x, cache=None, start=0):
+    def forward(self, x, cache=None, start=0, table=None):
         a = self.ln1(x)
-        x = x + (self.attn(a) if cache is None else self.attn.step(a, cache, start))
+        x = x + (self.attn(a) if cache is None else self.attn.step(a, cache, start, table))
         return x + self.mlp(self.ln2(x))
 
 
@@ -233,19 +255,22 @@ class _KVCacheSampler:
         self.model, self.C, self.W, self.fed = model, C, W, 0  # fed: positions already in the cache
         ref = model.head.weight
         nh, d = model.config.num_heads, model.config.embed_dim
-        shape = (n, nh, C * H * W, d // nh)
-        self.caches = [{"k": ref.new_zeros(shape), "v": ref.new_zeros(shape)} for _ in model.blocks]
+        D, hs = C * H * W, d // nh
+        self.caches = [{"kt": ref.new_zeros(n, nh, hs, D), "v": ref.new_zeros(n, nh, D, hs)} for _ in model.blocks]
+        self.tables = [block.attn.step_table(ref.device, ref.dtype) for block in model.blocks]
         self.pos = model.position_embedding(H, y).expand(n, -1, -1)  # (n, D, d)
 
     def logits(self, x, c, i, j):
         """x: one-hot [n, C, H, W, k] with every sub-pixel before (c, i, j) final -> logits [n, k]."""
         m, t = self.model, (i * self.W + j) * self.C + c
         n = x.shape[0]
-        seq = x.permute(0, 2, 3, 1, 4).reshape(n, -1, x.shape[-1])  # (n, D, k), raster order
         inputs = [m.start.expand(n, 1, -1)] if self.fed == 0 else []
-        prev = m.level_embedding(seq[:, max(self.fed - 1, 0):t])  # the levels of sub-pixels fed-1 .. t-1
-        h = torch.cat(inputs + [prev], dim=1) + self.pos[:, self.fed:t + 1]  # (n, t+1-fed, d)
-        for block, cache in zip(m.blocks, self.caches):
-            h = block(h, cache, self.fed)
+        if t > 0:  # the levels of sub-pixels fed-1 .. t-1, read from the image in raster order
+            p = torch.arange(max(self.fed - 1, 0), t)
+            prev = x[:, p % self.C, p // self.C // self.W, p // self.C % self.W]  # (n, T, k)
+            inputs.append(m.level_embedding(prev))
+        h = torch.cat(inputs, dim=1) + self.pos[:, self.fed:t + 1]  # (n, t+1-fed, d)
+        for block, cache, table in zip(m.blocks, self.caches, self.tables):
+            h = block(h, cache, self.fed, table)
         self.fed = t + 1
         return m.head(m.ln_f(h[:, -1]))  # (n, k)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .models.base import from_unit
+from ..models.base import from_unit
 
 
 @torch.no_grad()

@@ -23,10 +23,12 @@ import math
 import numpy as np
 import torch
 
-from . import compare, data, images, runs, scoring, views
-from .errors import GenzooError
-from .likelihood import bits_per_dim
-from .runs import Run
+from .. import data, grids, runs
+from ..evaluation import scoring
+from . import comparisons, views
+from ..errors import GenzooError
+from ..likelihood import bits_per_dim, bound_mark
+from ..runs import Run
 
 def load_run(folder) -> Run:
     """A run folder (run.json needed: the report groups runs by their data)."""
@@ -39,16 +41,16 @@ def png_uri(png: bytes) -> str:
 
 
 def figure_uri(fig) -> str:
-    return png_uri(images.figure_png_bytes(fig, dpi=80, bbox_inches="tight"))
+    return png_uri(grids.figure_png_bytes(fig, dpi=80, bbox_inches="tight"))
 
 
 def grid_uri(x: torch.Tensor, levels: int, nrow: int) -> str:
-    return png_uri(images.png_bytes(images.grid(x, levels, nrow=nrow, scale=images.default_scale(x.shape[2]))))
+    return png_uri(grids.png_bytes(grids.grid(x, levels, nrow=nrow, scale=grids.default_scale(x.shape[2]))))
 
 
 def curves_uri(run: Run) -> str | None:
     """Training and test curves against the step: bits/dim where the model has a likelihood, else the loss."""
-    plt = images.pyplot()
+    plt = grids.pyplot()
     m = run.metrics
     if not m:
         return None
@@ -82,7 +84,7 @@ def run_pictures(run: Run, test: data.Dataset, n: int, seed: int, device, train=
         caption = f"{n} samples (seed {seed})" + (", image i of class i mod K" if model.num_classes else "")
         out.append((caption, grid_uri(x, levels, nrow=min(n, 8))))
         if train is not None:
-            strip = compare.nearest_training_images(x[:8], train)
+            strip = comparisons.nearest_training_images(x[:8], train)
             out.append((f"memorisation check: {len(strip) // 2} samples (top) and the nearest training image to each "
                         "(bottom, pixel distance)", grid_uri(strip, levels, nrow=len(strip) // 2)))
     k = min(4, len(test))
@@ -109,24 +111,11 @@ def per_image_bpd(model, x: torch.Tensor, device, batch: int = 256) -> torch.Ten
     return bits_per_dim(nll, math.prod(model.image_shape))
 
 
-def checked_test_split(run: Run, name: str | None = None, what: str = "its own test data") -> data.Dataset:
-    """The test split of the run's data (or of dataset ``name`` prepared the same way), checked to fit its model."""
-    ds, levels, _ = data.prepare({**run.spec, "name": name or run.spec["name"]}, "test")
-    data.check_fits(run.model, ds, levels, where=f"{what} ({run.name})")
-    return ds
-
-
-def training_images(run: Run) -> torch.Tensor:
-    """The run's training images as its model sees them (dynamic binarization: one fixed draw)."""
-    ds, levels, transform = data.prepare(run.spec, "train")
-    return transform(ds.images, torch.Generator().manual_seed(0)) if transform is not None else ds.images
-
-
 def ood_section(run: Run, test: data.Dataset, other: data.Dataset, ood_name: str, limit: int, device) -> str:
     """Per-image bits/dim on the run's own test set and on another dataset, histograms and means."""
     if run.kind == "none":
         return "<p class=note>out-of-distribution: no likelihood (an autoencoder)</p>"
-    plt = images.pyplot()
+    plt = grids.pyplot()
     own = per_image_bpd(run.model, test.images[scoring.subset(test.labels, limit)], device)  # seeded, stratified
     far = per_image_bpd(run.model, other.images[scoring.subset(other.labels, limit)], device)
     fig, ax = plt.subplots(figsize=(4.5, 3))
@@ -162,23 +151,8 @@ def _fmt(v, spec=".3f", prefix=""):
     return "&mdash;" if v is None else f"{prefix}{v:{spec}}"
 
 
-def tightest(r: Run) -> dict | None:
-    """The tightest likelihood measured by `genzoo eval` on the run's whole test set (kept in evals.jsonl)."""
-    return runs.tightest_likelihood(runs.read_evals(r.folder), r.spec.get("name"))
-
-
-def _eval_label(e: dict) -> str:
-    what = f"IWAE bound, K = {e['iwae_k']}" if "iwae_k" in e else "genzoo eval"
-    return f"{what}, full test set ({e['count']} images{', ' + e['date'][:10] if 'date' in e else ''})"
-
-
 def _shown_figures(r: Run) -> dict:
-    """What the leaderboard shows of a run: the tightest kept eval, else the last per-epoch test figure."""
-    best = tightest(r)
-    if best is None:
-        return r.last
-    return {**r.last, "test_nll": best["nll_nats"], "test_bpd": best["bits_per_dim"], "test_count": best["count"],
-            "source": _eval_label(best)}
+    return runs.shown_figures(r.folder, r.record, r.metrics)
 
 
 def leaderboard(all_runs: list[Run], anchors: dict) -> str:
@@ -197,9 +171,9 @@ def leaderboard(all_runs: list[Run], anchors: dict) -> str:
             if r.kind == "exact":
                 rank += 1
             shown_rank = str(rank) if r.kind == "exact" else ("bound" if r.kind == "bound" else "&mdash;")
-            nll = _fmt(m.get("test_nll"), prefix="&le; " if r.kind == "bound" else "")
-            bpd = _fmt(m.get("test_bpd"), ".4f", prefix="&le; " if r.kind == "bound" else "")
-            extra = f"reconstruction MSE {m['test_mse']:.5f}" if "test_mse" in m else m.get("source", "last epoch's test figure")
+            nll = _fmt(m.get("test_nll"), prefix=bound_mark(r.kind, "&le; "))
+            bpd = _fmt(m.get("test_bpd"), ".4f", prefix=bound_mark(r.kind, "&le; "))
+            extra = f"reconstruction MSE {m['test_mse']:.5f}" if "test_mse" in m else m.get("source", "")
             wall = m.get("elapsed_s")
             speed = np.mean([x["images_per_s"] for x in r.metrics]) if r.metrics else None
             rows.append(
@@ -208,10 +182,10 @@ def leaderboard(all_runs: list[Run], anchors: dict) -> str:
                 f"<td>{nll}</td><td>{bpd}</td><td>{m.get('test_count', '&mdash;')}</td>"
                 f"<td>{_fmt(wall, '.1f' if wall is not None and wall < 100 else '.0f')}{' s' if wall is not None else ''}</td><td>{_fmt(speed, '.0f')}</td>"
                 f"<td class=l>{extra}</td></tr>")
-        views_ = [(fig, what) for fig, what in ((compare.trade_off_figure(rs, _shown_figures),
+        views_ = [(fig, what) for fig, what in ((comparisons.trade_off_figure(rs, _shown_figures),
                                                  "test bits/dim against FID (genzoo eval --fid N): the likelihood / "
                                                  "sample-quality trade-off"),
-                                                (compare.curves_against_time_figure(rs),
+                                                (comparisons.curves_against_time_figure(rs),
                                                  "the test curves of every run against training wall clock"))
                   if fig is not None]
         pictures = "".join(f"<figure class=compare><img alt='{html.escape(what)}' src='{figure_uri(fig)}'>"
@@ -224,26 +198,21 @@ def leaderboard(all_runs: list[Run], anchors: dict) -> str:
     return "\n".join(out)
 
 
-COUNTS = ("test_count", "test_total", "test_loss")  # a metrics record's test_* entries that are not per-image figures
-
-
 def _figure_line(r: Run) -> str:
-    best = tightest(r)
-    if best is not None:
-        return f"{_eval_label(best)}: {best['nll_nats']:.3f} nats/image = {best['bits_per_dim']:.4f} bits/dim ({r.kind})"
-    m = r.last
+    m = _shown_figures(r)
     if not m:
         return "no epoch finished yet"
     if "test_nll" in m:
-        return f"final test figure: {m['test_nll']:.3f} nats/image = {m['test_bpd']:.4f} bits/dim ({r.kind})"
-    return "final test figure: " + ", ".join(f"{k[5:]} {v:.5f}" for k, v in m.items()
-                                             if k.startswith("test_") and k not in COUNTS)
+        return f"{m['source']}: {m['test_nll']:.3f} nats/image = {m['test_bpd']:.4f} bits/dim ({r.kind})"
+    return f"{m['source']}: " + ", ".join(f"{k} {v:.5f}" for k, v in runs.test_figures(m).items())
 
 
 def run_section(r: Run, anchor: str, test: data.Dataset, pictures: dict, ood: dict | None = None) -> str:
     """One run's section: what it is, its curves and pictures, and the OOD comparison if asked.
     pictures: run_pictures' n, seed, device; ood: ood_section's other, ood_name, limit, device."""
-    parts = [f"<section class=run id='{anchor}'><h2>{html.escape(r.name)}: {html.escape(r.model.name)}</h2>",
+    changed = runs.data_changed(r.record, "test", data.fingerprint(test))
+    notes = "".join(f"<p class=note>note: {html.escape(n)}</p>" for n in runs.problems(r.folder) + [changed] if n)
+    parts = [f"<section class=run id='{anchor}'><h2>{html.escape(r.name)}: {html.escape(r.model.name)}</h2>{notes}",
              f"<p>{html.escape(r.dataset)}; {r.parameters:,} parameters; {html.escape(_figure_line(r))}; "
              f"{len(r.metrics)} evaluation(s).</p>",
              f"<p class=note>config: <code>{html.escape(json.dumps(dataclasses.asdict(r.model.config)))}</code></p>"]
@@ -268,11 +237,23 @@ INTRO = ("<p class=note>One likelihood scale: -log P(x) of the discrete image in
 
 def build(folders, samples: int = 16, seed: int = 0, ood: str | None = None, ood_limit: int = 1000,
           device=torch.device("cpu"), log=lambda msg: None) -> str:
-    """The report page as a string. Loads every run first, so a bad folder fails before any work."""
-    loaded = [load_run(f) for f in folders]
-    anchors = {id(r): f"run-{i}" for i, r in enumerate(loaded)}  # the id of each run's section in the page
-    if not loaded:
+    """The report page as a string. Loads every run first: a broken run folder (bad config, missing or
+    truncated weights) becomes a row saying what is wrong, and the others are shown; a bad request
+    (an unknown --ood, data that does not fit) fails before any work."""
+    if not folders:
         raise GenzooError("report: name at least one run folder")
+    loaded, broken = [], []
+    for f in folders:
+        try:
+            loaded.append(load_run(f))
+        except GenzooError as e:
+            broken.append((str(f), str(e)))
+    if not loaded:
+        raise GenzooError(broken[0][1] if len(broken) == 1 else f"report: none of the {len(broken)} runs can be read "
+                                                                 f"(first: {broken[0][1]})")
+    for f, why in broken:
+        log(f"report: {f}: not shown ({why})")
+    anchors = {id(r): f"run-{i}" for i, r in enumerate(loaded)}  # the id of each run's section in the page
     if ood is not None and ood not in data.names():
         raise GenzooError(f"--ood {ood}: unknown dataset (one of {', '.join(data.names())})")
     own = [r.name for r in loaded if r.spec.get("name") == ood]
@@ -280,16 +261,25 @@ def build(folders, samples: int = 16, seed: int = 0, ood: str | None = None, ood
         raise GenzooError(f"--ood {ood}: {own[0]} was trained on {ood}; name another dataset (out-of-distribution "
                           f"data is data the model was not trained on)")
     # Every check before any work: a bad request is one error line and no half-done page.
-    tests = [checked_test_split(r) for r in loaded]
-    others = [checked_test_split(r, ood, f"--ood {ood}") if ood is not None else None for r in loaded]
+    tests = [data.fitted_split(r.model, r.spec, "test", f"its own test data ({r.name})") for r in loaded]
+    others = [data.fitted_split(r.model, {**r.spec, "name": ood}, "test", f"--ood {ood} ({r.name})") if ood is not None
+              else None for r in loaded]
     sections = []
     for r, test, other in zip(loaded, tests, others):
         log(f"report: {r.name}")
-        train = training_images(r) if r.model.can_sample else None
+        train = data.seen_training_split(r.spec).images if r.model.can_sample else None
         sections.append(run_section(r, anchors[id(r)], test, {"n": samples, "seed": seed, "device": device, "train": train},
                                     None if ood is None else {"other": other, "ood_name": ood, "limit": ood_limit,
                                                               "device": device}))
     title = "genzoo report: " + ", ".join(r.name for r in loaded)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>genzoo report</h1>{INTRO}"
-            f"<h2>Leaderboards</h2>{leaderboard(loaded, anchors)}" + "\n".join(sections) + "</body></html>")
+            f"<h2>Leaderboards</h2>{leaderboard(loaded, anchors)}{_broken_table(broken)}" + "\n".join(sections)
+            + "</body></html>")
+
+
+def _broken_table(broken: list) -> str:
+    if not broken:
+        return ""
+    rows = "".join(f"<tr><td class=l>{html.escape(f)}</td><td class=l>{html.escape(why)}</td></tr>" for f, why in broken)
+    return f"<h3>Runs not shown</h3><table class=broken><tr><th class=l>run</th><th class=l>what is wrong</th></tr>{rows}</table>"

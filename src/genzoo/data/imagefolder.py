@@ -9,7 +9,8 @@ skipped. Images become uint8 [C, S, S]: RGB (C = 3) unless every image is grey o
 and resized (Lanczos), without it all must have one size.
 
 Decoded once into a uint8 cache (``~/.cache/genzoo/folders/<key>.npy``, memory-mapped, so a
-large folder loads in seconds the second time and need not fit in memory). The key hashes
+large folder loads in seconds the second time). Training and ``--levels`` still copy the
+images into memory, so a folder must fit in memory to train on it. The key hashes
 the folder's path, the options and every file's name, size and modification time, so any
 change to the folder makes a new cache. A file Pillow cannot read stops everything with one
 line naming it, before a run folder is made.
@@ -25,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from .errors import DataError
+from ..errors import DataError
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.1
@@ -41,8 +42,17 @@ def is_folder_name(name: str) -> bool:
 
 
 def _files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in
-                                                                          p.relative_to(root).parts))
+    """Every file below ``root`` but hidden ones. A link that leads nowhere stops the run, as an
+    unreadable file does (it was skipped without a word while an unreadable file stopped everything)."""
+    found = []
+    for p in sorted(root.rglob("*")):
+        if any(part.startswith(".") for part in p.relative_to(root).parts):
+            continue
+        if p.is_symlink() and not p.exists():
+            raise DataError(f"{p}: a link to {os.readlink(p)}, which does not exist")
+        if p.is_file():
+            found.append(p)
+    return found
 
 
 def _labelled(root: Path, classes: list[str] | None = None) -> tuple[list[Path], list[int], list[str]]:
@@ -60,6 +70,8 @@ def _labelled(root: Path, classes: list[str] | None = None) -> tuple[list[Path],
         if d not in classes:
             raise DataError(f"{root / d}: a class the training split does not have ({', '.join(classes)})")
         found = _files(root / d)
+        if not found:
+            raise DataError(f"{root / d}: an empty class folder (a class with no images); remove it or add some")
         files += found
         labels += [classes.index(d)] * len(found)
     return files, labels, classes
@@ -70,9 +82,16 @@ def listing(path, split: str) -> tuple[list[Path], list[int], list[str]]:
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"--data {path}: not a folder of images")
-    if (root / "train").is_dir() and (root / "test").is_dir():
+    has = [s for s in ("train", "test") if (root / s).is_dir()]
+    if len(has) == 1:  # it used to become a single class named "train"
+        raise DataError(f"{root}: has a {has[0]}/ folder but no {'test' if has[0] == 'train' else 'train'}/ one; "
+                        f"give both splits, or no split folders (then a seeded 90/10 split is made)")
+    if has:
         _, _, classes = _labelled(root / "train")
-        files, labels, _ = _labelled(root / split, classes or None)
+        files, labels, test_classes = _labelled(root / split, classes or None)
+        if split == "test" and bool(classes) != bool(test_classes):
+            raise DataError(f"{root}: {'train' if classes else 'test'}/ has class folders and "
+                            f"{'test' if classes else 'train'}/ has none; label both splits or neither")
         if not files:
             raise DataError(f"{root / split}: no image files")
         return files, labels, classes
@@ -83,7 +102,8 @@ def listing(path, split: str) -> tuple[list[Path], list[int], list[str]]:
     n_test = max(1, round(TEST_FRACTION * len(files))) if len(files) > 1 else 0
     chosen = order[:n_test] if split == "test" else order[n_test:]
     if not len(chosen):
-        raise DataError(f"--data {path}: {len(files)} image(s) is too few for a train and a test split")
+        raise DataError(f"--data {path}: {len(files)} file(s) ({', '.join(f.name for f in files[:3])}) are too few "
+                        f"for a train and a test split")
     chosen = np.sort(chosen)
     return [files[i] for i in chosen], [labels[i] for i in chosen], classes
 
@@ -104,9 +124,30 @@ def _is_grey(img: Image.Image) -> bool:
     return img.mode in ("1", "L", "LA", "I", "I;16", "F") or (img.mode == "P" and img.palette.mode == "L")
 
 
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # what Pillow opens a 16-bit grey picture as
+BACKGROUND = (255, 255, 255)  # transparent pixels are shown on white, as a page shows them
+
+
+def as_seen(img: Image.Image) -> Image.Image:
+    """The picture as an image viewer shows it: the EXIF orientation applied; 16-bit grey scaled to
+    8 bits (v / 257, rounded: Pillow's own conversion clips every value above 255 to white);
+    transparency (an alpha channel, or a palette's or a grey image's transparent entry) composited
+    on white (BACKGROUND); palette, CMYK and the other modes become L or RGB."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode in SIXTEEN_BIT_MODES:
+        grey = np.rint(np.asarray(img, dtype=np.float64) / 257)
+        img = Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8), "L")  # 16-bit grey never carries alpha here
+    transparent = img.mode in ("LA", "La", "PA", "RGBA", "RGBa") or "transparency" in img.info
+    if transparent:
+        on_white = Image.new("RGBA", img.size, (*BACKGROUND, 255))
+        img = Image.alpha_composite(on_white, img.convert("RGBA"))
+    return img if img.mode in ("L", "RGB") else img.convert("RGB")
+
+
 def _convert(img: Image.Image, channels: int, size: int | None) -> np.ndarray:
-    """One image as uint8 [C, H, W]: centre-cropped to a square and resized to ``size`` if given."""
-    img = img.convert("L" if channels == 1 else "RGB")
+    """One image as uint8 [C, H, W], as it looks (:func:`as_seen`): centre-cropped to a square and
+    resized to ``size`` if given."""
+    img = as_seen(img).convert("L" if channels == 1 else "RGB")
     if size:
         w, h = img.size
         side = min(w, h)
@@ -117,7 +158,7 @@ def _convert(img: Image.Image, channels: int, size: int | None) -> np.ndarray:
 
 
 def _cache_key(files: list[Path], labels: list[int], channels_hint: str, size) -> str:
-    h = hashlib.sha256(json.dumps({"v": 1, "mode": channels_hint, "size": size, "labels": labels}).encode())
+    h = hashlib.sha256(json.dumps({"v": 2, "mode": channels_hint, "size": size, "labels": labels}).encode())
     for f in files:
         st = f.stat()
         h.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())

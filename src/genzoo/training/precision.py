@@ -12,6 +12,8 @@ import sys
 
 import torch
 
+from ..errors import GenzooError
+
 PRECISIONS = ("fp32", "bf16")  # what a forward pass runs in
 TRAIN_PRECISIONS = ("auto", *PRECISIONS)  # what may be asked for: auto = bf16 where native, else fp32
 
@@ -27,7 +29,9 @@ def native_bf16(device: torch.device) -> bool:
     ``GENZOO_NATIVE_BF16=0`` or ``=1`` overrides the detection (the test suite sets 0, so that its
     figures do not depend on which CPU runs it)."""
     override = os.environ.get("GENZOO_NATIVE_BF16")
-    if override in ("0", "1"):
+    if override is not None:
+        if override not in ("0", "1"):  # "yes" was silently ignored
+            raise GenzooError(f"GENZOO_NATIVE_BF16={override!r}: set it to 0 or 1 (or unset it to detect)")
         return override == "1"
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()

@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import checkpoint as ckpt
+from .. import checkpoint as ckpt
 from . import scoring
-from .errors import GenzooError
-from .models.base import to_unit
+from ..errors import GenzooError
+from ..models.base import to_unit
 
 FEATURES = 64
 K_NEAREST = 3

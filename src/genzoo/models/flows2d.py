@@ -1,6 +1,6 @@
 """2-D toy flows for intuition: two moons, eight Gaussians, checkerboard.
 
-``genzoo toy realnvp --data moons -o density.png`` trains a small flow of the same transforms
+``genzoo toy realnvp --data moons -o density.png`` (``cli/toy.py``, which draws the picture) trains a small flow of the same transforms
 as the image models (affine couplings for RealNVP; additive couplings and a diagonal scaling
 for NICE) on samples of a 2-D density in seconds, and plots the data, the learned density
 exp(log p) on a grid, and samples drawn through the inverse.
@@ -16,9 +16,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .errors import GenzooError
-from .images import pyplot, save_figure
-from .models.transforms import (AdditiveCoupling, AffineCoupling, DiagonalScaling, Sequential, StandardNormal,
+from ..errors import GenzooError
+from .transforms import (AdditiveCoupling, AffineCoupling, DiagonalScaling, Sequential, StandardNormal,
                                 alternating_mask, coupling_mlp, log_density)
 
 DATASETS = ("moons", "8gaussians", "checkerboard")
@@ -95,31 +94,3 @@ def density_grid(flow: ToyFlow, lim: float = 4.0, n: int = 200):
     gx, gy = torch.meshgrid(xs, xs, indexing="xy")
     logp = flow.log_prob(torch.stack([gx.flatten(), gy.flatten()], dim=1)).view(n, n)
     return xs, xs, logp.exp()
-
-
-def plot_toy(flow: ToyFlow, data: str, path, seed: int = 0, title: str = "") -> float:
-    """Data | learned density | samples, side by side; returns the density's mass on the plotted grid."""
-    plt = pyplot()
-    g = torch.Generator().manual_seed(seed)
-    real = toy_data(data, 2000, g).numpy()
-    fake = flow.sample(2000, generator=g).numpy()
-    xs, ys, dens = density_grid(flow)
-    mass = float(dens.sum() * (xs[1] - xs[0]) ** 2)
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4))
-    axes[0].scatter(real[:, 0], real[:, 1], s=2, alpha=0.5)
-    axes[0].set_title(f"data: {data}")
-    axes[1].imshow(dens.numpy(), origin="lower", extent=(-4, 4, -4, 4), cmap="viridis")
-    axes[1].set_title(f"learned density (mass on grid {mass:.3f})")
-    axes[2].scatter(fake[:, 0], fake[:, 1], s=2, alpha=0.5, color="tab:orange")
-    axes[2].set_title("samples")
-    for ax in axes:
-        ax.set_xlim(-4, 4)
-        ax.set_ylim(-4, 4)
-        ax.set_aspect("equal")
-    fig.suptitle(title)
-    fig.tight_layout()
-    try:
-        save_figure(fig, path)
-    finally:
-        plt.close(fig)
-    return mass

@@ -4,23 +4,25 @@ Every dataset is a :class:`Dataset` whose ``images`` are ``uint8 [N, C, H, W]`` 
 values in ``[0, levels)``. Scaling to floats, dequantization and logits happen inside
 the models, never here (the contract in docs/CONTRACT.md).
 
-Where files are looked up and how they are fetched: :mod:`genzoo.fetch`; their formats:
-:mod:`genzoo.formats`; a folder of the user's own images: :mod:`genzoo.imagefolder`.
+Where files are looked up and how they are fetched: :mod:`genzoo.data.fetch`; their formats:
+:mod:`genzoo.data.formats`; a folder of the user's own images: :mod:`genzoo.data.imagefolder`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import DataError
+from ..errors import DataError
 from . import imagefolder
-from .fetch import cache_dir, download, find_or_fetch, shared_dirs  # noqa: F401  (data.download stays public)
-from .formats import read_amat, read_cifar, read_idx  # noqa: F401  (data.read_idx and data.read_amat stay public)
-from .models.base import to_unit
+from . import fetch as fetch_mod
+from .fetch import download, find_or_fetch, search_dirs, shared_dirs
+from .formats import read_amat, read_cifar, read_idx
+from ..models.base import to_unit
 
 
 @dataclass
@@ -124,7 +126,7 @@ def _load_idx_pair(name: str, split: str, data_dir) -> Dataset:
             raise DataError(f"{name}: {fn} not found locally and not downloadable ({errors[-1]})")
 
         path = find_or_fetch(name, fn, data_dir, spec["system"], alternatives=(fn[:-3],), fetch=fetch)
-        arrays.append(read_idx(path, dims))
+        arrays.append(fetch_mod.parsed(path, read_idx, dims) if path.suffix == ".gz" else read_idx(path, dims))
     images, labels = arrays
     if len(images) != len(labels):
         raise DataError(f"{name} {split}: {len(images)} images but {len(labels)} labels")
@@ -139,7 +141,7 @@ def _load_binarized(split: str, data_dir) -> Dataset:
         return download(_BINARIZED_URL + fn, dest, _BINARIZED_SHA256[split], algo="sha256")
 
     path = find_or_fetch("binarized-mnist", fn, data_dir, system, alternatives=(fn + ".gz",), fetch=fetch)
-    rows = read_amat(path)
+    rows = fetch_mod.parsed(path, read_amat)  # the text is parsed once, then cached
     images = torch.from_numpy(rows.reshape(-1, 1, 28, 28).copy())
     # The static binarization has no labels; -1 marks "unlabelled".
     return Dataset("binarized-mnist", split, images, torch.full((len(images),), -1, dtype=torch.int64), 2, 0)
@@ -183,8 +185,20 @@ def _fetch_cifar(dest: Path) -> Path:
 
 
 def _load_cifar10(split: str, data_dir) -> Dataset:
-    parts = [read_cifar(find_or_fetch("cifar10", fn, data_dir, [], alternatives=(f"cifar-10-batches-bin/{fn}",),
-                                      fetch=_fetch_cifar)) for fn in _CIFAR_FILES[split]]
+    def find(fn, fetch=None):
+        return find_or_fetch("cifar10", fn, data_dir, [], alternatives=(f"cifar-10-batches-bin/{fn}",), fetch=fetch)
+
+    every = _CIFAR_FILES["train"] + _CIFAR_FILES["test"]
+    missing = []
+    for fn in every:
+        try:
+            find(fn)
+        except DataError:
+            missing.append(fn)
+    if missing and len(missing) < len(every):  # a partial copy is not a failed download: say which file is absent
+        raise DataError(f"cifar10: {', '.join(missing)} not found beside the other batch files "
+                        f"({', '.join(map(str, search_dirs('cifar10', data_dir, [])[:2]))} searched first)")
+    parts = [read_cifar(find(fn, _fetch_cifar)) for fn in _CIFAR_FILES[split]]
     images, labels = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     return Dataset("cifar10", split, torch.from_numpy(images), torch.from_numpy(labels), 256, 10)
 
@@ -223,9 +237,12 @@ def load(name: str, split: str = "train", data_dir=None, image_size: int | None 
     (a name with a "/", or an existing folder: :mod:`genzoo.imagefolder`; ``image_size`` and
     ``grayscale`` apply to folders only)."""
     if imagefolder.is_folder_name(name):
+        if data_dir is not None:  # it was silently ignored, a missing one included
+            raise DataError(f"--data-dir {data_dir}: applies to named datasets; a folder of images (--data {name}) "
+                            f"is its own place")
         if split not in FOLDER_SPLITS:
             raise DataError(f"a folder of images has the splits {', '.join(FOLDER_SPLITS)}, not {split!r}")
-        images, labels, classes = imagefolder.load(name, split, image_size, grayscale, cache_dir() / "folders")
+        images, labels, classes = imagefolder.load(name, split, image_size, grayscale, fetch_mod.cache_dir() / "folders")
         return Dataset(str(name), split, images, labels, 256, classes)
     if image_size or grayscale:
         raise DataError(f"--image-size and --grayscale apply to a folder of images, not to the dataset {name!r}")
@@ -275,6 +292,9 @@ def prepare(spec: dict, split: str):
     images, levels, transform = ds.images, ds.levels, None
     if spec.get("levels") and mode != "none":
         raise DataError("choose either --levels or --binarize, not both")
+    if spec.get("levels") and int(spec["levels"]) > ds.levels:
+        raise DataError(f"--levels {spec['levels']}: {ds.name} has {ds.levels} levels; re-quantizing to more would "
+                        f"invent levels the data does not have (choose at most {ds.levels})")
     if spec.get("levels"):
         images, levels = requantize(images, ds.levels, int(spec["levels"])), int(spec["levels"])
     elif mode == "threshold":
@@ -290,3 +310,32 @@ def prepare(spec: dict, split: str):
     # With a batch_transform the stored images keep their own levels; the model sees `levels`.
     out = Dataset(ds.name, split, images, ds.labels, ds.levels if transform else levels, ds.num_classes)
     return out, levels, transform
+
+
+def fitted_split(model, spec: dict, split: str, where: str = "") -> Dataset:
+    """One split prepared by the recipe ``spec`` and checked to fit ``model`` (its shape and levels):
+    what every command that scores or shows a run's images reads."""
+    ds, levels, _ = prepare(spec, split)
+    check_fits(model, ds, levels, where)
+    return ds
+
+
+def seen_training_split(spec: dict) -> Dataset:
+    """The training split as the model sees it; with dynamic binarization one fixed draw (seed 0),
+    so that sample-quality figures and pictures compare samples with the same images every time."""
+    ds, levels, transform = prepare(spec, "train")
+    if transform is None:
+        return ds
+    return Dataset(ds.name, ds.split, transform(ds.images, torch.Generator().manual_seed(0)), ds.labels, levels,
+                   ds.num_classes)
+
+
+def fingerprint(ds: Dataset) -> dict:
+    """What a run records of each split it trained and was scored on, to notice later that the data
+    changed (pictures added to or removed from a folder reshuffle its seeded split): the count and a
+    checksum of the images and labels as the model sees them. Where the files are does not enter,
+    so a moved folder with the same pictures has the same fingerprint."""
+    h = hashlib.sha256(f"{tuple(ds.images.shape)}|{ds.levels}|".encode())
+    h.update(ds.images.contiguous().numpy().tobytes())
+    h.update(ds.labels.contiguous().numpy().tobytes())
+    return {"count": len(ds), "sha256": h.hexdigest()[:32]}

@@ -20,7 +20,7 @@ def linear_probe(train_x, train_y, test_x, test_y) -> float:
     return float(clf.score(test_x, test_y))
 
 
-def compare(train_codes, train_y, test_codes, test_y, train_pixels, test_pixels, seed: int = 0,
+def compare_to_baselines(train_codes, train_y, test_codes, test_y, train_pixels, test_pixels, seed: int = 0,
             log=lambda msg: None) -> dict:
     """{name: {"width", "accuracy"}} for codes, raw_pixels, pca and random_projection (same width as the codes).
     ``log`` hears of each of the four fits as it starts (they can take a while on big splits)."""

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from . import images
-from .errors import GenzooError
+from .. import grids
+from ..errors import GenzooError
 
 SCALARS = {  # metrics.jsonl key -> TensorBoard tag
     "train_loss": "loss/train", "test_loss": "loss/test", "train_bpd": "bits_per_dim/train",
@@ -58,7 +58,7 @@ class TensorBoardLogger:
             x = self.model.sample(self.samples, generator=torch.Generator().manual_seed(self.seed))
         finally:
             self.model.train(was_training)
-        return images.grid(x.cpu(), self.model.levels, nrow=4, scale=images.default_scale(x.shape[2]))
+        return grids.grid(x.cpu(), self.model.levels, nrow=4, scale=grids.default_scale(x.shape[2]))
 
     def close(self) -> None:
         self.writer.close()

@@ -1,4 +1,4 @@
-"""``genzoo report DIR... -o FILE.html`` (one page comparing runs) and ``genzoo toy`` (a 2-D flow in seconds)."""
+"""``genzoo report DIR... -o FILE.html``: one self-contained page comparing run folders."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import sys
 import torch
 
 from .. import checkpoint as ckpt
-from .. import images, runs, toy
-from .. import report as report_page
+from .. import grids, runs
+from ..report import page as report_page
 from .common import add_device_options, add_output, add_seed, apply_device_options, number
 
 
@@ -26,19 +26,10 @@ def add_parsers(sub, argv) -> None:
     add_device_options(rp)
     rp.set_defaults(run=run_report)
 
-    y = sub.add_parser("toy", help="train a 2-D flow in seconds and plot data, density and samples")
-    y.add_argument("model", choices=toy.KINDS, help="the flow: nice (additive couplings) or realnvp (affine couplings)")
-    y.add_argument("--data", choices=toy.DATASETS, default="moons", help="the 2-D density to fit")
-    add_output(y)
-    y.add_argument("--steps", type=number(int, 1, 100000), default=1500, help="training steps (batches of 256 points)")
-    add_seed(y, "the data, the initial weights and the samples")
-    add_device_options(y)
-    y.set_defaults(run=run_toy)
-
 
 @torch.no_grad()
 def run_report(args) -> int:
-    out = images.check_output_path(args.output, (".html", ".htm"))
+    out = grids.check_output_path(args.output, (".html", ".htm"))
     device = apply_device_options(args)
     folders, notes = runs.expand(args.dirs)
     for note in notes:
@@ -47,15 +38,4 @@ def run_report(args) -> int:
                              device=device, log=lambda m: print(m, file=sys.stderr, flush=True))
     ckpt.atomic_write_bytes(out, page.encode())
     print(f"wrote {out} ({len(page) / 1e6:.1f} MB, {len(folders)} run(s))")
-    return 0
-
-
-def run_toy(args) -> int:
-    images.check_png_path(args.output)
-    apply_device_options(args)
-    flow, nll = toy.train_toy(args.model, args.data, steps=args.steps, seed=args.seed)
-    mass = toy.plot_toy(flow, args.data, args.output, seed=args.seed,
-                        title=f"{args.model} on {args.data}: {args.steps} steps, train NLL {nll:.3f} nats")
-    print(f"{args.model} on {args.data}: train NLL {nll:.3f} nats/point after {args.steps} steps; "
-          f"density mass on the plotted grid {mass:.3f}; wrote {args.output}")
     return 0

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from . import runs
-from .images import pyplot
+from .. import runs
+from ..grids import pyplot
 
 
 def latest_quality(run: runs.Run) -> dict | None:

@@ -14,7 +14,6 @@ rank 0 writes.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
 import sys
@@ -28,48 +27,15 @@ from torch import nn
 from torch.utils.data import BatchSampler, DistributedSampler
 from tqdm import tqdm
 
-from . import checkpoint as ckpt
-from . import runs, scoring
-from .errors import GenzooError
-from .likelihood import bits_per_dim
-from .precision import PRECISIONS, TRAIN_PRECISIONS, autocast, resolve
+from .. import checkpoint as ckpt
+from .. import runs
+from ..evaluation import scoring
+from ..errors import GenzooError
+from ..likelihood import bits_per_dim
+from .config import TrainConfig  # noqa: F401  (genzoo.training.trainer.TrainConfig stays importable)
+from .precision import PRECISIONS, autocast, resolve
 
 __all__ = ["PRECISIONS", "TrainConfig", "Trainer", "autocast", "lr_at"]
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    epochs: int = 10
-    minutes: float = 0.0  # wall-clock budget over all sessions of the run; 0 = none
-    batch_size: int = 64  # global: split evenly across distributed ranks
-    lr: float = 1e-3
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.0  # the cosine ends at lr * min_lr_ratio
-    grad_clip: float = 1.0  # max global gradient norm; 0 = off
-    weight_decay: float = 0.0
-    seed: int = 0
-    eval_batch_size: int = 256
-    eval_limit: int = 0  # evaluate on a fixed, seeded random subset of N test images (stratified); 0 = all
-    checkpoint_every: int = 0  # also checkpoint every N steps; 0 = at epoch ends only
-    checkpoint_minutes: float = 10.0  # also checkpoint after this much training time; 0 = off
-    compile: bool = False  # torch.compile the training step's loss
-    precision: str = "auto"  # bf16 autocast of forward pass and loss (fp32 weights, Adam state, nats), or fp32;
-    # auto: bf16 where the device runs it natively (precision.resolve), else fp32
-    max_bad_steps: int = 20  # a step with a non-finite loss or gradient is skipped; this many in a row stop the run
-
-    def __post_init__(self):
-        checks = {
-            "epochs": self.epochs >= 1, "minutes": self.minutes >= 0, "batch_size": self.batch_size >= 1,
-            "lr": self.lr > 0 and math.isfinite(self.lr), "warmup_steps": self.warmup_steps >= 0,
-            "min_lr_ratio": 0 <= self.min_lr_ratio <= 1, "grad_clip": self.grad_clip >= 0,
-            "weight_decay": self.weight_decay >= 0, "eval_batch_size": self.eval_batch_size >= 1,
-            "eval_limit": self.eval_limit >= 0, "checkpoint_every": self.checkpoint_every >= 0,
-            "checkpoint_minutes": self.checkpoint_minutes >= 0 and math.isfinite(self.checkpoint_minutes),
-            "precision": self.precision in TRAIN_PRECISIONS, "max_bad_steps": self.max_bad_steps >= 1,
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise GenzooError(f"bad training option {bad[0]}={getattr(self, bad[0])!r}")
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -85,6 +51,13 @@ def _seed_for(*parts: int) -> int:
     for p in parts:
         s = (s * 1_000_003 + p) % (2**63 - 1)
     return s
+
+
+def _limited(images, labels, limit: int):
+    if not limit:
+        return images, labels
+    keep = scoring.subset(labels, limit).to(images.device)
+    return images[keep], labels[keep]
 
 
 class _LossOf(nn.Module):
@@ -110,14 +83,15 @@ class Trainer:
                  device="cpu", log=print, on_epoch=None):
         self.model, self.cfg, self.out = model, config, Path(out_dir)
         self.on_epoch = on_epoch  # called on rank 0 with each metrics record once it is committed (e.g. TensorBoard)
+        self.on_start = None  # called on rank 0 once, when there is training to do (after the resume checks)
         self.device = torch.device(device)
         self.precision = resolve(config.precision, self.device)  # fp32 or bf16
         self.train_images, self.train_labels = (t.to(self.device) for t in train)
         self.test_images, self.test_labels = (t.to(self.device) for t in test)
         self.test_total = len(self.test_images)
-        if config.eval_limit:  # the same subset every epoch and every resume (scoring.subset: seed 0)
-            keep = scoring.subset(self.test_labels, config.eval_limit).to(self.device)
-            self.test_images, self.test_labels = self.test_images[keep], self.test_labels[keep]
+        # --eval-limit / --train-limit: the same seeded, stratified subset every epoch and every resume (seed 0)
+        self.test_images, self.test_labels = _limited(self.test_images, self.test_labels, config.eval_limit)
+        self.train_images, self.train_labels = _limited(self.train_images, self.train_labels, config.train_limit)
         self.batch_transform = batch_transform
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
@@ -241,6 +215,8 @@ class Trainer:
         state = self._start(resume)
         if self._finished(state):
             return []
+        if self.on_start is not None and self.rank == 0:
+            self.on_start()  # training really goes on (a resume that has nothing to do writes nothing)
         if self.cfg.warmup_steps >= self.total_steps and state["step"] == 0:
             self.log(f"note: --warmup-steps {self.cfg.warmup_steps} is not shorter than the whole run "
                      f"({self.total_steps} steps): the learning rate never reaches --lr {self.cfg.lr:g}")
@@ -254,6 +230,9 @@ class Trainer:
             batches = list(BatchSampler(sampler, self.local_batch, drop_last=True))
             stopped, seen, seconds = self._run_epoch(state, batches)
             records.append(self._end_epoch(state, state["batch"] >= len(batches), seen, seconds))
+        if stopped:
+            self.log(f"stopped: the --minutes {self.cfg.minutes:g} budget is spent ({state['elapsed_s'] / 60:.1f} min; "
+                     f"genzoo train --resume {self.out} --minutes M with a larger M trains further)")
         return records
 
     def _finished(self, state: dict) -> bool:
@@ -383,8 +362,7 @@ class Trainer:
                       f"= {record['test_bpd']:.4f} bpd")
         else:  # a model without a likelihood: its loss and per-image figures
             scores = f"test loss {record['test_loss']:.5f}" + "".join(
-                f", {k[5:]} {v:.5f}" for k, v in record.items() if k.startswith("test_") and k not in (
-                    "test_loss", "test_count", "test_total"))
+                f", {k} {v:.5f}" for k, v in runs.test_figures(record).items())
         count = (f"{record['test_count']} of {record['test_total']} test images, a seeded random subset"
                  if "test_total" in record else f"{record['test_count']} images")
         return (f"epoch {record['epoch']}{' (stopped early: time budget)' if not finished else ''} "

@@ -1,4 +1,6 @@
-"""Problem 6 of the course, measured: two unbiased gradient estimators of an expectation.
+"""Why the VAE differentiates through its sample: two unbiased gradient estimators of an expectation, measured.
+
+    .venv/bin/python bench/estimators.py      # the variance table in docs/RESULTS.md
 
 For L(theta) = E_{x ~ N(theta, 1)}[x^2] = theta^2 + 1, the true gradient is 2 theta.
 

@@ -1,0 +1,139 @@
+"""The recipes of the shipped models, as data: what made each folder in ``pretrained/``.
+
+One :class:`Recipe` per shipped model: the model and its options, the data recipe, the training
+options and budget, how its figure is measured (the estimator and its K) and the figure itself,
+with the tolerance ``genzoo verify`` allows a re-evaluation. ``genzoo reproduce NAME`` trains a
+recipe into a run folder, the one-hour scripts in bench/ run it through that command (``genzoo
+reproduce NAME --print`` prints its ``genzoo train`` line), and the suite runs every recipe for a few steps on a
+tiny slice so that none can go stale. ``model_card`` writes the README.md shipped beside the
+weights from the recipe and the run folder's own records.
+
+This module sits at the bottom of the package (it imports only ``errors``), so that a
+shipped model's *name* can stand for its folder everywhere, ``genzoo.load`` included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+from pathlib import Path
+
+from .errors import GenzooError
+
+# The box every shipped figure was measured on (docs/RESULTS.md has the conditions of each run).
+CPU_BOX = "2-core AMD EPYC (AVX2, no native bf16), torch 2.13.0+cpu, fp32"
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How a shipped model was made and how its figure is measured.
+
+    ``options`` are the model's config options and ``train`` the training options, both by their
+    command-line names without dashes (``hidden_channels``, ``warmup_steps``); a True value is a
+    bare flag. ``evaluate`` are the ``genzoo eval`` options that give ``figure`` (nats/image on
+    the full test set); ``tolerance`` is how far a re-evaluation may land from it, in nats.
+    """
+
+    name: str
+    model: str
+    paper: str
+    data: dict
+    options: dict
+    train: dict
+    threads: int
+    evaluate: dict
+    figure: float
+    tolerance: float
+    training_minutes: float
+    machine: str
+    protocol: str  # the data and binarization protocol, in words
+
+    def train_argv(self, out, **overrides) -> list[str]:
+        """``genzoo train`` arguments (without the program name) that run this recipe into ``out``.
+        ``overrides`` replace or add training options (``minutes=1``; ``compile=False`` drops a flag)."""
+        argv = ["train", self.model, "--data", self.data["name"], "--out", str(out)]
+        for key in ("binarize", "levels"):
+            if self.data.get(key) not in (None, "none"):
+                argv += [f"--{key}", str(self.data[key])]
+        argv += _flags(self.options) + _flags({**self.train, **overrides}) + ["--threads", str(self.threads)]
+        return argv
+
+    def eval_argv(self, folder, **overrides) -> list[str]:
+        """``genzoo eval`` arguments that measure this recipe's figure on ``folder``."""
+        return ["eval", str(folder), "--json", *_flags({**self.evaluate, **overrides}), "--threads", str(self.threads)]
+
+    def command(self, out=None) -> str:
+        """The recipe as one shell line (what RESULTS and the model card print)."""
+        return shlex.join(["genzoo", *self.train_argv(out or f"runs/{self.name}")])
+
+
+def _flags(options: dict) -> list[str]:
+    out = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            out.append(flag)
+        elif value is not False and value is not None:
+            out += [flag, str(value)]
+    return out
+
+
+RECIPES = {r.name: r for r in (
+    Recipe(
+        name="row-lstm-binarized-mnist", model="row-lstm",
+        paper="van den Oord et al. 2016, Pixel Recurrent Neural Networks, section 3.1 (Row LSTM, 7 layers: 80.54 nats)",
+        data={"name": "binarized-mnist"},
+        options={"hidden_channels": 24, "num_layers": 3, "head_channels": 64},
+        train={"batch_size": 64, "lr": 2e-3, "warmup_steps": 200, "epochs": 8, "minutes": 56, "eval_limit": 2000,
+               "compile": True},
+        threads=2, evaluate={}, figure=84.06796070442199, tolerance=0.01, training_minutes=49.1, machine=CPU_BOX,
+        protocol="static binarized MNIST (Larochelle & Murray 2011): 50,000 train, 10,000 test; exact -log P(x)"),
+    Recipe(
+        name="vae-binarized-mnist", model="vae",
+        paper="Kingma & Welling 2014; Burda et al. 2016 (VAE, 1 stochastic layer: <= 86.76 nats, IWAE k = 5000, "
+              "dynamic binarization)",
+        data={"name": "binarized-mnist"},
+        options={"latent_dim": 50, "width": 300, "train_samples": 10},
+        train={"batch_size": 100, "lr": 1e-3, "warmup_steps": 200, "epochs": 120, "minutes": 58, "eval_limit": 2000,
+               "checkpoint_minutes": 10},
+        threads=1, evaluate={"iwae_k": 1000}, figure=88.95337440376282, tolerance=0.05, training_minutes=53.8,
+        machine=CPU_BOX.replace("2-core", "1 core of the 2-core"),
+        protocol="static binarized MNIST (Larochelle & Murray 2011): 50,000 train, 10,000 test; "
+                 "-log P(x) <= the importance-weighted bound with K = 1000 samples (seeded)"),
+    Recipe(
+        name="realnvp-fashion-mnist", model="realnvp",
+        paper="Dinh et al. 2017, Density estimation using Real NVP (multi-scale affine couplings)",
+        data={"name": "fashion-mnist"},
+        options={"num_scales": 2, "hidden_channels": 32, "num_blocks": 2, "space_to_depth": True},
+        train={"batch_size": 64, "lr": 1e-3, "warmup_steps": 200, "epochs": 11, "minutes": 58, "eval_limit": 2000},
+        threads=2, evaluate={}, figure=1770.606865991211, tolerance=0.2, training_minutes=53.4, machine=CPU_BOX,
+        protocol="Fashion-MNIST, 8-bit (256 levels): 60,000 train, 10,000 test; -log P(x) <= the uniform-"
+                 "dequantization bound, one seeded noise draw per image"),
+)}
+
+
+def names() -> list[str]:
+    return list(RECIPES)
+
+
+def get(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise GenzooError(f"no recipe named {name!r}; the shipped models are: {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+def pretrained_root() -> Path:
+    """Where the trained models that ship with genzoo are: $GENZOO_PRETRAINED, else the checkout's pretrained/."""
+    return Path(os.environ.get("GENZOO_PRETRAINED", Path(__file__).resolve().parents[2] / "pretrained"))
+
+
+def resolve(path) -> Path:
+    """A run folder's path, or a shipped model's name (``row-lstm-binarized-mnist``) -> its folder.
+    An existing path always wins; a bare name that is not a folder here is looked up in pretrained/."""
+    path = Path(path)
+    if path.exists() or len(path.parts) != 1:
+        return path
+    shipped = pretrained_root() / path
+    return shipped if shipped.is_dir() else path
+
