@@ -269,6 +269,8 @@ def test_a_run_notices_its_folder_changed_and_follows_it_when_it_moves(tmp_path,
         Image.fromarray(np.full((9, 9, 3), 20 * i, np.uint8)).save(folder / "cat" / f"added-{i}.png")
     assert main(["eval", str(run)]) == 0
     assert "the test data changed since this run was launched" in capsys.readouterr().err
+    assert main(["sample", str(run), "-n", "2", "-o", str(tmp_path / "s.png")]) == 0
+    assert "the test data changed since this run was launched" in capsys.readouterr().err
     before = (run / "run.json").read_bytes()
     assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
     assert "--allow-changed-data" in capsys.readouterr().err and (run / "run.json").read_bytes() == before

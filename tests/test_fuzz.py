@@ -124,7 +124,7 @@ def _picture(kind: str, rng):
 KINDS = ["zero-byte", "truncated", "1x1", "16-bit", "alpha", "palette", "exif", "cmyk", "huge"]
 
 
-@settings(max_examples=40, deadline=20000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=20000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.sampled_from(KINDS), min_size=1, max_size=5), st.integers(0, 2**32 - 1))
 def test_a_folder_of_any_pictures_loads_or_gives_one_clear_error(tmp_path, monkeypatch, kinds, seed):
     import shutil

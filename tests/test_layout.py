@@ -98,6 +98,7 @@ def test_declared_capabilities_match_the_methods(name):
     assert model.has_code == (hasattr(model, "encode") and hasattr(model, "decode"))
     assert model.importance_weighted == ("k" in inspect.signature(model.log_prob).parameters)
     assert model.scored_by_reconstruction == hasattr(model, "reconstruction_error")
+    assert model.monte_carlo_bound == hasattr(model, "estimate")
     if model.can_sample:
         assert model.sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 1, 4, 4)
     else:

@@ -486,3 +486,22 @@ def test_pictures_and_eval_say_what_they_did(runs_root, tmp_path, capsys, monkey
     assert "400 samples against 148 test images (the split holds 297: 148 are the reference, 148 others the floor)" in out
     assert main(["eval", str(gated), str(runs_root / "more" / "dae"), "--fid", "20"]) == 2  # before any work
     one_error_line(capsys, "no distribution to sample from")
+
+
+def test_a_probe_whose_limit_slice_holds_one_class_and_a_partial_cifar_copy_are_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = _pictures(tmp_path / "two", [f"{c}/{i}.png" for c in "ab" for i in range(12)])
+    run = tmp_path / "ae"
+    assert main(["train", "autoencoder", "--data", str(folder), "--out", str(run), "--epochs", "1", "--width", "8",
+                 "--latent-dim", "2", "--threads", "1"]) == 0
+    capsys.readouterr()
+    assert main(["probe", str(run), "--limit", "10"]) == 2  # the first 10 training images are all of class a
+    one_error_line(capsys, "a larger --limit takes more")
+    cifar = tmp_path / "cifar"
+    cifar.mkdir()
+    for fn in ["data_batch_1.bin", "data_batch_2.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"]:
+        (cifar / fn).write_bytes(bytes(3073))
+    assert main(["train", "pixelcnn", "--data", "cifar10", "--data-dir", str(cifar), "--out", str(tmp_path / "c"),
+                 *TINY]) == 2
+    line = one_error_line(capsys, "data_batch_3.bin not found beside the other batch files")
+    assert "download" not in line

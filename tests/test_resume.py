@@ -217,10 +217,11 @@ def test_resuming_a_finished_run_says_so_and_more_epochs_extend_it(reference, tm
     assert (run / "model.safetensors").read_bytes() != before
 
 
-def test_a_time_budget_stops_mid_epoch_and_a_new_budget_continues(reference, tmp_path):
+def test_a_time_budget_stops_mid_epoch_and_a_new_budget_continues(reference, tmp_path, capsys):
     out = tmp_path / "run"
     # A budget this small stops after the first step: a partial epoch, evaluated and checkpointed.
     assert main([*TRAIN, "--minutes", "0.00001", "--out", str(out)]) == 0
+    assert "stopped: the --minutes 1e-05 budget is spent" in capsys.readouterr().out  # said, not left to guess
     m = metrics(out)
     assert len(m) == 1 and m[0]["partial"] and m[0]["step"] == 1
     assert json.loads((out / "checkpoint.json").read_text())["batch"] == 1

@@ -30,6 +30,9 @@ def add_parsers(sub, argv) -> None:
     e.add_argument("--json", action="store_true", help="print one JSON object per run")
     e.add_argument("--precision", choices=PRECISIONS, default="fp32", help="a bf16-trained model is scored exactly in fp32")
     e.add_argument("--iwae-k", type=number(int, 1, 1_000_000), help="VAE: the importance-weighted bound with K samples")
+    e.add_argument("--t-samples", type=number(int, 1, 100_000), metavar="K",
+                   help="diffusion: average the bound over K stratified times per image, with its terms and the "
+                        "Monte-Carlo standard error (default: one time per image, the training estimate)")
     e.add_argument("--corruption", choices=CORRUPTIONS, default="none",
                    help="autoencoders: reconstruct test images corrupted this way (the error is against the clean ones)")
     e.add_argument("--fid", type=number(int, 10, 5000), metavar="N",
@@ -57,6 +60,8 @@ def _figures(args):
     def figures(model, x, y):
         if args.iwae_k:
             return {"nll": -model.log_prob(x, k=args.iwae_k, generator=g)}
+        if model.monte_carlo_bound:  # the bound with its terms, and each image's Monte-Carlo variance
+            return model.estimate(x, y, args.t_samples or 1, generator=g)
         if model.scored_by_reconstruction:
             return {"mse": model.reconstruction_error(x, args.corruption, args.noise_level, generator=g),
                     "near_zero": model.loss(x)["near_zero"]}
@@ -81,6 +86,14 @@ def _reconstruction_result(args, model, means: dict, count: int, where: str) -> 
 def _likelihood_result(args, model, means: dict, count: int, where: str) -> tuple[dict, str]:
     s = likelihood.summary(means["nll"], model.dims, model.likelihood_kind, count, conditional=bool(model.num_classes))
     text = f"{where}: {likelihood.describe(s)}"
+    if model.monte_carlo_bound:
+        k = args.t_samples or 1
+        s.update(t_samples=k, terms={t: means[t] for t in ("prior", "reconstruction", "diffusion")})
+        text += (f", {k} time(s) per image: prior {means['prior']:.3f} + reconstruction {means['reconstruction']:.3f} + "
+                 f"diffusion {means['diffusion']:.3f}")
+        if k > 1:  # the estimate's Monte-Carlo standard error over the test set (the images themselves are fixed)
+            s["standard_error"] = math.sqrt(means["nll_var"] / k / count)
+            text += f", Monte-Carlo standard error {s['standard_error']:.3f}"
     if args.iwae_k:
         s["iwae_k"] = args.iwae_k
         text += f", IWAE bound with K = {args.iwae_k}"
@@ -106,6 +119,8 @@ def _check_model(args, model, test) -> None:
         raise GenzooError(f"--fid: {model.name} defines no distribution to sample from (it has no sampler)")
     if args.fid and len(test) < 20:
         raise GenzooError(f"--fid: the test split has {len(test)} images; at least 20 are needed")
+    if args.t_samples and not model.monte_carlo_bound:
+        raise GenzooError(f"--t-samples: {model.name} has no bound sampled over time (diffusion does)")
     if args.iwae_k and not model.importance_weighted:
         raise GenzooError(f"--iwae-k: {model.name} has no importance-weighted bound (the VAE does)")
     if args.corruption != "none" and not model.scored_by_reconstruction:

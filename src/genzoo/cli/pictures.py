@@ -28,10 +28,11 @@ def add_parsers(sub, argv) -> None:
     s.add_argument("--scale", type=number(int, 1, 32), help="pixel upscaling in the PNG (default: by image size, 8x for 8x8)")
     s.add_argument("--naive", action="store_true", help="autoregressive models: one full pass per sub-pixel, no cache")
     s.add_argument("--mean", action="store_true", help="VAE: the decoder's mean instead of a sample of p(x|z)")
+    add_diffusion_options(s)
     add_device_options(s)
     s.set_defaults(run=run_sample)
 
-    c = sub.add_parser("complete", help="complete the lower part of test images (autoregressive models)")
+    c = sub.add_parser("complete", help="complete the lower part of test images (autoregressive models, diffusion)")
     add_run_dir(c)
     add_output(c)
     c.add_argument("-n", type=number(int, 1, 64), default=8, help="test images to complete")
@@ -40,6 +41,7 @@ def add_parsers(sub, argv) -> None:
     add_data_options(c)
     add_seed(c, "the completions")
     c.add_argument("--naive", action="store_true", help="one full pass per sub-pixel instead of the cached sampler")
+    add_diffusion_options(c)
     add_device_options(c)
     c.set_defaults(run=run_complete)
 
@@ -67,11 +69,26 @@ def _sample_option(model, option: str, flag: str, who: str) -> None:
         raise GenzooError(f"{flag}: {model.name} has {who}")
 
 
+def add_diffusion_options(p) -> None:
+    p.add_argument("--steps", type=number(int, 1, 100000), help="diffusion: denoising steps from t = 1 to 0 (default 100)")
+    p.add_argument("--ddim", action="store_true", help="diffusion: the deterministic DDIM sampler (same z_1, same image)")
+    p.add_argument("--guidance", type=number(float, 0), help="diffusion, class-conditional: classifier-free guidance "
+                                                             "weight w (0: the plain conditional draw)")
+
+
 def _sampling_options(model, args) -> dict:
-    if args.naive:
+    """The sampler options given on the command line, each checked against what the model's sampler takes."""
+    out = {}
+    if getattr(args, "naive", False):
         _sample_option(model, "naive", "--naive", "no naive sampler (autoregressive models do)")
-        return {"naive": True}
-    return {}
+        out["naive"] = True
+    for option, flag, given, who in (("steps", "--steps", args.steps, "no denoising steps (diffusion does)"),
+                                     ("ddim", "--ddim", args.ddim or None, "no DDIM sampler (diffusion does)"),
+                                     ("guidance", "--guidance", args.guidance, "no guidance (conditional diffusion does)")):
+        if given is not None:
+            _sample_option(model, option, flag, who)
+            out[option] = given
+    return out
 
 
 @contextlib.contextmanager
@@ -94,11 +111,15 @@ def _save_grid(x, model, path, nrow=None, scale=None) -> None:
 def run_sample(args) -> int:
     grids.check_png_path(args.output)
     device = apply_device_options(args)
-    model = runs.open_run(args.dir).model
-    model.to(device)
+    run = runs.open_run(args.dir)
+    if "data_fingerprint" in run.record:  # sampling reads no data, but says when the run's data has changed since
+        with contextlib.suppress(GenzooError):  # data that is not here (or moved) stops no sampling
+            checked_split(run, args)
+    model = run.model.to(device)
     g = torch.Generator().manual_seed(args.seed)
     kwargs = {}
     if args.temperature != 1.0:
+        _sample_option(model, "temperature", "--temperature", "no temperature (its sampler takes none)")
         kwargs["temperature"] = args.temperature
     if args.label is not None:
         if not model.num_classes or args.label >= model.num_classes:
@@ -122,7 +143,7 @@ def run_complete(args) -> int:
     run = runs.open_run(args.dir)
     model = run.model
     if not model.can_complete:
-        raise GenzooError(f"{model.name} does not complete images (autoregressive models do)")
+        raise GenzooError(f"{model.name} does not complete images (autoregressive models and diffusion do)")
     ds = checked_split(run, args)
     model.to(device)
     H = model.image_shape[1]

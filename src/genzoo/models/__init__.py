@@ -9,6 +9,7 @@ from .registry import build, config_fields, get, names, option_defaults, option_
 from . import pixelcnn, pixelrnn, transformer  # noqa: E402,F401,I001
 from . import autoencoders, vae  # noqa: E402,F401,I001
 from . import flows  # noqa: E402,F401,I001
+from . import diffusion  # noqa: E402,F401,I001
 
 __all__ = ["GenerativeModel", "build", "build_from_record", "config_fields", "get", "load_model",
            "model_config_record", "names", "option_defaults", "option_help", "register", "register_preset", "save_model", "summary"]

@@ -106,6 +106,7 @@ class GenerativeModel(nn.Module):
     has_code: ClassVar[bool] = False  # encode(x) -> z and decode(z) -> images (autoencoders, the VAE, flows)
     importance_weighted: ClassVar[bool] = False  # log_prob(x, k=K): the IWAE bound (the VAE)
     scored_by_reconstruction: ClassVar[bool] = False  # reconstruction_error() instead of nats (autoencoders)
+    monte_carlo_bound: ClassVar[bool] = False  # estimate(x, t_samples=K): a bound sampled over K times (diffusion)
     # keyword options sample() takes beyond n, generator and y, e.g. "naive", "temperature", "mean", "progress"
     sample_options: ClassVar[frozenset] = frozenset()
 
