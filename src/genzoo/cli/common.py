@@ -165,7 +165,8 @@ def checked_split(run: runs.Run, args, split: str = "test") -> data.Dataset:
     if own:
         where_now(run, spec)
     ds = data.fitted_split(run.model, spec, split)
-    changed = runs.data_changed(run.record, split, data.fingerprint(ds)) if own else None
+    recorded = own and "data_fingerprint" in run.record  # runs from before fingerprints have nothing to compare
+    changed = runs.data_changed(run.record, split, data.fingerprint(ds)) if recorded else None
     if changed:
         print(f"genzoo: note: {changed}: the figures are of the data as it is now", file=sys.stderr, flush=True)
     return ds

@@ -148,11 +148,10 @@ def _moved_data(args, spec: dict) -> dict:
     return {**spec, "name": str(Path(args.data).resolve())}
 
 
-def _check_data(args, plan: Plan, splits: dict) -> None:
+def _check_data(args, plan: Plan, fingerprints: dict) -> None:
     """A resumed run trains on the data it was launched on: a changed split (pictures added or removed
     reshuffle a folder's seeded split) is refused unless --allow-changed-data says to go on."""
-    changed = [why for split, ds in splits.items()
-               if (why := runs.data_changed(plan.record, split, data.fingerprint(ds)))]
+    changed = [why for split, now in fingerprints.items() if (why := runs.data_changed(plan.record, split, now))]
     if changed and not args.allow_changed_data:
         raise GenzooError(f"{changed[0]}; --resume refuses to go on on other data (--allow-changed-data trains "
                           f"on it anyway, and the run records the new data)")
@@ -250,12 +249,11 @@ def run(args) -> int:
         device = torch.device("cuda", local)
     train_ds, levels, transform = data.prepare(plan.spec, "train")
     test_ds, _, _ = data.prepare(plan.spec, "test")
-    splits = {"train": train_ds, "test": test_ds}
+    plan.fingerprint = {"train": data.fingerprint(train_ds), "test": data.fingerprint(test_ds)}
     if plan.record is None:
         plan.train = _batch_that_fits(plan.train, len(train_ds), world)
     else:
-        _check_data(args, plan, splits)
-    plan.fingerprint = {split: data.fingerprint(ds) for split, ds in splits.items()}
+        _check_data(args, plan, plan.fingerprint)
     model = _model(args, plan, train_ds, levels)
     trainer = Trainer(model, (train_ds.images, train_ds.labels), (test_ds.images, test_ds.labels), plan.train, plan.out,
                       batch_transform=transform, device=device, log=lambda m: print(m, flush=True))

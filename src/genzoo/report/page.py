@@ -210,7 +210,7 @@ def _figure_line(r: Run) -> str:
 def run_section(r: Run, anchor: str, test: data.Dataset, pictures: dict, ood: dict | None = None) -> str:
     """One run's section: what it is, its curves and pictures, and the OOD comparison if asked.
     pictures: run_pictures' n, seed, device; ood: ood_section's other, ood_name, limit, device."""
-    changed = runs.data_changed(r.record, "test", data.fingerprint(test))
+    changed = runs.data_changed(r.record, "test", data.fingerprint(test)) if "data_fingerprint" in r.record else None
     notes = "".join(f"<p class=note>note: {html.escape(n)}</p>" for n in runs.problems(r.folder) + [changed] if n)
     parts = [f"<section class=run id='{anchor}'><h2>{html.escape(r.name)}: {html.escape(r.model.name)}</h2>{notes}",
              f"<p>{html.escape(r.dataset)}; {r.parameters:,} parameters; {html.escape(_figure_line(r))}; "
