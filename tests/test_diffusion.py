@@ -124,6 +124,31 @@ def test_the_sampled_bound_of_the_best_denoiser_agrees_with_its_expectation():
     assert torch.all((draws.mean(0) - exact).abs() < 4 * se + 1e-3)
 
 
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_the_code_is_the_deterministic_samplers_noise_and_decodes_back_to_every_image(schedule):
+    # encode runs the DDIM ODE from the data to t = 1, decode runs it back: with the best denoiser of a known
+    # distribution both are discretisations of one invertible flow, so every image of the tiny space returns
+    # and the code converges as the steps are refined
+    images = all_images((1, 1, 2), 3)  # all 9 images
+    probs = torch.softmax(torch.randn(9, generator=torch.Generator().manual_seed(0), dtype=torch.float64), 0)
+    model = build((1, 1, 2), 3, schedule=schedule).double().eval()
+    model.eps_hat = oracle_denoiser(model, images, probs)
+    z = model.encode(images, steps=200)
+    assert torch.equal(model.decode(z, steps=200), images)
+    assert (model.encode(images, steps=400) - z).abs().max() < 0.02 * z.abs().max()
+
+
+def test_interpolation_walks_the_sphere_between_two_noises():
+    z = torch.randn(2, 3, 1, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)  # 3 pairs
+    z0, z1 = z[0], z[1] * (z[0].flatten(1).norm(dim=1) / z[1].flatten(1).norm(dim=1)).view(3, 1, 1, 1)  # equal norms
+    path = genzoo.models.build("diffusion", **TINY).code_path(z0, z1, torch.linspace(0, 1, 7, dtype=torch.float64))
+    assert path.shape == (3, 7, 1, 4, 4)
+    assert torch.allclose(path[:, 0], z0) and torch.allclose(path[:, -1], z1)
+    norms = path.flatten(2).norm(dim=2)  # (3, 7): constant along the path, where a straight line sags
+    assert torch.allclose(norms, norms[:, :1].expand(3, 7))
+    assert torch.all(((z0 + z1) / 2).flatten(1).norm(dim=1) < norms[:, 3] * 0.9)
+
+
 def test_the_schedules_shape_follows_the_variance_and_its_ends_the_bound():
     model = build((1, 3, 3), levels=4)
     x = torch.randint(0, 4, (8, 1, 3, 3), dtype=torch.uint8)
@@ -197,5 +222,25 @@ def test_the_command_line_trains_evaluates_samples_completes_and_reports(tmp_pat
         assert main(["sample", str(run), "-n", "6", "-o", str(tmp_path / "s.png"), *extra]) == 0
     assert main(["complete", str(run), "-n", "3", "--samples", "2", "--steps", "5", "-o", str(tmp_path / "c.png")]) == 0
     assert main(["report", str(run), "-o", str(tmp_path / "r.html"), "--samples", "4"]) == 0
+    assert main(["interpolate", str(run), "-o", str(tmp_path / "i.png"), "--pairs", "1", "--steps", "3"]) == 0
+    assert main(["reconstruct", str(run), "-o", str(tmp_path / "r.png"), "-n", "2"]) == 0
+    assert main(["probe", str(run), "--limit", "200", "--threads", "1", "--json"]) == 0
+    probe = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert probe["codes"]["width"] == 64 and 0 <= probe["codes"]["accuracy"] <= 1
     assert main(["sample", str(run), "-n", "2", "-o", str(tmp_path / "x.png"), "--temperature", "0.5"]) == 2
     assert main(["eval", str(run), "--iwae-k", "3"]) == 2
+    assert main(["eval", str(run), "--steps", "5"]) == 2  # sampler options without --fid draw nothing: refused
+    assert main(["eval", str(run), "--limit", "40", "--fid", "20", "--steps", "3", "--ddim", "--json"]) == 0
+    q = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["quality"]
+    assert q["sampler"] == {"steps": 3, "ddim": True} and q["fid"] >= 0
+
+
+def test_a_sampled_bound_kept_by_eval_is_the_one_with_the_most_times_not_the_luckiest():
+    from genzoo import runs
+
+    def kept(nll, k):
+        return {"data": "d", "split": "test", "nll_nats": nll, "count": 10, "t_samples": k}
+    evals = [kept(100.0, 1), kept(98.0, 1), kept(99.5, 16), kept(99.0, 4)]
+    best = runs.tightest_likelihood(evals, "d")
+    assert best["nll_nats"] == 99.5 and "sampled at 16 time(s) per image" in runs.eval_label(best)
+    assert runs.tightest_likelihood([*evals, kept(99.7, 16)], "d")["nll_nats"] == 99.7  # the latest of equals

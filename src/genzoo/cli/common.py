@@ -186,5 +186,33 @@ def latent_run(args, what: str) -> runs.Run:
     """The run in args.dir, whose model must have a code (encode / decode) to ``what``."""
     run = runs.open_run(args.dir)
     if not run.model.has_code:
-        raise GenzooError(f"{run.model.name} has no code to {what} (autoencoders, the VAE and flows do)")
+        raise GenzooError(f"{run.model.name} has no code to {what} (autoencoders, the VAE, flows and diffusion do)")
     return run
+
+
+def sample_option(model, option: str, flag: str, who: str) -> None:
+    if option not in model.sample_options:
+        raise GenzooError(f"{flag}: {model.name} has {who}")
+
+
+def add_sampler_options(p) -> None:
+    """The diffusion sampler's flags (sample, complete, eval --fid); each is refused where the model has no such option."""
+    p.add_argument("--steps", type=number(int, 1, 100000), help="diffusion: denoising steps from t = 1 to 0 (default 100)")
+    p.add_argument("--ddim", action="store_true", help="diffusion: the deterministic DDIM sampler (same z_1, same image)")
+    p.add_argument("--guidance", type=number(float, 0), help="diffusion, class-conditional: classifier-free guidance "
+                                                             "weight w (0: the plain conditional draw)")
+
+
+def sampling_options(model, args) -> dict:
+    """The sampler options given on the command line, each checked against what the model's sampler takes."""
+    out = {}
+    if getattr(args, "naive", False):
+        sample_option(model, "naive", "--naive", "no naive sampler (autoregressive models do)")
+        out["naive"] = True
+    for option, flag, given, who in (("steps", "--steps", args.steps, "no denoising steps (diffusion does)"),
+                                     ("ddim", "--ddim", args.ddim or None, "no DDIM sampler (diffusion does)"),
+                                     ("guidance", "--guidance", args.guidance, "no guidance (conditional diffusion does)")):
+        if given is not None:
+            sample_option(model, option, flag, who)
+            out[option] = given
+    return out

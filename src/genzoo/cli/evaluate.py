@@ -15,8 +15,8 @@ from ..errors import GenzooError
 from ..models.autoencoders import CORRUPTIONS
 from ..models.base import to_unit
 from ..training.precision import PRECISIONS, autocast
-from .common import (add_data_options, add_device_options, add_run_dir, apply_device_options, checked_split,
-                     latent_run, number, spec_of)
+from .common import (add_data_options, add_device_options, add_run_dir, add_sampler_options, apply_device_options,
+                     checked_split, latent_run, number, sampling_options, spec_of)
 
 
 def add_parsers(sub, argv) -> None:
@@ -39,6 +39,7 @@ def add_parsers(sub, argv) -> None:
                    help="also draw N samples and add sample quality: FID, KID, precision, recall and the nearest "
                         "training image, in a feature network trained on the dataset (and the same for N held-out "
                         "test images: the floor)")
+    add_sampler_options(e)  # with --fid: how the samples are drawn
     e.add_argument("--noise-level", type=number(float, 0, 1), default=None,
                    help="with --corruption: gaussian std or fraction of pixels (default 0.3)")
     add_device_options(e)
@@ -111,12 +112,17 @@ def _check_eval_options(args) -> None:
                           "strength); without --corruption the clean images are scored")
     if args.noise_level is None:
         args.noise_level = 0.3
+    if not args.fid and (args.steps is not None or args.ddim or args.guidance is not None):
+        raise GenzooError("--steps, --ddim and --guidance choose how eval --fid N draws its samples; without --fid "
+                          "eval draws none")
 
 
 def _check_model(args, model, test) -> None:
     """Everything a request can fail on, for every run, before any run is scored or any network trained."""
     if args.fid and not model.can_sample:
         raise GenzooError(f"--fid: {model.name} defines no distribution to sample from (it has no sampler)")
+    if args.fid:
+        sampling_options(model, args)  # a sampler option this model does not take: refused before any scoring
     if args.fid and len(test) < 20:
         raise GenzooError(f"--fid: the test split has {len(test)} images; at least 20 are needed")
     if args.t_samples and not model.monte_carlo_bound:
@@ -151,8 +157,9 @@ def _quality(args, run: runs.Run, model, test) -> dict:
     spec = spec_of(run, args)
     train = data.seen_training_split(spec)  # dynamic binarization: one fixed draw of the training images
     net, record = quality.feature_network(spec, train, test, train.levels, data.cache_dir() / "features", log)
-    out = quality.measure(model, args.fid, net, test, train, seed=0, log=log)
-    return {**out, "feature_network": record}
+    options = sampling_options(model, args)
+    out = quality.measure(model, args.fid, net, test, train, seed=0, log=log, **options)
+    return {**out, "feature_network": record, **({"sampler": options} if options else {})}
 
 
 def _keep(run: runs.Run, result: dict) -> None:
@@ -187,7 +194,8 @@ def measure(args, run: runs.Run, ds, device) -> tuple[dict, str]:
         against = (f"{q['reference_n']} test images (the split holds {len(ds)}: {q['reference_n']} are the "
                    f"reference, {q['reference_n']} others the floor)" if q["reference_n"] < q["fid_n"]
                    else f"{q['reference_n']} test images")
-        text += (f"; {q['fid_n']} samples against {against}: FID {q['fid']:.3f} (held-out floor {q['floor']['fid']:.3f}), "
+        how = f" ({', '.join(f'{k} {v}' for k, v in q['sampler'].items())})" if "sampler" in q else ""
+        text += (f"; {q['fid_n']} samples{how} against {against}: FID {q['fid']:.3f} (held-out floor {q['floor']['fid']:.3f}), "
                  f"KID {q['kid']:.4f}, precision {q['precision']:.3f}, recall {q['recall']:.3f}, nearest training "
                  f"image {q['nn_train_distance']:.3f} (floor {q['floor']['nn_train_distance']:.3f})")
     s.update(model=model.name, data=spec["name"], split=args.split, precision=args.precision, run=run.name)

@@ -13,7 +13,7 @@ from ..evaluation import scoring
 from ..report import views
 from ..errors import GenzooError
 from .common import (add_data_options, add_device_options, add_output, add_run_dir, add_seed, apply_device_options,
-                     checked_split, latent_run, number)
+                     add_sampler_options, checked_split, latent_run, number, sample_option, sampling_options)
 
 
 def add_parsers(sub, argv) -> None:
@@ -28,7 +28,7 @@ def add_parsers(sub, argv) -> None:
     s.add_argument("--scale", type=number(int, 1, 32), help="pixel upscaling in the PNG (default: by image size, 8x for 8x8)")
     s.add_argument("--naive", action="store_true", help="autoregressive models: one full pass per sub-pixel, no cache")
     s.add_argument("--mean", action="store_true", help="VAE: the decoder's mean instead of a sample of p(x|z)")
-    add_diffusion_options(s)
+    add_sampler_options(s)
     add_device_options(s)
     s.set_defaults(run=run_sample)
 
@@ -41,7 +41,7 @@ def add_parsers(sub, argv) -> None:
     add_data_options(c)
     add_seed(c, "the completions")
     c.add_argument("--naive", action="store_true", help="one full pass per sub-pixel instead of the cached sampler")
-    add_diffusion_options(c)
+    add_sampler_options(c)
     add_device_options(c)
     c.set_defaults(run=run_complete)
 
@@ -62,33 +62,6 @@ def add_parsers(sub, argv) -> None:
     add_seed(r, "the corruption, for a denoising model")
     add_device_options(r)
     r.set_defaults(run=run_reconstruct)
-
-
-def _sample_option(model, option: str, flag: str, who: str) -> None:
-    if option not in model.sample_options:
-        raise GenzooError(f"{flag}: {model.name} has {who}")
-
-
-def add_diffusion_options(p) -> None:
-    p.add_argument("--steps", type=number(int, 1, 100000), help="diffusion: denoising steps from t = 1 to 0 (default 100)")
-    p.add_argument("--ddim", action="store_true", help="diffusion: the deterministic DDIM sampler (same z_1, same image)")
-    p.add_argument("--guidance", type=number(float, 0), help="diffusion, class-conditional: classifier-free guidance "
-                                                             "weight w (0: the plain conditional draw)")
-
-
-def _sampling_options(model, args) -> dict:
-    """The sampler options given on the command line, each checked against what the model's sampler takes."""
-    out = {}
-    if getattr(args, "naive", False):
-        _sample_option(model, "naive", "--naive", "no naive sampler (autoregressive models do)")
-        out["naive"] = True
-    for option, flag, given, who in (("steps", "--steps", args.steps, "no denoising steps (diffusion does)"),
-                                     ("ddim", "--ddim", args.ddim or None, "no DDIM sampler (diffusion does)"),
-                                     ("guidance", "--guidance", args.guidance, "no guidance (conditional diffusion does)")):
-        if given is not None:
-            _sample_option(model, option, flag, who)
-            out[option] = given
-    return out
 
 
 @contextlib.contextmanager
@@ -119,15 +92,15 @@ def run_sample(args) -> int:
     g = torch.Generator().manual_seed(args.seed)
     kwargs = {}
     if args.temperature != 1.0:
-        _sample_option(model, "temperature", "--temperature", "no temperature (its sampler takes none)")
+        sample_option(model, "temperature", "--temperature", "no temperature (its sampler takes none)")
         kwargs["temperature"] = args.temperature
     if args.label is not None:
         if not model.num_classes or args.label >= model.num_classes:
             raise GenzooError(f"--label: this model has {model.num_classes or 'no'} classes")
         kwargs["y"] = torch.full((args.n,), args.label)
-    kwargs.update(_sampling_options(model, args))
+    kwargs.update(sampling_options(model, args))
     if args.mean:
-        _sample_option(model, "mean", "--mean", "no decoder mean (the VAE does)")
+        sample_option(model, "mean", "--mean", "no decoder mean (the VAE does)")
         kwargs["mean"] = True
     with _row_progress(model, kwargs, "sampling"):
         x = model.sample(args.n, generator=g, **kwargs)
@@ -157,7 +130,7 @@ def run_complete(args) -> int:
     originals = ds.images[pick]
     labels = ds.labels[pick] if model.num_classes else None
     g = torch.Generator().manual_seed(args.seed)
-    kwargs = _sampling_options(model, args)
+    kwargs = sampling_options(model, args)
     with _row_progress(model, kwargs, "completing"):
         out, ncol = views.completions(model, originals, rows, args.samples, labels=labels, generator=g, **kwargs)
     _save_grid(out, model, args.output, nrow=ncol)

@@ -180,7 +180,7 @@ def draw(model, n: int, generator, **options) -> torch.Tensor:
 
 
 @torch.no_grad()
-def measure(model, n: int, net, test, train, seed: int = 0, log=lambda m: None) -> dict:
+def measure(model, n: int, net, test, train, seed: int = 0, log=lambda m: None, **options) -> dict:
     """Draw n samples and measure them against n seeded test images (the reference); the same figures
     for n other, held-out test images are the floor. A test split smaller than 2n is halved into the
     reference and the held-out images (sizes returned). train: the training split, for memorisation."""
@@ -188,7 +188,7 @@ def measure(model, n: int, net, test, train, seed: int = 0, log=lambda m: None) 
         raise GenzooError(f"--fid: {model.name} defines no distribution to sample from (it has no sampler)")
     reference, held_out = reference_split(test, n, seed)
     log(f"quality: drawing {n} samples")
-    samples = draw(model, n, torch.Generator().manual_seed(seed))
+    samples = draw(model, n, torch.Generator().manual_seed(seed), **options)  # options: the sampler's (steps, ddim)
     train_features = features(net, train.images)
     out = figures(net, reference, samples, train_features)
     out["floor"] = figures(net, reference, held_out, train_features)

@@ -179,6 +179,13 @@ class GenerativeModel(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None, **kwargs) -> torch.Tensor:
         raise NotImplementedError
 
+    @staticmethod
+    def code_path(z0, z1, t):
+        """Points between the codes of a model with ``has_code``: z0, z1 [P, ...], t [S] in [0, 1] ->
+        [P, S, ...]. A straight line; a model whose codes are Gaussian noise walks the sphere instead."""
+        t = t.view(1, -1, *[1] * (z0.dim() - 1))
+        return (1 - t) * z0[:, None] + t * z1[:, None]
+
     def save(self, path) -> None:
         """Write this model as a folder: config.json + model.safetensors (``genzoo.load`` reads it)."""
         save_model(self, path)

@@ -150,6 +150,7 @@ class Diffusion(GenerativeModel):
     Config = DiffusionConfig
     likelihood_kind = "bound"
     monte_carlo_bound = True  # log_prob(x, t_samples=K) / estimate(): the bound averaged over K times per image
+    has_code = True  # encode / decode: the deterministic sampler's noise z_1 (interpolate, reconstruct, probe)
     can_complete = True  # by replacement: the known sub-pixels are re-noised from q(z_s | x) at every step
     sample_options = frozenset({"steps", "ddim", "guidance", "progress"})
 
@@ -260,11 +261,28 @@ class Diffusion(GenerativeModel):
             eps = (1 + guidance) * eps - guidance * self.eps_hat(z, tt, torch.full_like(y, self.num_classes))
         return eps
 
-    def _step(self, z, eps, g_t, g_s, ddim: bool, noise):
-        """z_t -> z_s (s < t): the posterior q(z_s | z_t, x_hat) (ancestral), or the DDIM update."""
+    def _sampling_labels(self, y, n: int, device):
+        """A conditional model's classes for n draws (default 0, 1, 2, ...), on device; None if unconditional."""
+        if self.num_classes and y is None:
+            y = torch.arange(n) % self.num_classes
+        y = self.check_labels(y, n)
+        return y.to(device) if y is not None else None
+
+    def _code_labels(self, y, n: int, device):
+        """Classes for encode / decode: the given ones, else the "none" class (the code of an image whose
+        class is not given: the unconditional network a model trained with class_dropout also is)."""
+        if self.num_classes and y is None:
+            y = torch.full((n,), self.num_classes)
+            return y.to(device)
+        return self._sampling_labels(y, n, device)
+
+    def _step(self, z, eps, g_t, g_s, ddim: bool, noise, clip: bool = True):
+        """z_t -> z_s: the posterior q(z_s | z_t, x_hat) (ancestral, s < t), or the DDIM update (either way;
+        ``clip``: x_hat clipped to the data's range, which inversion must not do)."""
         (a_t, s_t), (a_s, s_s) = alpha_sigma(g_t), alpha_sigma(g_s)
         if ddim:
-            x_hat = ((z - s_t * eps) / a_t).clamp(-1, 1)  # clipped to the data's range
+            x_hat = (z - s_t * eps) / a_t
+            x_hat = x_hat.clamp(-1, 1) if clip else x_hat
             return a_s * x_hat + s_s * eps
         c = -torch.expm1(g_s - g_t)  # 1 - SNR(t) / SNR(s)
         return a_s / a_t * (z - c * s_t * eps) + (s_s ** 2 * c).sqrt() * noise
@@ -282,10 +300,7 @@ class Diffusion(GenerativeModel):
         require(not guidance or self.num_classes, "guidance needs a class-conditional model")
         C, H, W = self.image_shape
         dt, device = self.dtype, next(self.parameters()).device
-        if self.num_classes and y is None:
-            y = torch.arange(n) % self.num_classes
-        y = self.check_labels(y, n)
-        y = y.to(device) if y is not None else None
+        y = self._sampling_labels(y, n, device)
 
         def draw():
             return torch.randn((n, C, H, W), generator=generator, dtype=dt).to(device)
@@ -298,15 +313,53 @@ class Diffusion(GenerativeModel):
             x_known = to_signed(prefix.to(device), self.levels, dt)
         z = draw()  # z_1
         for i in range(steps, 0, -1):
-            t, s = i / steps, (i - 1) / steps
-            g_t, g_s = (self.schedule(torch.full((1,), v, dtype=dt, device=device))[0] for v in (t, s))
-            z = self._step(z, self._guided_eps(z, t, y, guidance), g_t, g_s, ddim, draw())
+            g_t, g_s = self._gamma(i / steps, z), self._gamma((i - 1) / steps, z)
+            z = self._step(z, self._guided_eps(z, i / steps, y, guidance), g_t, g_s, ddim, draw())
             if keep is not None:
                 a_s, s_s = alpha_sigma(g_s)
                 z = torch.where(keep, a_s * x_known + s_s * draw(), z)
             if progress is not None:
                 progress(round(H * (steps - i + 1) / steps))
         return self._decode(z, ddim, generator, prefix if keep is not None else None, keep)
+
+    def _gamma(self, t: float, like):
+        """gamma at one time t, a 1-element tensor of like's dtype and device."""
+        return self.schedule(torch.full((1,), t, dtype=like.dtype, device=like.device))[0]
+
+    # -- the code: the deterministic sampler's noise (Song et al. 2021, DDIM section 5: z_1 <-> x is an ODE's flow)
+    @torch.no_grad()
+    def encode(self, x, y=None, steps: int = 50):
+        """uint8 images [B, C, H, W] -> their noise z_1 [B, C, H, W]: the DDIM update run from t = 0 to 1
+        (deterministic; ``decode`` runs it back, exactly so only as steps -> infinity)."""
+        self.check_images(x)
+        require(isinstance(steps, int) and steps >= 1, f"steps must be a positive integer, got {steps!r}")
+        z = alpha_sigma(self.schedule.endpoints()[0])[0] * to_signed(x, self.levels, self.dtype)  # z_0 = alpha_0 x
+        y = self._code_labels(y, len(x), z.device)
+        for i in range(steps):
+            eps = self._guided_eps(z, i / steps, y, 0.0)
+            z = self._step(z, eps, self._gamma(i / steps, z), self._gamma((i + 1) / steps, z), True, None, clip=False)
+        return z
+
+    @torch.no_grad()
+    def decode(self, z, y=None, steps: int = 50):
+        """Noise z_1 [B, C, H, W] -> uint8 images: the DDIM sampler started from z."""
+        require(isinstance(steps, int) and steps >= 1, f"steps must be a positive integer, got {steps!r}")
+        y = self._code_labels(y, len(z), z.device)
+        for i in range(steps, 0, -1):
+            eps = self._guided_eps(z, i / steps, y, 0.0)
+            z = self._step(z, eps, self._gamma(i / steps, z), self._gamma((i - 1) / steps, z), True, None)
+        return self._decode(z, True, None, None, None)
+
+    @staticmethod
+    def code_path(z0, z1, t):
+        """Spherical interpolation between noises: z0, z1 [P, ...], t [S] -> [P, S, ...]. A straight line
+        passes through noise of too small a norm, which the sampler turns into flat grey (DDIM section 5.3)."""
+        a, b = z0.flatten(1), z1.flatten(1)  # (P, D)
+        omega = torch.acos((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))).clamp(1e-6, math.pi - 1e-6)  # (P,)
+        w0 = torch.sin((1 - t[None, :]) * omega[:, None]) / torch.sin(omega)[:, None]  # (P, S)
+        w1 = torch.sin(t[None, :] * omega[:, None]) / torch.sin(omega)[:, None]
+        shape = (*w0.shape, *[1] * (z0.dim() - 1))
+        return w0.view(shape) * z0[:, None] + w1.view(shape) * z1[:, None]  # (P, S, ...)
 
     def _decode(self, z0, most_likely: bool, generator, prefix, keep):
         """z_0 -> levels: a draw from p(x | z_0) over the k levels (or its most likely level)."""

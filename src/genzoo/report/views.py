@@ -53,12 +53,12 @@ def reconstructions(model, x, generator=None):
 
 @torch.no_grad()
 def interpolations(model, x, steps: int):
-    """Decode the straight line between the codes of consecutive pairs of images.
+    """Decode the path (``model.code_path``) between the codes of consecutive pairs of images.
 
     x: uint8 [2 * pairs, C, H, W]. Returns ([pairs * steps, C, H, W], steps).
     """
     z = model.encode(x)
     z0, z1 = z[0::2], z[1::2]  # (pairs, ...)
-    t = torch.linspace(0, 1, steps, dtype=z.dtype, device=z.device).view(1, -1, *([1] * (z.dim() - 1)))
-    path = (1 - t) * z0[:, None] + t * z1[:, None]  # (pairs, steps, ...): the straight line in code space
+    t = torch.linspace(0, 1, steps, dtype=z.dtype, device=z.device)
+    path = model.code_path(z0, z1, t)  # (pairs, steps, ...): a line in code space (the model says which)
     return model.decode(path.flatten(0, 1)).cpu(), steps
