@@ -17,8 +17,10 @@ TINY = {
     "row-lstm": dict(hidden_channels=6, num_layers=2, head_channels=8, first_kernel=3),
     "diagonal-bilstm": dict(hidden_channels=6, num_layers=2, head_channels=8, first_kernel=3),
     "pixel-transformer": dict(embed_dim=8, num_layers=2, num_heads=2),
+    "nade": dict(hidden_units=8),
+    "made": dict(hidden_units=12, num_layers=2),
 }
-AUTOREGRESSIVE = ["pixelcnn", "gated-pixelcnn", "row-lstm", "diagonal-bilstm", "pixel-transformer"]
+AUTOREGRESSIVE = ["pixelcnn", "gated-pixelcnn", "row-lstm", "diagonal-bilstm", "pixel-transformer", "nade", "made"]
 CONDITIONAL = ["gated-pixelcnn", "row-lstm", "diagonal-bilstm", "pixel-transformer"]
 
 

@@ -16,7 +16,11 @@ cached sampler (the default) asks the model for an incremental state, ``cached_s
 that computes only what each new sub-pixel changes: the new position of every layer for
 convolutions (Ramachandran et al. 2017, "Fast generation for convolutional autoregressive
 models"), one recurrent step for the PixelRNNs, one query against a key/value cache for the
-Transformer. Both draw the same images for the same generator.
+Transformer, the running pre-activation for NADE and MADE (``SequenceSampler``). Both draw the
+same images for the same generator.
+
+Models of the flattened image (NADE, MADE) read it as the raster sequence of its D sub-pixels,
+pixel by pixel and R, G, B within a pixel (``raster`` / ``unraster``): the same order.
 """
 
 from __future__ import annotations
@@ -172,3 +176,43 @@ class IncrementalSampler:
         if c == self.C - 1:
             self._finalize(p)
         return out[:, :, c]
+
+
+# ----------------------------------------------------------------------------- the image as a sequence
+
+def raster(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] -> [B, D]: the sub-pixels in raster order, channels innermost (d = (i W + j) C + c).
+    Cutting rows off the image cuts the end of the sequence (so a model of the sequence crops rows)."""
+    return x.permute(0, 2, 3, 1).flatten(1)  # (B, H, W, C) -> (B, D)
+
+
+def unraster(v: torch.Tensor, image_shape) -> torch.Tensor:
+    """[B, k, D'] logits over the first D' = C H' W sub-pixels -> [B, k, C, H', W]."""
+    C, _, W = image_shape
+    B, k, D = v.shape
+    return v.view(B, k, D // (C * W), W, C).permute(0, 1, 4, 2, 3)  # (B, k, C, H', W)
+
+
+class SequenceSampler:
+    """Cached sampling for a model of the raster sequence: ``absorb(d, v)`` folds the final value v [n]
+    (the network's input) of sub-pixel d into the state, ``output(d)`` gives the logits [n, k] of sub-pixel
+    d from it. ``logits(x, c, i, j)`` (what ``sample`` calls) first absorbs every sub-pixel before
+    (c, i, j) not yet absorbed, read from x: drawn ones, and known ones that completion skips."""
+
+    def __init__(self, model: AutoregressiveModel):
+        self.C, self.H, self.W = model.image_shape
+        self.done = 0  # sub-pixels absorbed
+
+    def absorb(self, d: int, v: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def output(self, d: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def logits(self, x, c, i, j) -> torch.Tensor:
+        d = (i * self.W + j) * self.C + c
+        for q in range(self.done, d):
+            (qi, qj), qc = divmod(q // self.C, self.W), q % self.C
+            self.absorb(q, x[:, qc, qi, qj])
+        self.done = max(self.done, d)
+        return self.output(d)  # (n, k)
