@@ -9,7 +9,8 @@ import torch
 
 import genzoo
 from genzoo.cli import main
-from genzoo.models.vae import discretized_logistic_log_prob, gaussian_kl, gaussian_log_density
+from genzoo.likelihood import discretized_logistic_log_prob
+from genzoo.models.vae import gaussian_kl, gaussian_log_density
 from genzoo.training.trainer import TrainConfig, Trainer
 from conftest import all_images
 

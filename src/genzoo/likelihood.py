@@ -49,6 +49,31 @@ def categorical_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return nll.flatten(1).sum(1)
 
 
+def discretized_logistic_log_prob(x, mean, log_scale, levels: int):
+    """log P(x) per pixel for a logistic(mean, e^log_scale) on [-1, 1] cut into ``levels`` bins.
+
+    x: integer [..]; mean, log_scale: [..] on the scale where level l sits at 2l/(k-1) - 1.
+    P(x) = F(a) - F(b), a, b = (c +- d - mean) / s with c the level's centre and d = 1/(k-1) the
+    bin's half width, the two edge bins taking the tails (Salimans et al. 2017, eq. 2). Written as
+    log F(a) + log F(-b) + log(1 - e^(b - a)) (F(a) - F(b) = F(a) F(-b) (1 - e^(b - a))), exact for
+    every bin, however far in a tail: the k probabilities sum to 1 to rounding (~1e-15 in float64).
+    """
+    c = x.to(mean.dtype) * (2.0 / (levels - 1)) - 1
+    inv_s = torch.exp(-log_scale)
+    a, b = (c + 1.0 / (levels - 1) - mean) * inv_s, (c - 1.0 / (levels - 1) - mean) * inv_s
+    width = torch.log(-torch.expm1(-(2.0 / (levels - 1)) * inv_s))  # log(1 - e^(b - a)), the same for every bin
+    log_mid = F.logsigmoid(a) + F.logsigmoid(-b) + width
+    return torch.where(x == 0, F.logsigmoid(a), torch.where(x == levels - 1, F.logsigmoid(-b), log_mid))
+
+
+def logistic_mixture_log_prob(x, logit_weights, means, log_scales, levels: int):
+    """log P(x) per sub-pixel under a mixture of K discretized logistics (Salimans et al. 2017, PixelCNN++,
+    section 2.1): log sum_j pi_j P_j(x), each P_j as in :func:`discretized_logistic_log_prob`.
+    x: integer [..]; logit_weights, means, log_scales: [.., K]. Sums to 1 over the k levels."""
+    per = discretized_logistic_log_prob(x[..., None], means, log_scales, levels)  # (.., K)
+    return torch.logsumexp(F.log_softmax(logit_weights, dim=-1) + per, dim=-1)
+
+
 def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
     """bf16/fp16 -> fp32; fp32 and fp64 stay as they are (a model run in float64 is scored in float64)."""
     return t.float() if t.is_floating_point() and t.element_size() < 4 else t

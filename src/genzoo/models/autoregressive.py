@@ -1,14 +1,22 @@
-"""What every exact autoregressive image model shares: the categorical likelihood and sampling.
+"""What every exact autoregressive image model shares: the likelihood of its output layer and sampling.
 
-A subclass implements ``logits(x, y) -> [B, k, C, H, W]`` from the network's float input
+A subclass implements ``outputs(x, y) -> [B, P, C, H, W]`` from the network's float input
 ``x = self.scale(images)`` (by default the image scaled to [-1, 1], [B, C, H, W]) such that
-the logits of sub-pixel (c, i, j) depend only on sub-pixels before it in raster order
-(pixels (i', j') < (i, j), then channels c' < c). Then P(x) = prod_t P(x_t | x_<t) is exact
-and normalised, and
+the outputs of sub-pixel (c, i, j) depend only on sub-pixels before it in raster order
+(pixels (i', j') < (i, j), then channels c' < c). P = ``output_size``, by ``output``:
 
-    -log P(x) = sum_{c,i,j} CrossEntropy(logits[:, :, c, i, j], x[:, c, i, j])
+* ``softmax``: P = k logits of a categorical over the k levels (van den Oord et al. 2016, eq. 1-2);
+* ``mixture``: a mixture of K discretized logistics per sub-pixel (Salimans et al. 2017, PixelCNN++,
+  section 2.1-2.2): P = (2 + C) K numbers, the K weights' logits, means and log-scales, and C - 1
+  coefficients a_{c'} per component that couple the mean to the pixel's earlier channels,
+  mean_c = mu_c + sum_{c' < c} tanh(a_{c'}) x_{c'} (the paper's linear dependence of G on R and of
+  B on R, G). Unlike the paper, whose one set of weights serves the whole pixel, each sub-pixel has
+  its own weights, computed from features that already see the pixel's earlier channels (the
+  channel masks): the product over channels is still an exact, normalised raster-order model.
+  A few dozen numbers per sub-pixel instead of k = 256 logits, and level 127 is near level 128.
 
-(van den Oord et al. 2016, eq. 1-2).
+``logits(x, y) -> [B, k, C, H, W]`` turns either into log-probabilities over the k levels; then
+P(x) = prod_t P(x_t | x_<t) is exact and normalised, and -log P(x) sums over the sub-pixels.
 
 Sampling draws the D sub-pixels one after another. The naive sampler runs the whole network
 once per sub-pixel (on rows 0..i only: no model here looks below the current row). The
@@ -25,12 +33,28 @@ pixel by pixel and R, G, B within a pixel (``raster`` / ``unraster``): the same 
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 
-from ..likelihood import bits_per_dim, categorical_nll
-from .base import GenerativeModel, to_signed
+from ..likelihood import bits_per_dim, categorical_nll, full_precision, at_least_fp32, logistic_mixture_log_prob
+from .base import GenerativeModel, ImageConfig, from_signed, require, require_positive_ints, to_signed
 from .layers import pointwise
+
+OUTPUTS = ("softmax", "mixture")
+
+
+@dataclasses.dataclass
+class AutoregressiveConfig(ImageConfig):
+    output: str = "softmax"  # per sub-pixel: softmax (k logits) or mixture (of discretized logistics, PixelCNN++)
+    mixtures: int = 10  # K, the logistics of --output mixture (PixelCNN++: 10)
+    choices = {"output": OUTPUTS}
+
+    def __post_init__(self):
+        super().__post_init__()
+        require(self.output in OUTPUTS, f"output must be one of {', '.join(OUTPUTS)}, got {self.output!r}")
+        require_positive_ints(self, "mixtures")
 
 
 class AutoregressiveModel(GenerativeModel):
@@ -45,8 +69,67 @@ class AutoregressiveModel(GenerativeModel):
         """uint8 levels [B, C, H, W] -> the network's float input: here [-1, 1], same shape, the weights' dtype."""
         return to_signed(x, self.levels, self.dtype)
 
-    def logits(self, x: torch.Tensor, y=None) -> torch.Tensor:
+    def levels_of(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's input -> its levels (long [B, C, ..]): the inverse of ``scale``."""
+        return from_signed(x, self.levels).long()
+
+    @property
+    def output_size(self) -> int:
+        """P: the outputs per sub-pixel, k logits or (2 + C) K mixture numbers."""
+        c = self.config
+        return c.levels if c.output == "softmax" else (2 + self.image_shape[0]) * c.mixtures
+
+    def outputs(self, x: torch.Tensor, y=None) -> torch.Tensor:
+        """The output layer [B, P, C, H, W] (module docstring)."""
         raise NotImplementedError
+
+    def logits(self, x: torch.Tensor, y=None) -> torch.Tensor:
+        """log-probabilities (softmax: logits) over the k levels, [B, k, C, H', W], of the input x [B, C, H', W]."""
+        return self.logits_from_outputs(self.outputs(x, y), x)
+
+    def logits_from_outputs(self, out, x):
+        """The output layer [B, P, C, ..] at inputs x -> [B, k, C, ..] over the levels."""
+        if self.config.output == "softmax":
+            return out
+        levels = self.levels_of(x)
+        return torch.stack([self.level_log_probs(out[:, :, c], levels, c) for c in range(out.shape[2])], dim=2)
+
+    def sub_pixel_logits(self, x, y, c: int, i: int, j: int):
+        """The naive sampler's step: one full pass on x [n, C, i+1.., W], then sub-pixel (c, i, j)'s [n, k]."""
+        out = self.outputs(x, y)[:, :, c, i, j]  # (n, P): the output layer there only, then its k levels
+        return self.level_log_probs(out, self.levels_of(x[:, :, i, j]), c)
+
+    def _mixture(self, out_c, levels, c: int):
+        """Channel c's mixture from its outputs [N, P, ..] and the pixel's levels [N, C, ..] (channels < c
+        are read): (weight logits, means, log-scales), each [N, .., K]."""
+        K = self.config.mixtures
+        p = out_c.movedim(1, -1)  # (N, .., P)
+        logit_w, mean, log_s, coeff = p[..., :K], p[..., K:2 * K], p[..., 2 * K:3 * K], p[..., 3 * K:]
+        for cp in range(c):  # the mean follows the pixel's earlier channels (PixelCNN++ section 2.2)
+            value = to_signed(levels[:, cp], self.levels, p.dtype)[..., None]  # (N, .., 1)
+            mean = mean + torch.tanh(coeff[..., cp * K:(cp + 1) * K]) * value
+        return logit_w, mean, log_s.clamp(min=-7.0)
+
+    def level_log_probs(self, out_c, levels, c: int):
+        """Channel c's log-probabilities over the k levels [N, k, ..] from its outputs [N, P, ..]."""
+        if self.config.output == "softmax":
+            return out_c
+        w, mean, log_s = self._mixture(out_c, levels, c)
+        v = torch.arange(self.levels, device=out_c.device).view(-1, *[1] * (mean.dim() - 1))  # (k, 1.., 1)
+        lp = logistic_mixture_log_prob(v, w[None], mean[None], log_s[None], self.levels)  # (k, N, ..)
+        return lp.movedim(0, 1)
+
+    def nll(self, x, y=None) -> torch.Tensor:
+        """-log P(x) [B] in nats of images x; the mixture's only at the drawn levels (never all k)."""
+        xs = self.scale(x)
+        out = self.outputs(xs, y)
+        if self.config.output == "softmax":
+            return categorical_nll(out, x)
+        with full_precision(out):
+            out, levels = at_least_fp32(out), x.long()
+            per = [logistic_mixture_log_prob(levels[:, c], *self._mixture(out[:, :, c], levels, c), self.levels)
+                   for c in range(out.shape[2])]  # each (B, H, W)
+            return -torch.stack(per, 1).flatten(1).sum(1)
 
     def cached_sampler(self, n: int, y=None) -> "IncrementalSampler":
         """The incremental state for sampling n images (labels y: [n] or None)."""
@@ -55,7 +138,7 @@ class AutoregressiveModel(GenerativeModel):
     def loss(self, x, y=None) -> dict:
         self.check_images(x)
         y = self.check_labels(y, x.shape[0])
-        nll = categorical_nll(self.logits(self.scale(x), y), x)  # (B,)
+        nll = self.nll(x, y)  # (B,)
         return {"loss": nll.mean() / self.dims, "nll": nll, "bits_per_dim": bits_per_dim(nll.detach(), self.dims)}
 
     @torch.no_grad()
@@ -97,7 +180,7 @@ class AutoregressiveModel(GenerativeModel):
                     if all_known[c][i][j]:
                         continue
                     if sampler is None:
-                        logits = self.logits(xs[:, :, :rows], y)[:, :, c, i, j]  # (n, k)
+                        logits = self.sub_pixel_logits(xs[:, :, :rows], y, c, i, j)  # (n, k)
                     else:
                         logits = sampler.logits(xs, c, i, j)  # (n, k)
                     probs = torch.softmax(logits.float() / temperature, dim=1)
@@ -114,11 +197,11 @@ class AutoregressiveModel(GenerativeModel):
 class IncrementalSampler:
     """Pixel-by-pixel state of a network for the cached sampler.
 
-    ``logits(x, c, i, j)`` returns the logits [n, k] of sub-pixel (c, i, j), given the
+    ``logits(x, c, i, j)`` returns the log-probabilities [n, k] of sub-pixel (c, i, j), given the
     network input ``x`` whose earlier sub-pixels are final. Calls come in raster order and
     may skip sub-pixels (known ones, in completion); the state catches up on what it skipped.
 
-    Subclasses implement ``compute_pixel(x, i, j) -> [n, k, C]``, which computes (and stores)
+    Subclasses implement ``compute_pixel(x, i, j) -> [n, P, C]`` (the output layer there), which computes (and stores)
     every layer at pixel (i, j) only, reading their stored values at earlier pixels, and may
     implement ``finish_row(x, i)``, run once row i of x is final (for parts of a network that
     need a whole row, such as the vertical stack or a recurrence over the previous row).
@@ -135,14 +218,14 @@ class IncrementalSampler:
 
     def __init__(self, model: AutoregressiveModel):
         self.C, self.H, self.W = model.image_shape
-        self.k = model.levels
+        self.model, self.k = model, model.output_size
         self.done = 0  # pixels (raster index) whose stored activations are final
         self.unfinished_row = None  # a row whose last pixel was computed; finish_row once x's row is final
         # the model's layers.output_head (ReLU, 1x1, ReLU, 1x1) as two (weight, bias) pairs
         self.head = (pointwise(model.head[1]), pointwise(model.head[3]))
 
-    def head_logits(self, v: torch.Tensor) -> torch.Tensor:
-        """The output head at one pixel: features [n, channels] -> logits [n, k, C]."""
+    def head_outputs(self, v: torch.Tensor) -> torch.Tensor:
+        """The output head at one pixel: features [n, channels] -> outputs [n, P, C]."""
         (w1, b1), (w2, b2) = self.head
         out = F.linear(F.relu(F.linear(F.relu(v), w1, b1)), w2, b2)  # (n, C*k)
         return out.view(-1, self.C, self.k).transpose(1, 2)
@@ -172,18 +255,18 @@ class IncrementalSampler:
             self.compute_pixel(x, *divmod(q, self.W))
             self._finalize(q)
             self._finish_row_if_due(x)  # a skipped pixel is known: its row's image is final
-        out = self.compute_pixel(x, i, j)  # (n, k, C)
+        out = self.compute_pixel(x, i, j)  # (n, P, C)
         if c == self.C - 1:
             self._finalize(p)
-        return out[:, :, c]
+        return self.model.level_log_probs(out[:, :, c], self.model.levels_of(x[:, :, i, j]), c)  # (n, k)
 
 
 # ----------------------------------------------------------------------------- the image as a sequence
 
 def raster(x: torch.Tensor) -> torch.Tensor:
-    """[B, C, H, W] -> [B, D]: the sub-pixels in raster order, channels innermost (d = (i W + j) C + c).
+    """[B, C, H, W, ..] -> [B, D, ..]: the sub-pixels in raster order, channels innermost (d = (i W + j) C + c).
     Cutting rows off the image cuts the end of the sequence (so a model of the sequence crops rows)."""
-    return x.permute(0, 2, 3, 1).flatten(1)  # (B, H, W, C) -> (B, D)
+    return x.permute(0, 2, 3, 1, *range(4, x.dim())).flatten(1, 3)  # (B, H, W, C, ..) -> (B, D, ..)
 
 
 def unraster(v: torch.Tensor, image_shape) -> torch.Tensor:
@@ -195,12 +278,13 @@ def unraster(v: torch.Tensor, image_shape) -> torch.Tensor:
 
 class SequenceSampler:
     """Cached sampling for a model of the raster sequence: ``absorb(d, v)`` folds the final value v [n]
-    (the network's input) of sub-pixel d into the state, ``output(d)`` gives the logits [n, k] of sub-pixel
-    d from it. ``logits(x, c, i, j)`` (what ``sample`` calls) first absorbs every sub-pixel before
+    (the network's input) of sub-pixel d into the state, ``output(d)`` gives the log-probabilities [n, k]
+    over the levels of sub-pixel d from it (``pixel_levels(d)``: the levels of d's pixel, for a mixture). ``logits(x, c, i, j)`` (what ``sample`` calls) first absorbs every sub-pixel before
     (c, i, j) not yet absorbed, read from x: drawn ones, and known ones that completion skips."""
 
     def __init__(self, model: AutoregressiveModel):
         self.C, self.H, self.W = model.image_shape
+        self.model = model
         self.done = 0  # sub-pixels absorbed
 
     def absorb(self, d: int, v: torch.Tensor) -> None:
@@ -211,8 +295,14 @@ class SequenceSampler:
 
     def logits(self, x, c, i, j) -> torch.Tensor:
         d = (i * self.W + j) * self.C + c
+        self.x = x
         for q in range(self.done, d):
             (qi, qj), qc = divmod(q // self.C, self.W), q % self.C
             self.absorb(q, x[:, qc, qi, qj])
         self.done = max(self.done, d)
         return self.output(d)  # (n, k)
+
+    def pixel_levels(self, d: int) -> torch.Tensor:
+        """The levels [n, C] of sub-pixel d's pixel as drawn so far (its channels before d are final)."""
+        i, j = divmod(d // self.C, self.W)
+        return self.model.levels_of(self.x[:, :, i, j])

@@ -33,14 +33,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..likelihood import num_dims
-from .autoregressive import AutoregressiveModel, SequenceSampler, raster, unraster
-from .base import ImageConfig, from_unit, require_positive_ints, to_unit
-from .nade import _output_logits
+from ..likelihood import categorical_nll
+from .autoregressive import AutoregressiveConfig, AutoregressiveModel, SequenceSampler, raster, unraster
+from .base import from_unit, require_positive_ints, to_unit
+from .nade import bernoulli, expand_bernoulli
 from .registry import register
 
 
 @dataclasses.dataclass
-class MADEConfig(ImageConfig):
+class MADEConfig(AutoregressiveConfig):
     hidden_units: int = 500  # per hidden layer
     num_layers: int = 1  # hidden layers
     num_masks: int = 1  # M connectivity masks: one drawn per training step, the M-model ensemble at evaluation
@@ -72,7 +73,7 @@ class MADE(AutoregressiveModel):
     def __init__(self, config: MADEConfig):
         super().__init__(config)
         D, H, L = num_dims(config.image_shape), config.hidden_units, config.num_layers
-        self.out_per = 1 if config.levels == 2 else config.levels  # outputs per sub-pixel
+        self.out_per = 1 if bernoulli(self) else self.output_size  # outputs per sub-pixel
         self.hidden = nn.ModuleList([nn.Linear(D if l == 0 else H, H) for l in range(L)])
         self.out = nn.Linear(H, D * self.out_per)
         degrees = torch.stack([hidden_degrees(D, H, L, m) for m in range(config.num_masks)])  # (M, L, H)
@@ -81,6 +82,14 @@ class MADE(AutoregressiveModel):
     def scale(self, x):
         """uint8 levels -> [0, 1] (binary images: 0 and 1, as in the paper)."""
         return to_unit(x, self.levels, self.dtype)
+
+    def levels_of(self, x):
+        return from_unit(x, self.levels).long()
+
+    @property
+    def ensemble(self) -> bool:
+        """Evaluating with M > 1 masks: the model is their ensemble."""
+        return self.config.num_masks > 1 and not self.training
 
     def masks(self, m: int, D: int) -> list[torch.Tensor]:
         """Mask m's weight masks for the first D sub-pixels: [H, D], [H, H] .., [D * k', H] (float)."""
@@ -91,8 +100,9 @@ class MADE(AutoregressiveModel):
         out.append((deg[-1][None, :] < inputs[:, None]).repeat_interleave(self.out_per, dim=0))  # eq. 14
         return [o.to(self.dtype) for o in out]
 
-    def log_probs_of_mask(self, v: torch.Tensor, m: int) -> torch.Tensor:
-        """Mask m's model: v [B, D'] (the first D' sub-pixels) -> log-probabilities [B, D', k]."""
+    def outputs_of_mask(self, x: torch.Tensor, m: int) -> torch.Tensor:
+        """Mask m's output layer: x [B, C, H', W] (the first rows) -> [B, P, C, H', W]."""
+        v = raster(x)  # (B, D')
         D = v.shape[1]
         masks = self.masks(m, D)
         h = v
@@ -100,23 +110,36 @@ class MADE(AutoregressiveModel):
             weight = layer.weight[:, :D] if l == 0 else layer.weight  # the first rows: the first D' inputs only
             h = F.relu(F.linear(h, weight * mask, layer.bias))  # (B, H)
         rows = D * self.out_per
-        out = F.linear(h, self.out.weight[:rows] * masks[-1], self.out.bias[:rows])  # (B, D' k')
-        return F.log_softmax(_output_logits(out.view(len(v), D, self.out_per), self.levels), dim=-1)
+        out = F.linear(h, self.out.weight[:rows] * masks[-1], self.out.bias[:rows])  # (B, D' P')
+        return unraster(expand_bernoulli(self, out.view(len(v), D, self.out_per)).transpose(1, 2), self.image_shape)
+
+    def log_probs_of_mask(self, x, m: int) -> torch.Tensor:
+        """Mask m's model: log-probabilities [B, k, C, H', W] over the levels at inputs x [B, C, H', W]."""
+        return F.log_softmax(self.logits_from_outputs(self.outputs_of_mask(x, m), x), dim=1)
+
+    def outputs(self, x, y=None):
+        """One mask's output layer [B, P, C, H', W]: drawn per training step (mask 0 if M = 1)."""
+        M = self.config.num_masks
+        return self.outputs_of_mask(x, int(torch.randint(M, ())) if M > 1 else 0)
 
     def logits(self, x, y=None):
-        """x: float [B, C, H', W] (H' <= H: the first rows) -> logits [B, k, C, H', W]: one mask drawn per
-        training step, the ensemble's conditionals otherwise."""
-        v = raster(x)  # (B, D')
+        """x: float [B, C, H', W] (H' <= H: the first rows) -> [B, k, C, H', W]: the drawn mask's (training),
+        the ensemble's conditionals (evaluation with M > 1)."""
+        if not self.ensemble:
+            return super().logits(x, y)
         M = self.config.num_masks
-        if self.training or M == 1:
-            m = int(torch.randint(M, ())) if M > 1 else 0
-            return unraster(self.log_probs_of_mask(v, m).transpose(1, 2), self.image_shape)
-        lp = torch.stack([self.log_probs_of_mask(v, m) for m in range(M)])  # (M, B, D', k)
-        levels = from_unit(v, self.levels).long()  # (B, D'): the drawn levels
+        lp = torch.stack([raster(self.log_probs_of_mask(x, m).movedim(1, -1)) for m in range(M)])  # (M, B, D', k)
+        levels = raster(self.levels_of(x))  # (B, D'): the drawn levels
         seen = lp.gather(-1, levels.expand(M, -1, -1)[..., None])[..., 0]  # (M, B, D'): log p_m(x_d | x_<d)
         prefix = F.pad(torch.cumsum(seen[..., :-1], dim=-1), (1, 0))  # (M, B, D'): log p_m(x_<d)
         mixed = torch.logsumexp(prefix[..., None] + lp, 0) - torch.logsumexp(prefix, 0)[..., None]  # (B, D', k)
         return unraster(mixed.transpose(1, 2), self.image_shape)
+
+    def nll(self, x, y=None):
+        return categorical_nll(self.logits(self.scale(x), y), x) if self.ensemble else super().nll(x, y)
+
+    def sub_pixel_logits(self, x, y, c, i, j):
+        return self.logits(x, y)[:, :, c, i, j] if self.ensemble else super().sub_pixel_logits(x, y, c, i, j)
 
     def cached_sampler(self, n, y=None):
         return _MADESampler(self, n)
@@ -130,7 +153,7 @@ class _MADESampler(SequenceSampler):
     def __init__(self, model: MADE, n: int):
         super().__init__(model)
         D, M = num_dims(model.image_shape), model.config.num_masks
-        self.model, self.ensemble = model, M > 1 and not model.training
+        self.ensemble = model.ensemble
         masks = [model.masks(m, D) for m in (range(M) if self.ensemble else [self._mask()])]
         self.first = [model.hidden[0].weight * ms[0] for ms in masks]  # each (H, D)
         self.above = [[layer.weight * mk for layer, mk in zip(model.hidden[1:], ms[1:-1])] for ms in masks]
@@ -147,20 +170,21 @@ class _MADESampler(SequenceSampler):
         if self.cached is not None and self.cached[0] == d:
             return self.cached[1]
         m, k = self.model, self.model.out_per
-        out = []
+        levels, out = self.pixel_levels(d), []
         for a, above, outw in zip(self.a, self.above, self.outw):
             h = F.relu(a)
             for layer, w in zip(m.hidden[1:], above):
                 h = F.relu(F.linear(h, w, layer.bias))
-            o = F.linear(h, outw[d * k:(d + 1) * k], m.out.bias[d * k:(d + 1) * k])  # (n, k')
-            out.append(F.log_softmax(_output_logits(o, m.levels), dim=-1))
+            o = expand_bernoulli(m, F.linear(h, outw[d * k:(d + 1) * k], m.out.bias[d * k:(d + 1) * k]))  # (n, P)
+            lp = m.level_log_probs(o, levels, d % self.C)  # (n, k): normalised below for the ensemble's weights
+            out.append(F.log_softmax(lp, dim=-1) if self.ensemble else lp)
         self.cached = (d, torch.stack(out))  # (masks, n, k)
         return self.cached[1]
 
     def absorb(self, d, v):
         if self.ensemble:
             lp = self._log_probs(d)
-            self.prefix += lp.gather(-1, from_unit(v, self.model.levels).long().expand(len(lp), -1)[..., None])[..., 0]
+            self.prefix += lp.gather(-1, self.model.levels_of(v).expand(len(lp), -1)[..., None])[..., 0]
         for a, w in zip(self.a, self.first):
             a += v[:, None] * w[:, d]
 

@@ -7,6 +7,7 @@ The image is the raster sequence of its D sub-pixels (``autoregressive.raster``)
     h_d = sigmoid(c + W_{<d} x_{<d})          (eq. 4 of the JMLR paper: one hidden layer of H units)
     p(x_d = 1 | x_{<d}) = sigmoid(b_d + V_d h_d)                 binary images (2 levels)
     p(x_d = v | x_{<d}) = softmax_v(b_{d,v} + V_{d,v} h_d)       k levels, a categorical
+    (or ``--output mixture``: V_d h_d + b_d are the P numbers of a discretized logistic mixture)
 
 with the input weights W shared across the D conditionals: a_{d+1} = a_d + W_d x_d, so the whole
 likelihood costs O(D H) (an exclusive cumulative sum here) and so does sampling, where the running
@@ -24,14 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .autoregressive import AutoregressiveModel, SequenceSampler, raster, unraster
+from .autoregressive import AutoregressiveConfig, AutoregressiveModel, SequenceSampler, raster, unraster
 from ..likelihood import num_dims
-from .base import ImageConfig, require_positive_ints, to_unit
+from .base import from_unit, require_positive_ints, to_unit
 from .registry import register
 
 
 @dataclasses.dataclass
-class NADEConfig(ImageConfig):
+class NADEConfig(AutoregressiveConfig):
     hidden_units: int = 500  # H, shared by the D conditionals (the papers' MNIST models: 500)
 
     def __post_init__(self):
@@ -39,10 +40,14 @@ class NADEConfig(ImageConfig):
         require_positive_ints(self, "hidden_units")
 
 
-def _output_logits(out: torch.Tensor, levels: int) -> torch.Tensor:
-    """[..., k'] output -> [..., k] logits: binary images keep one logit per sub-pixel (Bernoulli), as the
-    paper; the level 0 gets logit 0."""
-    return torch.cat([torch.zeros_like(out), out], dim=-1) if levels == 2 else out
+def bernoulli(model) -> bool:
+    """Binary images with a softmax output keep one logit per sub-pixel (a Bernoulli), as the papers."""
+    return model.config.output == "softmax" and model.levels == 2
+
+
+def expand_bernoulli(model, out: torch.Tensor) -> torch.Tensor:
+    """[..., P'] -> [..., P]: a Bernoulli's one logit becomes two, level 0's fixed at 0."""
+    return torch.cat([torch.zeros_like(out), out], dim=-1) if bernoulli(model) else out
 
 
 @register
@@ -55,7 +60,7 @@ class NADE(AutoregressiveModel):
     def __init__(self, config: NADEConfig):
         super().__init__(config)
         D, H = num_dims(config.image_shape), config.hidden_units
-        out = 1 if config.levels == 2 else config.levels
+        out = 1 if bernoulli(self) else self.output_size
         self.W = nn.Parameter(torch.randn(D, H) * 0.01)  # row d: x_d's weights into the hidden units
         self.c = nn.Parameter(torch.zeros(H))
         self.V = nn.Parameter(torch.randn(D, out, H) * H ** -0.5)
@@ -65,14 +70,17 @@ class NADE(AutoregressiveModel):
         """uint8 levels -> [0, 1] (the paper's binary inputs are 0 and 1)."""
         return to_unit(x, self.levels, self.dtype)
 
-    def logits(self, x, y=None):
-        """x: float [B, C, H', W] (H' <= H: the first rows) -> logits [B, k, C, H', W]."""
+    def levels_of(self, x):
+        return from_unit(x, self.levels).long()
+
+    def outputs(self, x, y=None):
+        """x: float [B, C, H', W] (H' <= H: the first rows) -> outputs [B, P, C, H', W]."""
         v = raster(x)  # (B, D')
         D = v.shape[1]
         contrib = v[:, :, None] * self.W[:D]  # (B, D', H)
         a = self.c + F.pad(torch.cumsum(contrib[:, :-1], dim=1), (0, 0, 1, 0))  # (B, D', H): c + W_{<d} x_{<d}
-        out = torch.einsum("bdh,doh->bdo", torch.sigmoid(a), self.V[:D]) + self.b[:D]  # (B, D', k')
-        return unraster(_output_logits(out, self.levels).transpose(1, 2), self.image_shape)
+        out = torch.einsum("bdh,doh->bdo", torch.sigmoid(a), self.V[:D]) + self.b[:D]  # (B, D', P')
+        return unraster(expand_bernoulli(self, out).transpose(1, 2), self.image_shape)
 
     def cached_sampler(self, n, y=None):
         return _NADESampler(self, n)
@@ -91,4 +99,5 @@ class _NADESampler(SequenceSampler):
 
     def output(self, d):
         m = self.model
-        return _output_logits(F.linear(torch.sigmoid(self.a), m.V[d], m.b[d]), m.levels)  # (n, k)
+        out = expand_bernoulli(m, F.linear(torch.sigmoid(self.a), m.V[d], m.b[d]))  # (n, P)
+        return m.level_log_probs(out, self.pixel_levels(d), d % self.C)  # (n, k)

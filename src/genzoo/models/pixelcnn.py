@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .registry import register
-from .autoregressive import AutoregressiveModel, IncrementalSampler
-from .base import (ImageConfig, require_num_classes, require_odd_kernels,
+from .autoregressive import AutoregressiveConfig, AutoregressiveModel, IncrementalSampler
+from .base import (require_num_classes, require_odd_kernels,
                    require_positive_ints)
 from .layers import (MaskedConv2d, VerticalConv2d, WindowConv, effective_weight, output_head, pointwise, sampling_store,
                      shift_down, to_logits)
@@ -34,7 +34,7 @@ from .layers import (MaskedConv2d, VerticalConv2d, WindowConv, effective_weight,
 # ----------------------------------------------------------------------------- PixelCNN
 
 @dataclasses.dataclass
-class PixelCNNConfig(ImageConfig):
+class PixelCNNConfig(AutoregressiveConfig):
     hidden_channels: int = 64  # h: residual blocks run at 2h channels, their 3x3 at h (PixelRNN Fig. 5)
     num_layers: int = 7  # residual blocks after the 7x7 type-A layer
     first_kernel: int = 7  # size of the first, type-A masked convolution (7x7 in the paper)
@@ -71,15 +71,15 @@ class PixelCNN(AutoregressiveModel):
 
     def __init__(self, config: PixelCNNConfig):
         super().__init__(config)
-        C, h, k = config.image_shape[0], config.hidden_channels, config.levels
+        C, h, k = config.image_shape[0], config.hidden_channels, self.output_size
         self.first = MaskedConv2d(C, 2 * h, config.first_kernel, "A", C)
         self.blocks = nn.Sequential(*[ResidualBlock(h, config.kernel, C) for _ in range(config.num_layers)])
         self.head = output_head(2 * h, config.head_channels, C, k)
 
-    def logits(self, x, y=None):
-        """x: float [B, C, H, W] in [-1, 1] -> logits [B, k, C, H, W]."""
-        out = self.head(self.blocks(self.first(x)))  # (B, C*k, H, W)
-        return to_logits(out, self.image_shape[0], self.levels)
+    def outputs(self, x, y=None):
+        """x: float [B, C, H, W] in [-1, 1] -> outputs [B, P, C, H, W]."""
+        out = self.head(self.blocks(self.first(x)))  # (B, C*P, H, W)
+        return to_logits(out, self.image_shape[0], self.output_size)
 
     def cached_sampler(self, n, y=None):
         return _PixelCNNSampler(self, n)
@@ -107,13 +107,13 @@ class _PixelCNNSampler(IncrementalSampler):
         for ((w1, b1), conv, (w5, b5)), mid in zip(self.blocks, self.mid):
             mid[:, :, i, j] = F.relu(F.linear(F.relu(v), w1, b1))
             v = v + F.linear(F.relu(conv(mid, i, j)), w5, b5)
-        return self.head_logits(v)  # (n, k, C)
+        return self.head_outputs(v)  # (n, P, C)
 
 
 # ----------------------------------------------------------------------------- Gated PixelCNN
 
 @dataclasses.dataclass
-class GatedPixelCNNConfig(ImageConfig):
+class GatedPixelCNNConfig(AutoregressiveConfig):
     hidden_channels: int = 64  # F: channels of each stack
     num_layers: int = 8  # gated layers (the first is type A)
     kernel: int = 5  # vertical stack covers kernel//2 rows above, horizontal kernel//2 pixels left
@@ -170,20 +170,20 @@ class GatedPixelCNN(AutoregressiveModel):
 
     def __init__(self, config: GatedPixelCNNConfig):
         super().__init__(config)
-        C, F_, k = config.image_shape[0], config.hidden_channels, config.levels
+        C, F_, k = config.image_shape[0], config.hidden_channels, self.output_size
         self.layers = nn.ModuleList(
             [GatedLayer(C, F_, config.first_kernel, "A", C, config.num_classes)]
             + [GatedLayer(F_, F_, config.kernel, "B", C, config.num_classes) for _ in range(config.num_layers - 1)]
         )
         self.head = output_head(F_, config.head_channels, C, k)
 
-    def logits(self, x, y=None):
-        """x: float [B, C, H, W] in [-1, 1], y: [B] labels or None -> logits [B, k, C, H, W]."""
+    def outputs(self, x, y=None):
+        """x: float [B, C, H, W] in [-1, 1], y: [B] labels or None -> outputs [B, P, C, H, W]."""
         cond = F.one_hot(y, self.num_classes).float() if self.num_classes else None
         v = h = x
         for layer in self.layers:
             v, h = layer(v, h, cond)
-        return to_logits(self.head(h), self.image_shape[0], self.levels)
+        return to_logits(self.head(h), self.image_shape[0], self.output_size)
 
     def cached_sampler(self, n, y=None):
         return _GatedPixelCNNSampler(self, n, y)
@@ -231,4 +231,4 @@ class _GatedPixelCNNSampler(IncrementalSampler):
             h_new = F.linear(gate(h_pre), *self.out[L])  # (n, F)
             self.h_in[L + 1][:, :, i, j] = h[:, :, i, j] + h_new if layer.residual else h_new
             h = self.h_in[L + 1]
-        return self.head_logits(h[:, :, i, j])  # (n, k, C)
+        return self.head_outputs(h[:, :, i, j])  # (n, P, C)

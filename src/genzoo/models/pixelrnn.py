@@ -40,15 +40,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .autoregressive import AutoregressiveModel, IncrementalSampler
-from .base import (ImageConfig, require_num_classes, require_odd_kernels,
+from .autoregressive import AutoregressiveConfig, AutoregressiveModel, IncrementalSampler
+from .base import (require_num_classes, require_odd_kernels,
                    require_positive_ints)
 from .layers import MaskedConv2d, WindowConv, effective_weight, sampling_store, output_head, pointwise, shift_down, skew, to_logits, unskew
 from .registry import register
 
 
 @dataclasses.dataclass
-class PixelRNNConfig(ImageConfig):
+class PixelRNNConfig(AutoregressiveConfig):
     hidden_channels: int = 16  # h: LSTM state features; the residual stream carries 2h
     num_layers: int = 7  # LSTM layers after the 7x7 type-A convolution
     first_kernel: int = 7  # size of the first, type-A masked convolution (7x7 in the paper)
@@ -143,18 +143,18 @@ class PixelRNN(AutoregressiveModel):
 
     def __init__(self, config: PixelRNNConfig):
         super().__init__(config)
-        C, h, k = config.image_shape[0], config.hidden_channels, config.levels
+        C, h, k = config.image_shape[0], config.hidden_channels, self.output_size
         self.first = MaskedConv2d(C, 2 * h, config.first_kernel, "A", C)
         self.layers = nn.ModuleList([self.Layer(h, config, C) for _ in range(config.num_layers)])
         self.head = output_head(2 * h, config.head_channels, C, k)
 
-    def logits(self, x, y=None):
-        """x: float [B, C, H, W] in [-1, 1], y: [B] labels or None -> logits [B, k, C, H, W]."""
+    def outputs(self, x, y=None):
+        """x: float [B, C, H, W] in [-1, 1], y: [B] labels or None -> outputs [B, P, C, H, W]."""
         cond = F.one_hot(y, self.num_classes).float() if self.num_classes else None
         v = self.first(x)  # (B, 2h, H, W)
         for layer in self.layers:
             v = layer(v, cond)
-        return to_logits(self.head(v), self.image_shape[0], self.levels)
+        return to_logits(self.head(v), self.image_shape[0], self.output_size)
 
 
 
@@ -204,7 +204,7 @@ class _PixelRNNSampler(IncrementalSampler):
             self.inp[L][:, :, i, j] = v
             hn, cn, v = self.layer_at(L, v, i, j)
             self.h[L][:, :, i, j], self.c[L][:, :, i, j] = hn, cn
-        return self.head_logits(v)  # (n, k, C)
+        return self.head_outputs(v)  # (n, P, C)
 
     def layer_at(self, L: int, v, i: int, j: int):
         """Layer L at pixel (i, j) from its input v [n, 2h]: (h, c) [n, h] each, and its output [n, 2h]."""

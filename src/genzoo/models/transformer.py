@@ -35,13 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .autoregressive import AutoregressiveModel
-from .base import ImageConfig, require, require_num_classes, require_positive_ints
+from .autoregressive import AutoregressiveConfig, AutoregressiveModel
+from .base import require, require_num_classes, require_positive_ints
 from .registry import register
 
 
 @dataclasses.dataclass
-class PixelTransformerConfig(ImageConfig):
+class PixelTransformerConfig(AutoregressiveConfig):
     embed_dim: int = 64  # d
     num_layers: int = 4  # Transformer blocks (attention + MLP, pre-norm)
     num_heads: int = 4  # nh; d must divide by it
@@ -212,12 +212,16 @@ class PixelTransformer(AutoregressiveModel):
                   CausalSelfAttention(d, config.num_heads, config.image_shape, config.attention_rows, config.relative_bias))
             for _ in range(config.num_layers)])
         self.ln_f = nn.LayerNorm(d)
-        self.head = nn.Linear(d, k)
+        self.head = nn.Linear(d, self.output_size)
         nn.init.normal_(self.start, std=0.02)
 
     def scale(self, x):
         """uint8 levels [B, C, H, W] -> one-hot float [B, C, H, W, k]."""
         return F.one_hot(x.long(), self.levels).to(self.dtype)
+
+    def levels_of(self, x):
+        """one-hot [B, C, .., k] -> levels [B, C, ..]."""
+        return x.argmax(-1)
 
     def position_embedding(self, rows: int, y=None) -> torch.Tensor:
         """[1 or B, rows*W*C, d]: row + column + channel (+ class) embedding of each target sub-pixel."""
@@ -229,16 +233,16 @@ class PixelTransformer(AutoregressiveModel):
             pos = pos + self.class_embedding(y)[:, None]
         return pos
 
-    def logits(self, x, y=None):
-        """x: one-hot [B, C, H, W, k] (H may be cropped) -> logits [B, k, C, H, W]."""
+    def outputs(self, x, y=None):
+        """x: one-hot [B, C, H, W, k] (H may be cropped) -> outputs [B, P, C, H, W]."""
         B, C, H, W, k = x.shape
         tokens = self.level_embedding(x.permute(0, 2, 3, 1, 4).reshape(B, H * W * C, k))  # (B, T, d), raster order
         h = torch.cat([self.start.expand(B, 1, -1), tokens[:, :-1]], dim=1)  # input t = sub-pixel t - 1
         h = h + self.position_embedding(H, y)
         for block in self.blocks:
             h = block(h)
-        out = self.head(self.ln_f(h))  # (B, T, k)
-        return out.view(B, H, W, C, k).permute(0, 4, 3, 1, 2)  # (B, k, C, H, W)
+        out = self.head(self.ln_f(h))  # (B, T, P)
+        return out.view(B, H, W, C, -1).permute(0, 4, 3, 1, 2)  # (B, P, C, H, W)
 
     def cached_sampler(self, n, y=None):
         return _KVCacheSampler(self, n, y)
@@ -273,4 +277,4 @@ class _KVCacheSampler:
         for block, cache, table in zip(m.blocks, self.caches, self.tables):
             h = block(h, cache, self.fed, table)
         self.fed = t + 1
-        return m.head(m.ln_f(h[:, -1]))  # (n, k)
+        return m.level_log_probs(m.head(m.ln_f(h[:, -1])), m.levels_of(x[:, :, i, j]), c)  # (n, k)

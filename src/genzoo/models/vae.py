@@ -38,7 +38,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..likelihood import at_least_fp32, bits_per_dim, categorical_nll, full_precision
+from ..likelihood import at_least_fp32, bits_per_dim, categorical_nll, discretized_logistic_log_prob, full_precision
 from .base import (GenerativeModel, ImageConfig, from_signed, from_unit, require, require_positive_ints, to_signed,
                    to_unit)
 from .coders import ARCHITECTURES, check_coder_config, decoder, encoder
@@ -56,23 +56,6 @@ def gaussian_kl(mu, logvar):
 def gaussian_log_density(z, mu, logvar):
     """log N(z; mu, diag e^logvar) per example [B]."""
     return -0.5 * at_least_fp32((z - mu) ** 2 / logvar.exp() + logvar + LOG_2PI).sum(1)
-
-
-def discretized_logistic_log_prob(x, mean, log_scale, levels: int):
-    """log P(x) per pixel for a logistic(mean, e^log_scale) on [-1, 1] cut into ``levels`` bins.
-
-    x: integer [..]; mean, log_scale: [..] on the scale where level l sits at 2l/(k-1) - 1.
-    P(x) = F(c + d) - F(c - d) with c the level's centre and d = 1/(k-1) the bin's half width,
-    the two edge bins taking the tails (Salimans et al. 2017, eq. 2). Sums to 1 over levels.
-    """
-    c = x.to(mean.dtype) * (2.0 / (levels - 1)) - 1
-    inv_s = torch.exp(-log_scale)
-    plus, minus = (c + 1.0 / (levels - 1) - mean) * inv_s, (c - 1.0 / (levels - 1) - mean) * inv_s
-    log_cdf_plus = F.logsigmoid(plus)
-    log_sf_minus = -F.softplus(minus)  # log(1 - F(c - d))
-    # middle bins: log(F(plus) - F(minus)) = log F(plus) + log(1 - F(minus)/F(plus))
-    log_mid = log_cdf_plus + torch.log(-torch.expm1(F.logsigmoid(minus) - log_cdf_plus).clamp(max=-1e-12))
-    return torch.where(x == 0, log_cdf_plus, torch.where(x == levels - 1, log_sf_minus, log_mid))
 
 
 CATEGORICAL_MAX_LEVELS = 32
