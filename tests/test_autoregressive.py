@@ -53,7 +53,7 @@ def test_no_output_depends_on_itself_or_a_later_subpixel(name, image_shape):
 
 
 def test_transformer_sees_every_earlier_pixel_with_one_layer():
-    model = tiny("pixel-transformer", (1, 4, 6), 2, num_layers=1)
+    model = tiny("pixel-transformer", (1, 4, 6), 2, num_layers=1, attention_rows=0)  # global attention
     deps = dependency_map(model, (1, 4, 6), 2)
     for i in range(4):
         for j in range(6):
@@ -268,7 +268,9 @@ def test_rgb_at_the_defaults_is_causal_and_normalised(name):
 
 
 # The Transformer's attention variants: local (a window of rows) and the relative position bias.
-ATTENTION = [dict(attention_rows=1), dict(attention_rows=2, relative_bias=True), dict(relative_bias=True)]
+# (The default is local attention over one row above with the bias; the generic tests run it.)
+ATTENTION = [dict(attention_rows=0, relative_bias=False), dict(attention_rows=1, relative_bias=False),
+             dict(attention_rows=2, relative_bias=True), dict(attention_rows=0, relative_bias=True)]
 
 
 def _with_random_bias(model):
@@ -320,7 +322,8 @@ def test_local_attention_sees_exactly_its_window_with_one_layer(rows):
 def test_local_attention_with_a_window_over_the_whole_image_is_global_attention(relative_bias):
     # the blocked local path and the global one are two computations of the same function
     image_shape = (2, 4, 3)
-    glob = _with_random_bias(tiny("pixel-transformer", image_shape, 3, relative_bias=relative_bias)).double()
+    glob = _with_random_bias(tiny("pixel-transformer", image_shape, 3, relative_bias=relative_bias,
+                                  attention_rows=0)).double()
     local = tiny("pixel-transformer", image_shape, 3, relative_bias=relative_bias, attention_rows=3).double()
     local.load_state_dict(glob.state_dict())
     x = glob.scale(torch.randint(0, 3, (5, *image_shape)))
