@@ -80,9 +80,10 @@ def _quality_line(evals: list) -> str:
     if not quality:
         return "not measured"
     q = quality[-1]["quality"]
+    sampler = "".join(f" --{k}" if v is True else f" --{k} {v}" for k, v in q.get("sampler", {}).items())
     return (f"FID {q['fid']:.3f} (held-out floor {q['floor']['fid']:.3f}), precision {q['precision']:.3f}, "
             f"recall {q['recall']:.3f}, {q['fid_n']} samples in genzoo's {q['feature_network']['kind']} features "
-            f"(`genzoo eval {{folder}} --fid {q['fid_n']}`)")
+            f"(`genzoo eval {{folder}} --fid {q['fid_n']}{sampler}`)")
 
 
 def model_card(recipe: recipes.Recipe, folder) -> str:
@@ -93,6 +94,9 @@ def model_card(recipe: recipes.Recipe, folder) -> str:
     estimator = {"exact": "exact -log P(x)", "bound": "an upper bound on -log P(x)"}[kind]
     if "iwae_k" in recipe.evaluate:
         estimator += f": the importance-weighted bound, K = {recipe.evaluate['iwae_k']}"
+    if "t_samples" in recipe.evaluate:
+        estimator += (f": the variational diffusion bound averaged over {recipe.evaluate['t_samples']} seeded times "
+                      f"per image (`genzoo eval --t-samples {recipe.evaluate['t_samples']}`)")
     sign = bound_mark(kind)
     metrics = run.metrics
     options = ", ".join(f"{k} {v}" for k, v in runs.model_record(folder)["config"].items())

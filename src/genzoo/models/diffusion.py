@@ -278,14 +278,16 @@ class Diffusion(GenerativeModel):
 
     def _step(self, z, eps, g_t, g_s, ddim: bool, noise, clip: bool = True):
         """z_t -> z_s: the posterior q(z_s | z_t, x_hat) (ancestral, s < t), or the DDIM update (either way;
-        ``clip``: x_hat clipped to the data's range, which inversion must not do)."""
+        ``clip``: x_hat clipped to the data's range, as DDPM's sampler does; inversion must not)."""
         (a_t, s_t), (a_s, s_s) = alpha_sigma(g_t), alpha_sigma(g_s)
+        x_hat = (z - s_t * eps) / a_t  # the prediction of x [-1, 1], clipped to the data's range (both samplers)
+        x_hat = x_hat.clamp(-1, 1) if clip else x_hat
         if ddim:
-            x_hat = (z - s_t * eps) / a_t
-            x_hat = x_hat.clamp(-1, 1) if clip else x_hat
             return a_s * x_hat + s_s * eps
-        c = -torch.expm1(g_s - g_t)  # 1 - SNR(t) / SNR(s)
-        return a_s / a_t * (z - c * s_t * eps) + (s_s ** 2 * c).sqrt() * noise
+        c = -torch.expm1(g_s - g_t)  # 1 - SNR(t) / SNR(s) = sigma_{t|s}^2 / sigma_t^2
+        # q(z_s | z_t, x_hat): mean (1 - c) (alpha_s / alpha_t) z_t + c alpha_s x_hat, variance c sigma_s^2 (VDM
+        # appendix A); unclipped, x_hat = (z - sigma_t eps) / alpha_t makes it (alpha_s / alpha_t)(z - c sigma_t eps)
+        return (1 - c) * (a_s / a_t) * z + c * a_s * x_hat + (s_s ** 2 * c).sqrt() * noise
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, y=None, prefix=None, known=None, steps: int = 100,
