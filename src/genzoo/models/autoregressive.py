@@ -97,7 +97,13 @@ class AutoregressiveModel(GenerativeModel):
     def sub_pixel_logits(self, x, y, c: int, i: int, j: int):
         """The naive sampler's step: one full pass on x [n, C, i+1.., W], then sub-pixel (c, i, j)'s [n, k]."""
         out = self.outputs(x, y)[:, :, c, i, j]  # (n, P): the output layer there only, then its k levels
-        return self.level_log_probs(out, self.levels_of(x[:, :, i, j]), c)
+        return self.pixel_log_probs(out, x[:, :, i, j], c)
+
+    def pixel_log_probs(self, out_c, x_pixel, c: int):
+        """A sampler's step: sub-pixel c's outputs [n, P] -> [n, k], x_pixel [n, C, ..] the network's input at its
+        pixel. The softmax's logits pass through as they are (no work on the sampling path); the mixture reads the
+        pixel's earlier levels."""
+        return out_c if self.config.output == "softmax" else self.level_log_probs(out_c, self.levels_of(x_pixel), c)
 
     def _mixture(self, out_c, levels, c: int):
         """Channel c's mixture from its outputs [N, P, ..] and the pixel's levels [N, C, ..] (channels < c
@@ -258,7 +264,7 @@ class IncrementalSampler:
         out = self.compute_pixel(x, i, j)  # (n, P, C)
         if c == self.C - 1:
             self._finalize(p)
-        return self.model.level_log_probs(out[:, :, c], self.model.levels_of(x[:, :, i, j]), c)  # (n, k)
+        return self.model.pixel_log_probs(out[:, :, c], x[:, :, i, j], c)  # (n, k)
 
 
 # ----------------------------------------------------------------------------- the image as a sequence
@@ -279,7 +285,7 @@ def unraster(v: torch.Tensor, image_shape) -> torch.Tensor:
 class SequenceSampler:
     """Cached sampling for a model of the raster sequence: ``absorb(d, v)`` folds the final value v [n]
     (the network's input) of sub-pixel d into the state, ``output(d)`` gives the log-probabilities [n, k]
-    over the levels of sub-pixel d from it (``pixel_levels(d)``: the levels of d's pixel, for a mixture). ``logits(x, c, i, j)`` (what ``sample`` calls) first absorbs every sub-pixel before
+    over the levels of sub-pixel d from it (``pixel_input(d)``: the network's input at d's pixel, for a mixture). ``logits(x, c, i, j)`` (what ``sample`` calls) first absorbs every sub-pixel before
     (c, i, j) not yet absorbed, read from x: drawn ones, and known ones that completion skips."""
 
     def __init__(self, model: AutoregressiveModel):
@@ -302,7 +308,7 @@ class SequenceSampler:
         self.done = max(self.done, d)
         return self.output(d)  # (n, k)
 
-    def pixel_levels(self, d: int) -> torch.Tensor:
-        """The levels [n, C] of sub-pixel d's pixel as drawn so far (its channels before d are final)."""
+    def pixel_input(self, d: int) -> torch.Tensor:
+        """The network's input [n, C] at sub-pixel d's pixel as drawn so far (its channels before d are final)."""
         i, j = divmod(d // self.C, self.W)
-        return self.model.levels_of(self.x[:, :, i, j])
+        return self.x[:, :, i, j]

@@ -170,13 +170,13 @@ class _MADESampler(SequenceSampler):
         if self.cached is not None and self.cached[0] == d:
             return self.cached[1]
         m, k = self.model, self.model.out_per
-        levels, out = self.pixel_levels(d), []
+        pixel, out = self.pixel_input(d), []
         for a, above, outw in zip(self.a, self.above, self.outw):
             h = F.relu(a)
             for layer, w in zip(m.hidden[1:], above):
                 h = F.relu(F.linear(h, w, layer.bias))
             o = expand_bernoulli(m, F.linear(h, outw[d * k:(d + 1) * k], m.out.bias[d * k:(d + 1) * k]))  # (n, P)
-            lp = m.level_log_probs(o, levels, d % self.C)  # (n, k): normalised below for the ensemble's weights
+            lp = m.pixel_log_probs(o, pixel, d % self.C)  # (n, k): normalised below for the ensemble's weights
             out.append(F.log_softmax(lp, dim=-1) if self.ensemble else lp)
         self.cached = (d, torch.stack(out))  # (masks, n, k)
         return self.cached[1]

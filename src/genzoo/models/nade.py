@@ -100,4 +100,4 @@ class _NADESampler(SequenceSampler):
     def output(self, d):
         m = self.model
         out = expand_bernoulli(m, F.linear(torch.sigmoid(self.a), m.V[d], m.b[d]))  # (n, P)
-        return m.level_log_probs(out, self.pixel_levels(d), d % self.C)  # (n, k)
+        return m.pixel_log_probs(out, self.pixel_input(d), d % self.C)  # (n, k)

@@ -279,4 +279,4 @@ class _KVCacheSampler:
         for block, cache, table in zip(m.blocks, self.caches, self.tables):
             h = block(h, cache, self.fed, table)
         self.fed = t + 1
-        return m.level_log_probs(m.head(m.ln_f(h[:, -1])), m.levels_of(x[:, :, i, j]), c)  # (n, k)
+        return m.pixel_log_probs(m.head(m.ln_f(h[:, -1])), x[:, :, i, j], c)  # (n, k)
