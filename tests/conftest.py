@@ -19,8 +19,11 @@ TINY = {
     "pixel-transformer": dict(embed_dim=8, num_layers=2, num_heads=2),
     "nade": dict(hidden_units=8),
     "made": dict(hidden_units=12, num_layers=2),
+    "pixelcnn-pp": dict(hidden_channels=4, num_resnet=1, num_scales=2, mixtures=2),
+    "pixelsnail": dict(hidden_channels=4, num_blocks=1, num_resnet=1, key_channels=4, value_channels=4, mixtures=2),
 }
-AUTOREGRESSIVE = ["pixelcnn", "gated-pixelcnn", "row-lstm", "diagonal-bilstm", "pixel-transformer", "nade", "made"]
+AUTOREGRESSIVE = ["pixelcnn", "gated-pixelcnn", "row-lstm", "diagonal-bilstm", "pixel-transformer", "nade", "made",
+                  "pixelcnn-pp", "pixelsnail"]
 CONDITIONAL = ["gated-pixelcnn", "row-lstm", "diagonal-bilstm", "pixel-transformer"]
 
 

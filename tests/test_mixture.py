@@ -14,8 +14,8 @@ from test_autoregressive import _sample_checking_the_cache, dependency_map, earl
 
 def mixture_model(name, image_shape, levels, seed=0, **kw):
     torch.manual_seed(seed)
-    return genzoo.models.build(name, image_shape=image_shape, levels=levels, output="mixture", mixtures=3,
-                               **{**TINY[name], **kw})
+    return genzoo.models.build(name, image_shape=image_shape, levels=levels,
+                               **{**TINY[name], "output": "mixture", "mixtures": 3, **kw})
 
 
 @pytest.mark.parametrize("levels", [2, 5, 256])

@@ -111,6 +111,23 @@ def test_a_killed_diffusion_run_resumes_bitwise(tmp_path):
     assert [m["test_nll"] for m in metrics(out)] == [m["test_nll"] for m in metrics(ref)]
 
 
+@pytest.mark.parametrize("name,options", [
+    ("nade", ["--hidden-units", "8"]),
+    ("made", ["--hidden-units", "16", "--num-masks", "3"]),  # a mask drawn at every step
+    ("pixelcnn-pp", ["--hidden-channels", "4", "--num-resnet", "1", "--num-scales", "2", "--dropout", "0.5"]),
+    ("pixelsnail", ["--hidden-channels", "4", "--num-blocks", "1", "--num-resnet", "1", "--dropout", "0.5"]),
+])
+def test_the_new_autoregressive_models_resume_bitwise_after_a_kill(name, options, tmp_path):
+    # MADE's masks and the dropout of PixelCNN++ / PixelSNAIL are drawn from the global generator at every step
+    train = ["train", name, "--data", "digits", "--epochs", "2", "--batch-size", "250", "--warmup-steps", "2",
+             "--eval-limit", "40", "--threads", "1", "--checkpoint-every", "4", *options]
+    ref = tmp_path / "ref"
+    assert main([*train, "--out", str(ref)]) == 0
+    out = kill_and_resume(tmp_path, "step", 7, train=train)  # mid epoch 2 (6 steps an epoch); last commit: step 4
+    assert all(torch.equal(weights(ref)[k], weights(out)[k]) for k in weights(ref))
+    assert [m["test_nll"] for m in metrics(out)] == [m["test_nll"] for m in metrics(ref)]
+
+
 def test_resume_of_a_finished_run_changes_nothing(reference, capsys):
     before = weights(reference)
     assert main(["train", "--resume", str(reference)]) == 0

@@ -6,7 +6,7 @@ from .folder import build_from_record, load_model, model_config_record, save_mod
 from .registry import build, config_fields, get, names, option_defaults, option_help, register, register_preset, summary
 
 # Each family module registers its models; this order is the registry's (docs/CONTRACT.md).
-from . import pixelcnn, pixelrnn, transformer, nade, made  # noqa: E402,F401,I001
+from . import pixelcnn, pixelrnn, transformer, nade, made, pixelcnn_pp, pixelsnail  # noqa: E402,F401,I001
 from . import autoencoders, vae  # noqa: E402,F401,I001
 from . import flows  # noqa: E402,F401,I001
 from . import diffusion  # noqa: E402,F401,I001
