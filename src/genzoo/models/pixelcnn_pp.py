@@ -32,8 +32,8 @@ from .autoregressive import AutoregressiveConfig, AutoregressiveModel
 from .base import require, require_positive_ints
 from .layers import shift_down
 from .registry import register
-from .shifted import (GatedResnet, PixelSampler, ShiftedConv2d, ShiftedDeconv2d, pixel_outputs,
-                      pixel_params_size, shift_right)
+from .shifted import (GatedResnet, PixelSampler, ShiftedConv2d, ShiftedDeconv2d, down_conv, down_right_conv,
+                      pixel_outputs, pixel_params_size, shift_right, with_ones)
 
 
 @dataclasses.dataclass
@@ -48,14 +48,6 @@ class PixelCNNPPConfig(AutoregressiveConfig):
         super().__post_init__()
         require_positive_ints(self, "hidden_channels", "num_resnet", "num_scales")
         require(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout!r}")
-
-
-def down_conv(i, o, stride=1):
-    return ShiftedConv2d(i, o, (2, 3), right=False, stride=stride)
-
-
-def down_right_conv(i, o, stride=1):
-    return ShiftedConv2d(i, o, (2, 2), right=True, stride=stride)
 
 
 class StreamBlock(nn.Module):
@@ -99,7 +91,7 @@ class PixelCNNPP(AutoregressiveModel):
 
     def pixel_params(self, x, y=None):
         """x: float [B, C, H, W] in [-1, 1] -> the pixel-level output [B, Q, H, W] (``shifted.pixel_params_size``)."""
-        xp = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)  # (B, C + 1, H, W)
+        xp = with_ones(x)  # (B, C + 1, H, W)
         u = shift_down(self.u_in(xp))
         ul = shift_down(self.ul_in[0](xp)) + shift_right(self.ul_in[1](xp))
         skips = [(u, ul)]

@@ -32,8 +32,8 @@ from .autoregressive import AutoregressiveConfig, AutoregressiveModel
 from .base import require, require_positive_ints
 from .layers import WindowConv, sampling_store, shift_down
 from .registry import register
-from .shifted import (GatedResnet, PixelSampler, ShiftedConv2d, concat_elu, pixel_outputs, pixel_params_size,
-                      pointwise_conv, shift_right)
+from .shifted import (GatedResnet, PixelSampler, ShiftedConv2d, concat_elu, down_right_conv, pixel_outputs,
+                      pixel_params_size, pointwise_conv, shift_right, with_ones)
 
 
 @dataclasses.dataclass
@@ -50,10 +50,6 @@ class PixelSNAILConfig(AutoregressiveConfig):
         super().__post_init__()
         require_positive_ints(self, "hidden_channels", "num_blocks", "num_resnet", "key_channels", "value_channels")
         require(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout!r}")
-
-
-def down_right_conv(i, o):
-    return ShiftedConv2d(i, o, (2, 2), right=True)
 
 
 def causal_attention(q, k, v):
@@ -119,7 +115,7 @@ class PixelSNAIL(AutoregressiveModel):
 
     def first(self, x):
         """The first layer on x [B, C, H', W] -> [B, F, H', W] (a ones channel marks the image)."""
-        xp = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)  # (B, C + 1, H', W)
+        xp = with_ones(x)  # (B, C + 1, H', W)
         return self.in_down(shift_down(xp)) + self.in_right(shift_right(xp))
 
     def pixel_params(self, x, y=None):

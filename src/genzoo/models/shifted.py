@@ -97,6 +97,22 @@ class GatedResnet(nn.Module):
         return x + a * torch.sigmoid(b)
 
 
+def down_conv(in_channels: int, out_channels: int, stride: int = 1) -> ShiftedConv2d:
+    """The 2x3 down-shifted convolution of PixelCNN++'s "down" stream."""
+    return ShiftedConv2d(in_channels, out_channels, (2, 3), right=False, stride=stride)
+
+
+def down_right_conv(in_channels: int, out_channels: int, stride: int = 1) -> ShiftedConv2d:
+    """The 2x2 down-right-shifted convolution of the "down-right" stream (and of PixelSNAIL's blocks)."""
+    return ShiftedConv2d(in_channels, out_channels, (2, 2), right=True, stride=stride)
+
+
+def with_ones(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] -> [B, C + 1, H, W]: a ones channel, so that the zero padding of shifted convolutions marks
+    the image's border (PixelCNN++'s x_pad)."""
+    return torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
+
+
 def pointwise_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
     """The 1x1 convolution ("nin") a GatedResnet is built with where it must not look at other pixels."""
     return nn.Conv2d(in_channels, out_channels, 1)
