@@ -206,3 +206,12 @@ def test_eval_options_that_do_not_fit_the_model_are_one_line(tmp_path, capsys):
     assert main(["sample", str(run), "-n", "2", "-o", str(tmp_path / "x.png"), "--mean"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 2 and "--iwae-k" in err
+
+
+@pytest.mark.parametrize("name", ["autoencoder", "denoising-autoencoder", "sparse-autoencoder"])
+def test_log_prob_of_a_model_without_likelihood_is_a_clear_error(name):
+    from genzoo.errors import GenzooError
+
+    model = genzoo.models.build(name, image_shape=(1, 4, 4), levels=2, latent_dim=3, width=8)
+    with pytest.raises(GenzooError, match="defines no likelihood"):
+        model.log_prob(torch.zeros(2, 1, 4, 4, dtype=torch.uint8))

@@ -174,6 +174,9 @@ class GenerativeModel(nn.Module):
 
     def log_prob(self, x: torch.Tensor, y=None) -> torch.Tensor:
         """[B] log-probability in nats: exact, or the bound ``likelihood_kind`` states."""
+        if self.likelihood_kind == "none":
+            raise GenzooError(f"{self.name} defines no likelihood (likelihood_kind = 'none'): it is scored by "
+                              "reconstruction error, not log_prob")
         return -self.loss(x, y)["nll"]
 
     def sample(self, n: int, generator: torch.Generator | None = None, **kwargs) -> torch.Tensor:
