@@ -13,8 +13,10 @@ import genzoo
 from genzoo.cli import main
 from genzoo.models import transforms as T
 from genzoo.models.flows2d import ToyFlow, density_grid
+from genzoo.models.glow import SplitPrior, TopPrior
 
-FLOWS = {"nice": dict(hidden_features=16, num_hidden=2), "realnvp": dict(hidden_channels=8, num_blocks=1)}
+FLOWS = {"nice": dict(hidden_features=16, num_hidden=2), "realnvp": dict(hidden_channels=8, num_blocks=1),
+         "glow": dict(hidden_channels=8, steps_per_scale=2)}
 
 
 def perturbed(module, seed=0, scale=0.3):
@@ -51,8 +53,18 @@ def transforms_under_test():
             T.AffineCoupling(T.checkerboard_mask(shape, 1), conv_net(2), 2),
             T.AffineCoupling(T.channel_mask((8, 2, 2), 0), conv_net(8), 8),
             T.MultiScale(T.AffineCoupling(T.checkerboard_mask((4, 2, 2), 0), conv_net(4), 4))), torch.randn(2, *shape)),
+        ("glow-affine-coupling", T.ChannelCoupling(conv_net_out(1, 2), affine=True), torch.randn(2, *shape)),
+        ("glow-additive-coupling", T.ChannelCoupling(conv_net_out(2, 2), affine=False), torch.randn(2, 3, 4, 4)),
+        ("1x1-conv-lu", T.InvertibleConv1x1(3, lu=True), torch.randn(2, 3, 4, 4)),
+        ("1x1-conv-plain", T.InvertibleConv1x1(3, lu=False), torch.randn(2, 3, 4, 4)),
+        ("glow-split-prior", SplitPrior(3), torch.randn(2, 3, 4, 4)),
+        ("glow-top-prior", TopPrior(2, 0), torch.randn(2, *shape)),
     ]
     return [(name, perturbed(t).double(), x.double()) for name, t, x in cases]
+
+
+def conv_net_out(c_in, c_out):
+    return torch.nn.Sequential(torch.nn.Conv2d(c_in, 8, 3, padding=1), torch.nn.Tanh(), torch.nn.Conv2d(8, c_out, 3, padding=1))
 
 
 def jacobian_logdet(fn, x):
@@ -197,7 +209,8 @@ def test_sampling_temperature_and_encode_decode():
 @pytest.mark.parametrize("name", FLOWS)
 def test_cli_train_eval_sample_interpolate(name, tmp_path, capsys):
     run = tmp_path / name
-    opts = {"nice": ["--hidden-features", "16", "--num-hidden", "1"], "realnvp": ["--hidden-channels", "8", "--num-blocks", "1"]}
+    opts = {"nice": ["--hidden-features", "16", "--num-hidden", "1"], "realnvp": ["--hidden-channels", "8", "--num-blocks", "1"],
+            "glow": ["--hidden-channels", "8", "--steps-per-scale", "1"]}
     assert main(["train", name, "--data", "digits", "--out", str(run), "--epochs", "1", "--batch-size", "250",
                  "--eval-limit", "50", "--threads", "1", *opts[name]]) == 0
     assert main(["eval", str(run), "--json"]) == 0

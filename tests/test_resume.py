@@ -116,8 +116,9 @@ def test_a_killed_diffusion_run_resumes_bitwise(tmp_path):
     ("made", ["--hidden-units", "16", "--num-masks", "3"]),  # a mask drawn at every step
     ("pixelcnn-pp", ["--hidden-channels", "4", "--num-resnet", "1", "--num-scales", "2", "--dropout", "0.5"]),
     ("pixelsnail", ["--hidden-channels", "4", "--num-blocks", "1", "--num-resnet", "1", "--dropout", "0.5"]),
+    ("glow", ["--hidden-channels", "4", "--steps-per-scale", "1", "--conditional"]),  # ActNorm's init, class prior
 ])
-def test_the_new_autoregressive_models_resume_bitwise_after_a_kill(name, options, tmp_path):
+def test_the_new_models_resume_bitwise_after_a_kill(name, options, tmp_path):
     # MADE's masks and the dropout of PixelCNN++ / PixelSNAIL are drawn from the global generator at every step
     train = ["train", name, "--data", "digits", "--epochs", "2", "--batch-size", "250", "--warmup-steps", "2",
              "--eval-limit", "40", "--threads", "1", "--checkpoint-every", "4", *options]

@@ -8,7 +8,7 @@ from .registry import build, config_fields, get, names, option_defaults, option_
 # Each family module registers its models; this order is the registry's (docs/CONTRACT.md).
 from . import pixelcnn, pixelrnn, transformer, nade, made, pixelcnn_pp, pixelsnail  # noqa: E402,F401,I001
 from . import autoencoders, vae  # noqa: E402,F401,I001
-from . import flows  # noqa: E402,F401,I001
+from . import flows, glow  # noqa: E402,F401,I001
 from . import diffusion  # noqa: E402,F401,I001
 
 __all__ = ["GenerativeModel", "build", "build_from_record", "config_fields", "get", "load_model",

@@ -111,6 +111,92 @@ class AffineCoupling(Transform):
         return (y - t) * torch.exp(-s), -_sum_per_example(s)
 
 
+class ChannelCoupling(Transform):
+    """Glow's coupling (Kingma & Dhariwal 2018, table 1) on channel halves of [B, C, H, W]:
+    x = [x_a, x_b] (x_a the first C // 2 channels), y_b = x_b and, from (s_raw, t) = net(x_b),
+
+        affine:    y_a = (x_a + t) * s,  s = sigmoid(s_raw + 2),   log |det| = sum log s
+        additive:  y_a = x_a + t,                                  log |det| = 0 (NICE's coupling)
+
+    The sigmoid bounds the scale in (0, 1) and starts it near 0.88: openai/glow's stable form of
+    the paper's s = exp(log s). net: [B, C - C // 2, H, W] -> [B, 2 (C // 2), H, W] (s_raw first).
+    """
+
+    def __init__(self, net: nn.Module, affine: bool = True):
+        super().__init__()
+        self.net, self.affine = net, affine
+
+    def _scale_shift(self, x_b, half: int):
+        s_raw, t = self.net(x_b).split(half, dim=1)
+        return (torch.sigmoid(s_raw + 2.0) if self.affine else None), t
+
+    def forward(self, x):
+        half = x.shape[1] // 2
+        x_a, x_b = x[:, :half], x[:, half:]
+        s, t = self._scale_shift(x_b, half)
+        if s is None:
+            return torch.cat([x_a + t, x_b], 1), x.new_zeros(x.shape[0], dtype=at_least_fp32(x).dtype)
+        return torch.cat([(x_a + t) * s, x_b], 1), _sum_per_example(torch.log(s))
+
+    def inverse(self, y):
+        half = y.shape[1] // 2
+        y_a, y_b = y[:, :half], y[:, half:]
+        s, t = self._scale_shift(y_b, half)
+        if s is None:
+            return torch.cat([y_a - t, y_b], 1), y.new_zeros(y.shape[0], dtype=at_least_fp32(y).dtype)
+        return torch.cat([y_a / s - t, y_b], 1), -_sum_per_example(torch.log(s))
+
+
+class InvertibleConv1x1(Transform):
+    """Glow's invertible 1x1 convolution (Kingma & Dhariwal 2018, section 3.2) on [B, C, H, W]:
+    y = W x at every pixel, log |det| = H W log |det W| (eq. 9), W starting as a random rotation.
+
+    ``lu`` (eq. 10): W = P L (U + diag(sign_s exp(log_s))) with P a fixed permutation, L unit
+    lower-triangular and U strictly upper-triangular, so log |det W| = sum(log_s): O(C) instead of
+    slogdet's O(C^3). Plain: W itself is the parameter. Both keep W in fp32 under autocast (the
+    log-det is exact only for the W that runs).
+    """
+
+    def __init__(self, channels: int, lu: bool = True):
+        super().__init__()
+        self.lu = lu
+        w = torch.linalg.qr(torch.randn(channels, channels))[0]  # a rotation: log |det| = 0 at the start
+        if lu:
+            P, L, U = torch.linalg.lu(w)
+            s = torch.diagonal(U)
+            self.register_buffer("permutation", P)
+            self.register_buffer("sign_s", torch.sign(s))
+            self.lower = nn.Parameter(torch.tril(L, -1))
+            self.upper = nn.Parameter(torch.triu(U, 1))
+            self.log_s = nn.Parameter(torch.log(s.abs()))
+        else:
+            self.weight = nn.Parameter(w)
+
+    def _weight(self, device_type: str):
+        """(W [C, C], log |det W|) computed in the parameters' dtype, outside autocast."""
+        with torch.autocast(device_type, enabled=False):
+            if not self.lu:
+                return self.weight, torch.linalg.slogdet(self.weight)[1]
+            eye = torch.eye(self.log_s.shape[0], dtype=self.log_s.dtype, device=self.log_s.device)
+            L = torch.tril(self.lower, -1) + eye
+            U = torch.triu(self.upper, 1) + torch.diag(self.sign_s * torch.exp(self.log_s))
+            return self.permutation @ L @ U, self.log_s.sum()
+
+    def _conv(self, x, inverse: bool):
+        C, hw = x.shape[1], x.shape[2] * x.shape[3]
+        W, logdet = self._weight(x.device.type)
+        if inverse:
+            W, logdet = torch.linalg.inv(W), -logdet
+        y = F.conv2d(x, W.to(x.dtype).view(C, C, 1, 1))
+        return y, (hw * at_least_fp32(logdet)).expand(x.shape[0])
+
+    def forward(self, x):
+        return self._conv(x, inverse=False)
+
+    def inverse(self, y):
+        return self._conv(y, inverse=True)
+
+
 class DiagonalScaling(Transform):
     """NICE's last layer (section 3.3): y = x * exp(s), log-det = sum(s). shape: one example's."""
 
