@@ -99,6 +99,9 @@ def test_declared_capabilities_match_the_methods(name):
     assert model.importance_weighted == ("k" in inspect.signature(model.log_prob).parameters)
     assert model.scored_by_reconstruction == hasattr(model, "reconstruction_error")
     assert model.monte_carlo_bound == hasattr(model, "estimate")
+    if model.bound_terms:  # the declared terms are entries of loss() that sum to its nll
+        out = model.loss(torch.zeros(2, 1, 4, 4, dtype=torch.uint8))
+        assert torch.allclose(sum(out[t] for t in model.bound_terms), out["nll"])
     if model.can_sample:
         assert model.sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 1, 4, 4)
     else:

@@ -117,6 +117,7 @@ def test_a_killed_diffusion_run_resumes_bitwise(tmp_path):
     ("pixelcnn-pp", ["--hidden-channels", "4", "--num-resnet", "1", "--num-scales", "2", "--dropout", "0.5"]),
     ("pixelsnail", ["--hidden-channels", "4", "--num-blocks", "1", "--num-resnet", "1", "--dropout", "0.5"]),
     ("glow", ["--hidden-channels", "4", "--steps-per-scale", "1", "--conditional"]),  # ActNorm's init, class prior
+    ("vq-vae", ["--hidden-channels", "4", "--codebook-size", "16", "--num-res-blocks", "1"]),  # EMA codebook, restarts
 ])
 def test_the_new_models_resume_bitwise_after_a_kill(name, options, tmp_path):
     # MADE's masks and the dropout of PixelCNN++ / PixelSNAIL are drawn from the global generator at every step

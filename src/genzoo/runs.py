@@ -8,9 +8,8 @@ last *committed* checkpoint whole):
     model.safetensors   the latest committed weights          } genzoo.load(run)
     checkpoint.json     the commit record: step, epoch, batch and the two files below
     ckpt/step-N.safetensors, ckpt/step-N.pt   weights; optimizer + RNG + counters
-    metrics.jsonl       one JSON object per evaluation
-    evals.jsonl         one JSON object per `genzoo eval` (kept; the report shows the tightest)
-    tensorboard/        with --tensorboard
+    metrics.jsonl       one JSON object per evaluation;  evals.jsonl: one per `genzoo eval` (kept)
+    tensorboard/        with --tensorboard;  codes_of.json: a prior of a VQ-VAE's codes (models/folder.py)
 
 The folder appears whole (run.json + config.json, renamed into place) or not at all. A
 checkpoint is committed by the atomic rename of checkpoint.json; files of older checkpoints
@@ -140,6 +139,8 @@ def open_run(folder, need_record: bool = False) -> Run:
         raise GenzooError(f"{path}: no such run folder")
     record = read_record(path) if need_record or (path / RUN_FILE).exists() else {}
     model = models.load_model(path)
+    if "codes_of" in record.get("data", {}):  # a prior with its VQ-VAE: one model of the VQ-VAE's images
+        record = {**record, "data": record["data"]["codes_of"], "data_fingerprint": {}}
     return Run(str(folder), path, model, record, read_metrics(path))
 
 

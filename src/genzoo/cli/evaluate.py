@@ -66,7 +66,8 @@ def _figures(args):
         if model.scored_by_reconstruction:
             return {"mse": model.reconstruction_error(x, args.corruption, args.noise_level, generator=g),
                     "near_zero": model.loss(x)["near_zero"]}
-        return {"nll": model.loss(x, y)["nll"]}
+        out = model.loss(x, y)
+        return {"nll": out["nll"], **{t: out[t] for t in model.bound_terms}}
     return figures
 
 
@@ -95,6 +96,9 @@ def _likelihood_result(args, model, means: dict, count: int, where: str) -> tupl
         if k > 1:  # the estimate's Monte-Carlo standard error over the test set (the images themselves are fixed)
             s["standard_error"] = math.sqrt(means["nll_var"] / k / count)
             text += f", Monte-Carlo standard error {s['standard_error']:.3f}"
+    if model.bound_terms:
+        s["terms"] = {t: means[t] for t in model.bound_terms}
+        text += ": " + " + ".join(f"{t} {means[t]:.3f}" for t in model.bound_terms)
     if args.iwae_k:
         s["iwae_k"] = args.iwae_k
         text += f", IWAE bound with K = {args.iwae_k}"

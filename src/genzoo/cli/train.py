@@ -168,6 +168,18 @@ def _check_apart(out: Path, folder: Path) -> None:
                           f"dataset; put the run folder elsewhere")
 
 
+def _codes_spec(args) -> dict:
+    """--data codes:RUN: the code grids of the VQ-VAE trained in RUN, and that run's own data recipe."""
+    source = data.codes.source({"name": args.data})
+    if args.data_dir or args.levels or args.binarize or args.image_size or args.grayscale:
+        raise GenzooError("--data codes:RUN takes the VQ-VAE run's own data as it was prepared: give no --data-dir, "
+                          "--levels, --binarize, --image-size or --grayscale")
+    vq = runs.open_run(source, need_record=True)
+    if vq.model.name != "vq-vae":
+        raise GenzooError(f"--data {args.data}: {source} is a {vq.model.name} run; codes come from a vq-vae run")
+    return {"name": data.codes.PREFIX + str(source.resolve()), "codes_of": vq.spec}
+
+
 def _launch_plan(args) -> Plan:
     if not args.model:
         raise GenzooError(f"train: name a model ({', '.join(models.names())}) or --resume DIR")
@@ -176,6 +188,8 @@ def _launch_plan(args) -> Plan:
         raise GenzooError("train: --data NAME and --out DIR are required")
     out = Path(args.out)
     runs.check_new_folder(out)
+    if data.codes.is_codes_name(args.data):
+        return Plan(out, TrainConfig(**_given_train_options(args)), _codes_spec(args), args.tensorboard)
     name = str(Path(args.data).resolve()) if data.imagefolder.is_folder_name(args.data) else args.data
     if data.imagefolder.is_folder_name(args.data):
         _check_apart(out.resolve(), Path(name))
@@ -213,6 +227,8 @@ def _write_run_folder(args, plan: Plan, model, trainer: Trainer) -> None:
         runs.create(plan.out, {"model": args.model, "data": plan.spec, "train": dataclasses.asdict(plan.train),
                                "threads": args.threads, "tensorboard": plan.tensorboard,
                                "genzoo_version": __version__, "data_fingerprint": plan.fingerprint}, model)
+        if data.codes.is_codes_name(plan.spec["name"]):  # the prior loads with its VQ-VAE, as one model of images
+            models.link_codes(plan.out, data.codes.source(plan.spec))
         return
     updated = {**plan.record, "train": dataclasses.asdict(plan.train), "data": plan.spec,
                "data_fingerprint": plan.fingerprint}

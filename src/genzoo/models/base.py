@@ -107,6 +107,7 @@ class GenerativeModel(nn.Module):
     importance_weighted: ClassVar[bool] = False  # log_prob(x, k=K): the IWAE bound (the VAE)
     scored_by_reconstruction: ClassVar[bool] = False  # reconstruction_error() instead of nats (autoencoders)
     monte_carlo_bound: ClassVar[bool] = False  # estimate(x, t_samples=K): a bound sampled over K times (diffusion)
+    bound_terms: ClassVar[tuple] = ()  # per-image entries of loss() that sum to its nll (eval --json reports them)
     # keyword options sample() takes beyond n, generator and y, e.g. "naive", "temperature", "mean", "progress"
     sample_options: ClassVar[frozenset] = frozenset()
 

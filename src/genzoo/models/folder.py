@@ -5,21 +5,25 @@
 * ``model.safetensors``: the weights, only ever read from safetensors (never unpickled).
 
 ``genzoo.load(path)`` is :func:`load_model`; a training run folder is also a model folder, and a
-shipped model's name stands for its folder in pretrained/.
+shipped model's name stands for its folder in pretrained/. A prior trained on a VQ-VAE's codes
+(``--data codes:RUN``) also holds ``codes_of.json``, the way to its VQ-VAE: loading it gives the
+pair as one model of images (:class:`~genzoo.models.vqvae.CodePrior`).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..checkpoint import atomic_write_json, load_state_into, load_weights, read_json, save_weights
 from ..errors import CheckpointError, GenzooError
 from ..recipes import resolve
-from .registry import build
+from .registry import PAIRS, build
 
 FORMAT = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+CODES_OF_FILE = "codes_of.json"
 
 
 def model_config_record(model) -> dict:
@@ -46,13 +50,34 @@ def build_from_record(record: dict, where):
         raise CheckpointError(f"{where}: {e}") from None
 
 
-def load_model(folder):
+def load_model(folder, plain: bool = False):
     """Rebuild a model saved by :func:`save_model` (or a training run folder), in eval mode.
-    ``folder`` may also be a shipped model's name (``genzoo.load("row-lstm-binarized-mnist")``)."""
+    ``folder`` may also be a shipped model's name (``genzoo.load("row-lstm-binarized-mnist")``).
+    A prior of a VQ-VAE's codes comes with its VQ-VAE as one model of images, unless ``plain``."""
     folder = resolve(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such model folder")
     model = build_from_record(read_json(folder / CONFIG_FILE), folder / CONFIG_FILE)
     load_state_into(model, load_weights(folder / WEIGHTS_FILE), folder / WEIGHTS_FILE)
     model.eval()
-    return model
+    if plain or not (folder / CODES_OF_FILE).is_file():
+        return model
+    return PAIRS["codes"](load_model(codes_source(folder)), model).eval()
+
+
+def link_codes(folder, source) -> None:
+    """Record in ``folder`` (a prior's run) that its data are the codes of the VQ-VAE in ``source``:
+    the way from one to the other (so that both can move together) and the absolute place."""
+    folder, source = Path(folder), Path(source).resolve()
+    atomic_write_json(folder / CODES_OF_FILE, {"vq_vae": os.path.relpath(source, folder.resolve()),
+                                               "vq_vae_absolute": str(source)})
+
+
+def codes_source(folder) -> Path:
+    """The VQ-VAE folder a prior's ``codes_of.json`` names (beside it first, then the absolute place)."""
+    link = read_json(Path(folder) / CODES_OF_FILE)
+    for where in (Path(folder) / str(link.get("vq_vae", "")), Path(str(link.get("vq_vae_absolute", "")))):
+        if link.get("vq_vae") and (where / CONFIG_FILE).is_file():
+            return where.resolve()
+    raise CheckpointError(f"{folder}: this prior was trained on the codes of the VQ-VAE in "
+                          f"{link.get('vq_vae_absolute')!s}, which is not there now")

@@ -18,6 +18,9 @@ class Entry:
 
 
 _REGISTRY: dict[str, Entry] = {}
+# models made of two saved folders, by the link file that joins them: {"codes": CodePrior} (models/vqvae.py),
+# so that models/folder.py loads them without importing the modules that define them
+PAIRS: dict[str, type] = {}
 
 
 def _first_line(text: str | None) -> str:

@@ -36,15 +36,12 @@ from typing import ClassVar
 import math
 
 import torch
-import torch.nn.functional as F
 
-from ..likelihood import at_least_fp32, bits_per_dim, categorical_nll, discretized_logistic_log_prob, full_precision
-from .base import (GenerativeModel, ImageConfig, from_signed, from_unit, require, require_positive_ints, to_signed,
-                   to_unit)
-from .coders import ARCHITECTURES, check_coder_config, decoder, encoder
+from ..likelihood import at_least_fp32, bits_per_dim
+from .base import GenerativeModel, ImageConfig, from_unit, require, require_positive_ints, to_signed
+from .coders import (ARCHITECTURES, DECODERS, DiscreteImageLikelihood, check_coder_config, decoder, encoder)
 from .registry import register
 
-DECODERS = ("auto", "bernoulli", "categorical", "logistic")
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -56,14 +53,6 @@ def gaussian_kl(mu, logvar):
 def gaussian_log_density(z, mu, logvar):
     """log N(z; mu, diag e^logvar) per example [B]."""
     return -0.5 * at_least_fp32((z - mu) ** 2 / logvar.exp() + logvar + LOG_2PI).sum(1)
-
-
-CATEGORICAL_MAX_LEVELS = 32
-
-
-def auto_decoder(levels: int) -> str:
-    """The decoder ``auto`` picks for k levels: bernoulli (k = 2), categorical (k <= 32), logistic (above)."""
-    return "bernoulli" if levels == 2 else "categorical" if levels <= CATEGORICAL_MAX_LEVELS else "logistic"
 
 
 @dataclasses.dataclass
@@ -106,9 +95,9 @@ class VAE(GenerativeModel):
     def __init__(self, config: VAEConfig):
         super().__init__(config)
         C = config.image_shape[0]
-        kind = config.decoder_likelihood
-        self.decoder_kind = kind if kind != "auto" else auto_decoder(config.levels)
-        out_channels = {"bernoulli": C, "categorical": C * config.levels, "logistic": 2 * C}[self.decoder_kind]
+        self.likelihood = DiscreteImageLikelihood(config.decoder_likelihood, config.levels)
+        self.decoder_kind = self.likelihood.kind
+        out_channels = self.likelihood.channels(C)
         self.encoder = encoder(config.image_shape, 2 * config.latent_dim, config.architecture, config.width)
         self.decoder = decoder(config.latent_dim, config.image_shape, out_channels, config.architecture, config.width)
 
@@ -120,16 +109,7 @@ class VAE(GenerativeModel):
 
     def log_likelihood(self, x, z):
         """log p(x|z) [B] for integer images x [B, C, H, W] and codes z [B, latent_dim]."""
-        out = self.decoder(z)
-        if self.decoder_kind == "categorical":
-            B, _, H, W = out.shape
-            return -categorical_nll(out.view(B, -1, self.levels, H, W).transpose(1, 2), x)
-        with full_precision(out):  # likelihood reductions stay fp32 under bf16 training
-            out = at_least_fp32(out)
-            if self.decoder_kind == "bernoulli":
-                return -F.binary_cross_entropy_with_logits(out, x.to(out.dtype), reduction="none").flatten(1).sum(1)
-            mean, log_scale = out.chunk(2, dim=1)
-            return discretized_logistic_log_prob(x, mean, log_scale.clamp(min=-7), self.levels).flatten(1).sum(1)
+        return self.likelihood.log_prob(self.decoder(z), x)
 
     def elbo(self, x, generator=None, kl: str = "analytic"):
         """(elbo, log p(x|z), KL) per example [B], one z per image; kl "analytic" or "mc"
@@ -205,15 +185,7 @@ class VAE(GenerativeModel):
     @torch.no_grad()
     def decoder_mean(self, z):
         """E[x | z] on the [0, 1] scale, float [B, C, H, W]: what a 'VAE sample' often shows."""
-        out = self.decoder(z)
-        if self.decoder_kind == "bernoulli":
-            return torch.sigmoid(out)
-        if self.decoder_kind == "categorical":
-            B, _, H, W = out.shape
-            p = torch.softmax(out.view(B, -1, self.levels, H, W), dim=2)
-            expected = (p * torch.arange(self.levels, dtype=p.dtype, device=p.device).view(1, 1, -1, 1, 1)).sum(2)
-            return to_unit(expected, self.levels, p.dtype)
-        return ((out.chunk(2, dim=1)[0] + 1) / 2).clamp(0, 1)
+        return self.likelihood.mean(self.decoder(z))
 
     @torch.no_grad()
     def decode(self, z):
@@ -227,16 +199,4 @@ class VAE(GenerativeModel):
         z = temperature * torch.randn((n, self.config.latent_dim), generator=generator, dtype=self.dtype).to(device)
         if mean:
             return self.decode(z)
-        out = self.decoder(z)
-        if self.decoder_kind == "bernoulli":
-            u = torch.rand(out.shape, generator=generator, dtype=out.dtype).to(device)
-            return (u < torch.sigmoid(out)).to(torch.uint8)
-        if self.decoder_kind == "categorical":
-            B, _, H, W = out.shape
-            p = torch.softmax(out.view(B, -1, self.levels, H, W).movedim(2, -1).float(), dim=-1)  # (B, C, H, W, k)
-            draw = torch.multinomial(p.reshape(-1, self.levels).cpu(), 1, generator=generator)
-            return draw.view(p.shape[:-1]).to(torch.uint8).to(device)
-        mean_, log_scale = out.chunk(2, dim=1)
-        u = torch.rand(mean_.shape, generator=generator, dtype=out.dtype).clamp(1e-5, 1 - 1e-5).to(device)
-        y_ = mean_ + torch.exp(log_scale.clamp(min=-7)) * (torch.log(u) - torch.log1p(-u))
-        return from_signed(y_, self.levels)
+        return self.likelihood.sample(self.decoder(z), generator)
