@@ -89,3 +89,17 @@ def test_bf16_runs_under_torchrun(tmp_path):
     assert json.loads((tmp_path / "two" / "run.json").read_text())["train"]["precision"] == "bf16"
     one, two = metrics(tmp_path / "one")[-1], metrics(tmp_path / "two")[-1]
     assert math.isfinite(two["test_nll"]) and two["test_nll"] == pytest.approx(one["test_nll"], rel=1e-2)
+
+
+def test_the_vq_vae_codebook_sees_the_global_batch_under_two_processes(tmp_path):
+    # the codebook's moving averages sum every rank's counts: two processes give one process's codebook
+    # (no restarts here: they draw from each rank's own batch)
+    train = ["train", "vq-vae", "--data", "digits", "--epochs", "1", "--batch-size", "100", "--warmup-steps", "3",
+             "--eval-limit", "90", "--hidden-channels", "8", "--codebook-size", "8", "--num-res-blocks", "1",
+             "--dead-code-threshold", "0", "--threads", "1"]
+    assert main([*train, "--out", str(tmp_path / "one")]) == 0
+    p = torchrun(2, *train, "--out", tmp_path / "two")
+    assert p.returncode == 0, p.stderr[-3000:]
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert torch.allclose(a["quantizer.ema_count"], b["quantizer.ema_count"], atol=1e-4)
+    assert all(torch.allclose(a[k], b[k], atol=1e-4, rtol=0) for k in a)

@@ -123,6 +123,11 @@ class VectorQuantizer(nn.Module):
         K = self.codebook.shape[0]
         count = torch.bincount(codes, minlength=K).to(self.ema_count.dtype)
         total = torch.zeros_like(self.ema_sum).index_add_(0, codes, flat.to(self.ema_sum.dtype))
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # several processes (torchrun): the averages see the global batch, as one process would (DDP then
+            # broadcasts rank 0's buffers, restarted codes included, before the next forward pass)
+            torch.distributed.all_reduce(count)
+            torch.distributed.all_reduce(total)
         self.ema_count.mul_(self.decay).add_(count, alpha=1 - self.decay)
         self.ema_sum.mul_(self.decay).add_(total, alpha=1 - self.decay)
         n = self.ema_count.sum()
