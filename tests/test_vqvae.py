@@ -166,6 +166,7 @@ def test_cli_two_stages_train_sample_complete_eval_report(tmp_path, capsys):
     assert main(["train", "gated-pixelcnn", "--data", f"codes:{vq_run}", "--out", str(prior_run), "--epochs", "1",
                  "--batch-size", "250", "--threads", "1", "--conditional", "--hidden-channels", "4", "--num-layers", "1",
                  "--head-channels", "8"]) == 0
+    assert main(["train", "--resume", str(prior_run), "--epochs", "2"]) == 0  # a prior resumes on the same codes
     assert main(["sample", str(prior_run), "-n", "4", "-o", str(tmp_path / "s.png"), "--label", "3"]) == 0
     assert main(["complete", str(prior_run), "-o", str(tmp_path / "c.png"), "-n", "2"]) == 0
     capsys.readouterr()

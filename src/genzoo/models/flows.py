@@ -1,4 +1,4 @@
-"""Normalizing flows on images: NICE and RealNVP.
+"""Normalizing flows on images: NICE and RealNVP (Glow, built on the same ``Flow``, is models/glow.py).
 
 * NICE: Dinh, Krueger & Bengio, "NICE: Non-linear Independent Components Estimation", ICLR
   2015 workshop (arXiv:1410.8516): additive couplings y2 = x2 + m(x1) of MLPs on the flattened
