@@ -35,11 +35,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..likelihood import at_least_fp32
 from .base import ImageConfig, require, require_num_classes, require_positive_ints
 from .flows import Flow
 from .registry import register
-from .transforms import ActNorm, ChannelCoupling, InvertibleConv1x1, Sequential, Squeeze, StandardNormal
+from .transforms import ActNorm, ChannelCoupling, InvertibleConv1x1, Sequential, Squeeze, StandardNormal, sum_per_example
 
 
 @dataclasses.dataclass
@@ -60,11 +59,6 @@ class GlowConfig(ImageConfig):
         require_num_classes(self)
         _, H, W = self.image_shape
         require(H % 2 == 0 and W % 2 == 0, f"glow squeezes the image at every scale: H and W must be even, got {H} x {W}")
-
-
-def per_example(t: torch.Tensor) -> torch.Tensor:
-    """[B, ...] -> [B] sums, in fp32 at least (a log-det is a likelihood reduction)."""
-    return at_least_fp32(t).flatten(1).sum(1)
 
 
 def zero_conv(c_in: int, c_out: int) -> nn.Conv2d:
@@ -103,12 +97,12 @@ class SplitPrior(nn.Module):
     def forward(self, x):
         z_a, h_b = x[:, :self.half], x[:, self.half:]
         mu, log_sigma = self._mu_log_sigma(h_b)
-        return torch.cat([(z_a - mu) * torch.exp(-log_sigma), h_b], 1), -per_example(log_sigma)
+        return torch.cat([(z_a - mu) * torch.exp(-log_sigma), h_b], 1), -sum_per_example(log_sigma)
 
     def inverse(self, y):
         eps_a, h_b = y[:, :self.half], y[:, self.half:]
         mu, log_sigma = self._mu_log_sigma(h_b)
-        return torch.cat([eps_a * torch.exp(log_sigma) + mu, h_b], 1), per_example(log_sigma)
+        return torch.cat([eps_a * torch.exp(log_sigma) + mu, h_b], 1), sum_per_example(log_sigma)
 
 
 class TopPrior(nn.Module):
@@ -132,11 +126,11 @@ class TopPrior(nn.Module):
 
     def forward(self, h, y=None):
         mu, log_sigma = self._mu_log_sigma(h, y)
-        return (h - mu) * torch.exp(-log_sigma), -per_example(log_sigma)
+        return (h - mu) * torch.exp(-log_sigma), -sum_per_example(log_sigma)
 
     def inverse(self, eps, y=None):
         mu, log_sigma = self._mu_log_sigma(eps, y)
-        return eps * torch.exp(log_sigma) + mu, per_example(log_sigma)
+        return eps * torch.exp(log_sigma) + mu, sum_per_example(log_sigma)
 
 
 class GlowScale(nn.Module):

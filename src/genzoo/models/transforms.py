@@ -26,7 +26,7 @@ from torch import nn
 from ..likelihood import at_least_fp32
 
 
-def _sum_per_example(t: torch.Tensor) -> torch.Tensor:
+def sum_per_example(t: torch.Tensor) -> torch.Tensor:
     """[B, ...] -> [B], in fp32 at least (a log-det is a likelihood reduction)."""
     return at_least_fp32(t).flatten(1).sum(1)
 
@@ -104,11 +104,11 @@ class AffineCoupling(Transform):
 
     def forward(self, x):
         s, t = self._scale_shift(x * self.mask)
-        return x * torch.exp(s) + t, _sum_per_example(s)
+        return x * torch.exp(s) + t, sum_per_example(s)
 
     def inverse(self, y):
         s, t = self._scale_shift(y * self.mask)
-        return (y - t) * torch.exp(-s), -_sum_per_example(s)
+        return (y - t) * torch.exp(-s), -sum_per_example(s)
 
 
 class ChannelCoupling(Transform):
@@ -136,7 +136,7 @@ class ChannelCoupling(Transform):
         s, t = self._scale_shift(x_b, half)
         if s is None:
             return torch.cat([x_a + t, x_b], 1), x.new_zeros(x.shape[0], dtype=at_least_fp32(x).dtype)
-        return torch.cat([(x_a + t) * s, x_b], 1), _sum_per_example(torch.log(s))
+        return torch.cat([(x_a + t) * s, x_b], 1), sum_per_example(torch.log(s))
 
     def inverse(self, y):
         half = y.shape[1] // 2
@@ -144,7 +144,7 @@ class ChannelCoupling(Transform):
         s, t = self._scale_shift(y_b, half)
         if s is None:
             return torch.cat([y_a - t, y_b], 1), y.new_zeros(y.shape[0], dtype=at_least_fp32(y).dtype)
-        return torch.cat([y_a / s - t, y_b], 1), -_sum_per_example(torch.log(s))
+        return torch.cat([y_a / s - t, y_b], 1), -sum_per_example(torch.log(s))
 
 
 class InvertibleConv1x1(Transform):
@@ -205,10 +205,10 @@ class DiagonalScaling(Transform):
         self.log_scale = nn.Parameter(torch.zeros(shape))
 
     def forward(self, x):
-        return x * torch.exp(self.log_scale), _sum_per_example(self.log_scale.expand_as(x))
+        return x * torch.exp(self.log_scale), sum_per_example(self.log_scale.expand_as(x))
 
     def inverse(self, y):
-        return y * torch.exp(-self.log_scale), -_sum_per_example(self.log_scale.expand_as(y))
+        return y * torch.exp(-self.log_scale), -sum_per_example(self.log_scale.expand_as(y))
 
 
 class ActNorm(Transform):
@@ -234,11 +234,11 @@ class ActNorm(Transform):
         if self.training and not bool(self.initialized):
             self._initialize(x)
         hw = x.shape[2] * x.shape[3]
-        return (x - self.bias) * torch.exp(self.log_scale), hw * _sum_per_example(self.log_scale).expand(x.shape[0])
+        return (x - self.bias) * torch.exp(self.log_scale), hw * sum_per_example(self.log_scale).expand(x.shape[0])
 
     def inverse(self, y):
         hw = y.shape[2] * y.shape[3]
-        return y * torch.exp(-self.log_scale) + self.bias, -hw * _sum_per_example(self.log_scale).expand(y.shape[0])
+        return y * torch.exp(-self.log_scale) + self.bias, -hw * sum_per_example(self.log_scale).expand(y.shape[0])
 
 
 class Squeeze(Transform):
@@ -270,12 +270,12 @@ class Logit(Transform):
     def forward(self, u):
         p = self.alpha + (1 - 2 * self.alpha) * u
         y = torch.log(p) - torch.log1p(-p)
-        return y, _sum_per_example(math.log(1 - 2 * self.alpha) - torch.log(p) - torch.log1p(-p))
+        return y, sum_per_example(math.log(1 - 2 * self.alpha) - torch.log(p) - torch.log1p(-p))
 
     def inverse(self, y):
         p = torch.sigmoid(y)
         u = (p - self.alpha) / (1 - 2 * self.alpha)
-        return u, -_sum_per_example(math.log(1 - 2 * self.alpha) - torch.log(p) - torch.log1p(-p))
+        return u, -sum_per_example(math.log(1 - 2 * self.alpha) - torch.log(p) - torch.log1p(-p))
 
 
 class MultiScale(Transform):
@@ -365,7 +365,7 @@ class StandardNormal(nn.Module):
     """log N(z; 0, I) summed per example: -0.5 (z^2 + log 2 pi)."""
 
     def log_prob(self, z):
-        return _sum_per_example(-0.5 * (z**2 + math.log(2 * math.pi)))
+        return sum_per_example(-0.5 * (z**2 + math.log(2 * math.pi)))
 
     def sample(self, shape, generator=None, dtype=torch.float32, device="cpu"):
         return torch.randn(shape, generator=generator, dtype=dtype).to(device)
@@ -375,7 +375,7 @@ class StandardLogistic(nn.Module):
     """NICE's prior (section 3.4): log p(z) = -(softplus(z) + softplus(-z)) per dimension."""
 
     def log_prob(self, z):
-        return _sum_per_example(-(F.softplus(z) + F.softplus(-z)))
+        return sum_per_example(-(F.softplus(z) + F.softplus(-z)))
 
     def sample(self, shape, generator=None, dtype=torch.float32, device="cpu"):
         u = torch.rand(shape, generator=generator, dtype=dtype).clamp(1e-6, 1 - 1e-6)
