@@ -103,6 +103,11 @@ class VectorQuantizer(nn.Module):
             d = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ cb.T + cb.pow(2).sum(1)  # (N, K)
             return d.argmin(1)
 
+    def nearest_grid(self, z):
+        """vectors [B, D, h, w] -> the index of each one's nearest code [B, h, w]."""
+        B, D, h, w = z.shape
+        return self.nearest(z.permute(0, 2, 3, 1).reshape(-1, D)).view(B, h, w)  # (B h w, D) in between
+
     def lookup(self, codes):
         """codes [B, h, w] -> z_q [B, D, h, w]."""
         return self.codebook[codes].permute(0, 3, 1, 2)
@@ -188,9 +193,7 @@ class VQVAE(GenerativeModel):
     def codes(self, x):
         """uint8 images [B, C, H, W] -> their code grids z(x) [B, h, w] (long)."""
         self.check_images(x)
-        z_e = self.encoder(to_signed(x, self.levels, self.dtype))
-        B, D, h, w = z_e.shape
-        return self.quantizer.nearest(z_e.permute(0, 2, 3, 1).reshape(-1, D)).view(B, h, w)
+        return self.quantizer.nearest_grid(self.encoder(to_signed(x, self.levels, self.dtype)))
 
     def check_codes(self, codes):
         K, (h, w) = self.config.codebook_size, self.code_shape
@@ -242,9 +245,7 @@ class VQVAE(GenerativeModel):
     @torch.no_grad()
     def decode(self, z):
         """vectors [B, D, h, w] -> uint8 images, each vector first snapped to its nearest code."""
-        B, D, h, w = z.shape
-        codes = self.quantizer.nearest(z.permute(0, 2, 3, 1).reshape(-1, D)).view(B, h, w)
-        return self.decode_codes(codes)
+        return self.decode_codes(self.quantizer.nearest_grid(z))
 
 
 class CodePrior(GenerativeModel):
