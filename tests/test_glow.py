@@ -41,6 +41,16 @@ def test_the_class_conditional_model_inverts_with_the_jacobians_logdet_for_each_
         model.log_prob(x)
 
 
+def test_the_logit_preprocessing_option_counts_its_logdet_and_inverts():
+    model = trained_start((1, 4, 4), logit_alpha=0.05)
+    u = torch.rand(2, 1, 4, 4, dtype=torch.float64) * 0.98 + 0.01
+    z, logdet = model(u)
+    assert torch.allclose(model.inverse(z), u, atol=1e-10)
+    assert logdet[0].item() == pytest.approx(jacobian_logdet(lambda v: model(v)[0], u[0]).item(), abs=1e-8)
+    centred = trained_start((1, 4, 4))
+    assert not torch.allclose(centred(u)[1], logdet)  # the option changes the map, not just its name
+
+
 def test_actnorm_makes_the_first_batch_zero_mean_unit_variance_inside_the_model():
     torch.manual_seed(0)
     model = genzoo.models.build("glow", image_shape=(1, 8, 8), levels=17, **TINY)
@@ -91,7 +101,8 @@ def test_temperature_zero_draws_the_mode_and_conditional_samples_follow_their_la
 
 def test_configuration_errors_are_clear():
     for bad, match in [(dict(image_shape=(1, 7, 7)), "must be even"), (dict(coupling="spline"), "coupling"),
-                       (dict(lu=1), "lu"), (dict(steps_per_scale=0), "steps_per_scale"), (dict(num_classes=-1), "num_classes")]:
+                       (dict(lu=1), "lu"), (dict(steps_per_scale=0), "steps_per_scale"), (dict(num_classes=-1), "num_classes"),
+                       (dict(logit_alpha=0.5), "logit_alpha")]:
         with pytest.raises(genzoo.GenzooError, match=match):
             genzoo.models.build("glow", **{"image_shape": (1, 4, 4), **bad})
 

@@ -38,7 +38,7 @@ from torch import nn
 from .base import ImageConfig, require, require_num_classes, require_positive_ints
 from .flows import Flow
 from .registry import register
-from .transforms import ActNorm, ChannelCoupling, InvertibleConv1x1, Sequential, Squeeze, StandardNormal, sum_per_example
+from .transforms import ActNorm, ChannelCoupling, InvertibleConv1x1, Logit, Sequential, Squeeze, StandardNormal, sum_per_example
 
 
 @dataclasses.dataclass
@@ -50,6 +50,7 @@ class GlowConfig(ImageConfig):
     coupling: str = "affine"  # affine (sigmoid scale) or additive (volume preserving)
     lu: bool = True  # the 1x1 convolution in LU form (log-det O(C)); false: a plain matrix (slogdet)
     num_classes: int = 0  # > 0: the top prior's mean and scale depend on the class (section 5.3)
+    logit_alpha: float = 0.0  # > 0: RealNVP's logit preprocessing instead of the centring; 0: the paper's
 
     def __post_init__(self):
         super().__post_init__()
@@ -57,6 +58,8 @@ class GlowConfig(ImageConfig):
         require(self.coupling in ("affine", "additive"), f"coupling must be affine or additive, got {self.coupling!r}")
         require(isinstance(self.lu, bool), f"lu must be true or false, got {self.lu!r}")
         require_num_classes(self)
+        require(isinstance(self.logit_alpha, (int, float)) and 0 <= self.logit_alpha < 0.5,
+                f"logit_alpha must be in [0, 0.5), got {self.logit_alpha!r}")
         _, H, W = self.image_shape
         require(H % 2 == 0 and W % 2 == 0, f"glow squeezes the image at every scale: H and W must be even, got {H} x {W}")
 
@@ -190,10 +193,17 @@ class Glow(Flow):
         super().__init__(config)
         self.transform = GlowScale(config.image_shape, config.num_scales, config)
         self.prior = StandardNormal()
+        # Centred as section 5 preprocesses (log-det 0), or RealNVP's logit (its log-det counted).
+        self.logit = Logit(config.logit_alpha) if config.logit_alpha else None
 
     def forward(self, u, y=None):
         """u: float [B, C, H, W] in [0, 1) -> (eps [B, C, H, W], log |det d eps / du| [B])."""
-        return self.transform(u - 0.5, y)  # centred, as section 5 preprocesses (log-det 0)
+        if self.logit is None:
+            return self.transform(u - 0.5, y)
+        h, logdet = self.logit(u)
+        eps, ld = self.transform(h, y)
+        return eps, logdet + ld
 
     def inverse(self, z, y=None):
-        return self.transform.inverse(z, y)[0] + 0.5
+        h = self.transform.inverse(z, y)[0]
+        return h + 0.5 if self.logit is None else self.logit.inverse(h)[0]
