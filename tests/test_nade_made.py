@@ -50,6 +50,31 @@ def test_the_ensembles_cache_matches_the_full_pass_while_sampling_and_draws_the_
         assert torch.equal(x, model.sample(16, generator=torch.Generator().manual_seed(0), naive=True))
 
 
+@pytest.mark.parametrize("image_shape,levels,masks", [((1, 3, 3), 2, 1), ((3, 2, 2), 3, 2)])
+def test_the_direct_connections_are_causal_normalised_and_cached_exactly(image_shape, levels, masks):
+    from test_autoregressive import _sample_checking_the_cache, dependency_map, earlier
+
+    model = made(image_shape, levels, num_masks=masks, hidden_units=3, direct=True).eval()
+    with torch.no_grad():
+        model.direct.normal_()  # they start at zero; random, they carry most of the dependence here
+    C, H, W = image_shape
+    deps = dependency_map(model, image_shape, levels)
+    for c in range(C):
+        for i in range(H):
+            for j in range(W):
+                seen = deps[c, i, j] > 0
+                assert not seen[~earlier(c, i, j, C, H, W)].any()
+                assert seen[earlier(c, i, j, C, H, W)].all(), "a direct connection to an earlier sub-pixel is missing"
+    small = made((1, 2, 2), levels, num_masks=masks, hidden_units=3, direct=True).eval()
+    with torch.no_grad():
+        small.direct.normal_()
+        assert small.log_prob(all_images((1, 2, 2), levels)).double().exp().sum().item() == pytest.approx(1.0, abs=1e-5)
+        x, worst = _sample_checking_the_cache(model, 8, torch.Generator().manual_seed(0))
+        assert worst < 1e-5
+        assert torch.equal(x, model.sample(8, generator=torch.Generator().manual_seed(0), naive=True))
+    assert made().direct is None  # off by default: folders saved before the option load as they were
+
+
 def test_training_draws_one_mask_a_step():
     model = made(num_masks=5).train()
     x = model.scale(torch.randint(0, 2, (4, 1, 2, 3)))

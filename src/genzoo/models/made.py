@@ -8,6 +8,9 @@ a hidden unit sees the units of the layer below with m^{l-1}(k') <= m^l(k) (eq. 
 the last hidden layer's units with m^L(k) < m(d) = d + 1 (eq. 14). ReLU hidden units; a Bernoulli
 (binary images) or k-way categorical output per sub-pixel.
 
+``direct``: the authors' direct connections from the inputs to the outputs (a strictly lower-triangular
+[D, D] weight added to the output layer; the running inputs in the cached sampler).
+
 Connectivity-agnostic training (section 4.2) with ``num_masks`` M > 1: M sets of hidden degrees
 (seeded by the mask's index, so a saved model rebuilds them), one drawn per training step; at
 evaluation the model is the ensemble, p(x) = (1/M) sum_m p_m(x), as in the paper's tables. The
@@ -35,7 +38,7 @@ from torch import nn
 from ..likelihood import num_dims
 from ..likelihood import categorical_nll
 from .autoregressive import AutoregressiveConfig, AutoregressiveModel, SequenceSampler, raster, unraster
-from .base import from_unit, require_positive_ints, to_unit
+from .base import from_unit, require, require_positive_ints, to_unit
 from .nade import bernoulli, expand_bernoulli
 from .registry import register
 
@@ -45,10 +48,17 @@ class MADEConfig(AutoregressiveConfig):
     hidden_units: int = 500  # per hidden layer
     num_layers: int = 1  # hidden layers
     num_masks: int = 1  # M connectivity masks: one drawn per training step, the M-model ensemble at evaluation
+    # direct input-to-output connections: output d also sees the inputs d' < d through a strictly lower-
+    # triangular [D, D] weight (the authors' commands for the paper's results use them: direct_input_connect
+    # "Output" in github.com/mgermain/MADE's README). In raster order they matter: through the hidden layer an
+    # output reaches its left neighbour only by the units of degree exactly d - 1, about H / D of them.
+    # Off by default, so that a folder saved before the option loads as it was trained.
+    direct: bool = False
 
     def __post_init__(self):
         super().__post_init__()
         require_positive_ints(self, "hidden_units", "num_layers", "num_masks")
+        require(isinstance(self.direct, bool), f"direct must be true or false, got {self.direct!r}")
 
 
 def hidden_degrees(D: int, H: int, layers: int, mask: int) -> torch.Tensor:
@@ -78,6 +88,8 @@ class MADE(AutoregressiveModel):
         self.out = nn.Linear(H, D * self.out_per)
         degrees = torch.stack([hidden_degrees(D, H, L, m) for m in range(config.num_masks)])  # (M, L, H)
         self.register_buffer("degrees", degrees, persistent=False)
+        # starts at zero: the model starts as the one without direct connections
+        self.direct = nn.Parameter(torch.zeros(D * self.out_per, D)) if config.direct else None
 
     def scale(self, x):
         """uint8 levels -> [0, 1] (binary images: 0 and 1, as in the paper)."""
@@ -100,6 +112,10 @@ class MADE(AutoregressiveModel):
         out.append((deg[-1][None, :] < inputs[:, None]).repeat_interleave(self.out_per, dim=0))  # eq. 14
         return [o.to(self.dtype) for o in out]
 
+    def direct_mask(self, D: int) -> torch.Tensor:
+        """[D P', D]: row (d, p) sees the inputs d' < d (the direct connections' mask, the same for every mask)."""
+        return torch.ones(D, D, dtype=self.dtype, device=self.direct.device).tril(-1).repeat_interleave(self.out_per, 0)
+
     def outputs_of_mask(self, x: torch.Tensor, m: int) -> torch.Tensor:
         """Mask m's output layer: x [B, C, H', W] (the first rows) -> [B, P, C, H', W]."""
         v = raster(x)  # (B, D')
@@ -111,6 +127,8 @@ class MADE(AutoregressiveModel):
             h = F.relu(F.linear(h, weight * mask, layer.bias))  # (B, H)
         rows = D * self.out_per
         out = F.linear(h, self.out.weight[:rows] * masks[-1], self.out.bias[:rows])  # (B, D' P')
+        if self.direct is not None:
+            out = out + F.linear(v, self.direct[:rows, :D] * self.direct_mask(D))  # (B, D' P'): inputs d' < d only
         return unraster(expand_bernoulli(self, out.view(len(v), D, self.out_per)).transpose(1, 2), self.image_shape)
 
     def log_probs_of_mask(self, x, m: int) -> torch.Tensor:
@@ -131,9 +149,11 @@ class MADE(AutoregressiveModel):
         lp = torch.stack([raster(self.log_probs_of_mask(x, m).movedim(1, -1)) for m in range(M)])  # (M, B, D', k)
         levels = raster(self.levels_of(x))  # (B, D'): the drawn levels
         seen = lp.gather(-1, levels.expand(M, -1, -1)[..., None])[..., 0]  # (M, B, D'): log p_m(x_d | x_<d)
-        prefix = F.pad(torch.cumsum(seen[..., :-1], dim=-1), (1, 0))  # (M, B, D'): log p_m(x_<d)
+        # log p_m(x_<d) sums up to D terms (thousands of nats on colour images): in float64, as the cached
+        # sampler keeps it, or float32's rounding of the two sums alone moves the weights by ~1e-4
+        prefix = F.pad(torch.cumsum(seen[..., :-1].double(), dim=-1), (1, 0))  # (M, B, D')
         mixed = torch.logsumexp(prefix[..., None] + lp, 0) - torch.logsumexp(prefix, 0)[..., None]  # (B, D', k)
-        return unraster(mixed.transpose(1, 2), self.image_shape)
+        return unraster(mixed.transpose(1, 2).to(lp.dtype), self.image_shape)
 
     def nll(self, x, y=None):
         return categorical_nll(self.logits(self.scale(x), y), x) if self.ensemble else super().nll(x, y)
@@ -159,7 +179,8 @@ class _MADESampler(SequenceSampler):
         self.above = [[layer.weight * mk for layer, mk in zip(model.hidden[1:], ms[1:-1])] for ms in masks]
         self.outw = [model.out.weight * ms[-1] for ms in masks]  # each (D k', H)
         self.a = [model.hidden[0].bias.expand(n, -1).clone() for _ in masks]  # (n, H) each
-        self.prefix = torch.zeros(len(masks), n, dtype=model.dtype)  # log p_m(x_<d)
+        self.prefix = torch.zeros(len(masks), n, dtype=torch.float64)  # log p_m(x_<d), in float64 as in MADE.logits
+        self.inputs = model.out.weight.new_zeros(n, D)  # the inputs absorbed so far, for the direct connections
         self.cached = None  # (d, log-probabilities [len(masks), n, k]) of the last output
 
     def _mask(self) -> int:
@@ -171,11 +192,12 @@ class _MADESampler(SequenceSampler):
             return self.cached[1]
         m, k = self.model, self.model.out_per
         pixel, out = self.pixel_input(d), []
+        direct = 0 if m.direct is None else self.inputs[:, :d] @ m.direct[d * k:(d + 1) * k, :d].T  # (n, P')
         for a, above, outw in zip(self.a, self.above, self.outw):
             h = F.relu(a)
             for layer, w in zip(m.hidden[1:], above):
                 h = F.relu(F.linear(h, w, layer.bias))
-            o = expand_bernoulli(m, F.linear(h, outw[d * k:(d + 1) * k], m.out.bias[d * k:(d + 1) * k]))  # (n, P)
+            o = expand_bernoulli(m, F.linear(h, outw[d * k:(d + 1) * k], m.out.bias[d * k:(d + 1) * k]) + direct)  # (n, P)
             lp = m.pixel_log_probs(o, pixel, d % self.C)  # (n, k): normalised below for the ensemble's weights
             out.append(F.log_softmax(lp, dim=-1) if self.ensemble else lp)
         self.cached = (d, torch.stack(out))  # (masks, n, k)
@@ -185,6 +207,7 @@ class _MADESampler(SequenceSampler):
         if self.ensemble:
             lp = self._log_probs(d)
             self.prefix += lp.gather(-1, self.model.levels_of(v).expand(len(lp), -1)[..., None])[..., 0]
+        self.inputs[:, d] = v
         for a, w in zip(self.a, self.first):
             a += v[:, None] * w[:, d]
 
@@ -192,5 +215,6 @@ class _MADESampler(SequenceSampler):
         lp = self._log_probs(d)  # (masks, n, k)
         if not self.ensemble:
             return lp[0]
-        return torch.logsumexp(self.prefix[..., None] + lp, 0) - torch.logsumexp(self.prefix, 0)[..., None]
+        mixed = torch.logsumexp(self.prefix[..., None] + lp, 0) - torch.logsumexp(self.prefix, 0)[..., None]
+        return mixed.to(lp.dtype)
 
