@@ -18,8 +18,8 @@ Every Gaussian prior is written as a transform to standard normal noise, eps = (
 N(0, I) base, like the other flows here: the change of variables, the inverse and the
 log-determinant checks cover the priors too, and ``temperature`` T (eps ~ N(0, T^2)) is Glow's
 sampling temperature at every scale. The image is centred first (u - 1/2, section 5's
-preprocessing; log-det 0) and uniformly dequantized, so the figure is a bound, as for every flow
-(docs/CONTRACT.md).
+preprocessing; log-det 0), or with ``logit_alpha`` > 0 mapped by RealNVP's logit instead (its log-det
+counted), and uniformly dequantized, so the figure is a bound, as for every flow (docs/CONTRACT.md).
 
 Not the paper's: the coupling nets have no ActNorm inside, and no learned output scale (the last
 convolution starts at zero, so each coupling starts as the identity); scales stop early where H or
