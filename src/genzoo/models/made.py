@@ -92,6 +92,8 @@ class MADE(AutoregressiveModel):
         self.register_buffer("degrees", degrees, persistent=False)
         # starts at zero: the model starts as the one without direct connections
         self.direct = nn.Parameter(torch.zeros(D * self.out_per, D)) if config.direct else None
+        if config.direct:  # [D, 1, D]: output d sees the inputs d' < d (the same for every mask and output number)
+            self.register_buffer("direct_mask", torch.ones(D, D).tril(-1)[:, None], persistent=False)
 
     def scale(self, x):
         """uint8 levels -> [0, 1] (binary images: 0 and 1, as in the paper)."""
@@ -114,10 +116,6 @@ class MADE(AutoregressiveModel):
         out.append((deg[-1][None, :] < inputs[:, None]).repeat_interleave(self.out_per, dim=0))  # eq. 14
         return [o.to(self.dtype) for o in out]
 
-    def direct_mask(self, D: int) -> torch.Tensor:
-        """[D P', D]: row (d, p) sees the inputs d' < d (the direct connections' mask, the same for every mask)."""
-        return torch.ones(D, D, dtype=self.dtype, device=self.direct.device).tril(-1).repeat_interleave(self.out_per, 0)
-
     def outputs_of_mask(self, x: torch.Tensor, m: int) -> torch.Tensor:
         """Mask m's output layer: x [B, C, H', W] (the first rows) -> [B, P, C, H', W]."""
         v = raster(x)  # (B, D')
@@ -130,7 +128,9 @@ class MADE(AutoregressiveModel):
         rows = D * self.out_per
         out = F.linear(h, self.out.weight[:rows] * masks[-1], self.out.bias[:rows])  # (B, D' P')
         if self.direct is not None:
-            out = out + F.linear(v, self.direct[:rows, :D] * self.direct_mask(D))  # (B, D' P'): inputs d' < d only
+            Dfull = self.direct.shape[1]
+            w = self.direct.view(Dfull, self.out_per, Dfull)[:D, :, :D] * self.direct_mask[:D, :, :D]  # (D', P', D')
+            out = out + F.linear(v, w.reshape(rows, D))  # (B, D' P'): inputs d' < d only
         return unraster(expand_bernoulli(self, out.view(len(v), D, self.out_per)).transpose(1, 2), self.image_shape)
 
     def log_probs_of_mask(self, x, m: int) -> torch.Tensor:
