@@ -6,7 +6,8 @@
 # the one that picks, as the papers' early stopping did.
 #
 #   MINUTES=3.2 DATA_DIR=data/binarized_mnist bash bench/gpu_frontier.sh OUT [RUNS]
-#   SMOKE=1 bash bench/gpu_frontier.sh /tmp/frontier          (tiny models, seconds, on the CPU)
+#   SMOKE=1 bash bench/gpu_frontier.sh /tmp/frontier   (tiny models; about 4 minutes on the 2-core CPU box, mostly
+#                                                        process start-up and the full-split evaluations)
 #
 # OUT receives frontier.jsonl (one JSON line per run: recipe, steps, epochs done, valid and test NLL),
 # curves.jsonl (every run's per-epoch metrics, tagged) and logs.txt; the run folders go to RUNS (default
