@@ -23,6 +23,8 @@ from .errors import GenzooError
 
 # The box every shipped figure was measured on (docs/RESULTS.md has the conditions of each run).
 CPU_BOX = "2-core AMD EPYC (AVX2, no native bf16), torch 2.13.0+cpu, fp32"
+ONE_CORE = CPU_BOX.replace("2-core", "1 core of the 2-core")  # a run with --threads 1
+BINARIZED_MNIST = "static binarized MNIST (Larochelle & Murray 2011): 50,000 train, 10,000 test"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +90,7 @@ RECIPES = {r.name: r for r in (
         train={"batch_size": 64, "lr": 2e-3, "warmup_steps": 200, "epochs": 8, "minutes": 56, "eval_limit": 2000,
                "compile": True},
         threads=2, evaluate={}, figure=84.06796070442199, tolerance=0.01, training_minutes=49.1, machine=CPU_BOX,
-        protocol="static binarized MNIST (Larochelle & Murray 2011): 50,000 train, 10,000 test; exact -log P(x)"),
+        protocol=BINARIZED_MNIST + "; exact -log P(x)"),
     Recipe(
         name="nade-binarized-mnist", model="nade",
         paper="Larochelle & Murray 2011, The Neural Autoregressive Distribution Estimator (500 hidden units: 88.86 "
@@ -98,8 +100,8 @@ RECIPES = {r.name: r for r in (
         train={"batch_size": 100, "lr": 1e-2, "warmup_steps": 200, "epochs": 8, "minutes": 58, "eval_limit": 1000,
                "checkpoint_minutes": 10, "compile": True},
         threads=1, evaluate={}, figure=87.90364095497131, tolerance=0.01, training_minutes=42.5,
-        machine=CPU_BOX.replace("2-core", "1 core of the 2-core") + " (a MADE run used the other core)",
-        protocol="static binarized MNIST (Larochelle & Murray 2011): 50,000 train, 10,000 test; exact -log P(x)"),
+        machine=ONE_CORE + " (a MADE run used the other core)",
+        protocol=BINARIZED_MNIST + "; exact -log P(x)"),
     Recipe(
         name="made-binarized-mnist", model="made",
         paper="Germain et al. 2015, MADE: Masked Autoencoder for Distribution Estimation (one hidden layer, one mask: "
@@ -110,8 +112,8 @@ RECIPES = {r.name: r for r in (
         train={"batch_size": 100, "lr": 5e-3, "warmup_steps": 200, "epochs": 8, "minutes": 30, "eval_limit": 1000,
                "checkpoint_minutes": 10},
         threads=1, evaluate={}, figure=89.66534979419708, tolerance=0.01, training_minutes=4.1,
-        machine=CPU_BOX.replace("2-core", "1 core of the 2-core") + " (another MADE run used the other core)",
-        protocol="static binarized MNIST (Larochelle & Murray 2011): 50,000 train, 10,000 test; exact -log P(x); "
+        machine=ONE_CORE + " (another MADE run used the other core)",
+        protocol=BINARIZED_MNIST + "; exact -log P(x); "
                  "the recipe picked among 5 one-core runs by the validation split (90.42 nats)"),
     Recipe(
         name="vae-binarized-mnist", model="vae",
@@ -122,8 +124,8 @@ RECIPES = {r.name: r for r in (
         train={"batch_size": 100, "lr": 1e-3, "warmup_steps": 200, "epochs": 120, "minutes": 58, "eval_limit": 2000,
                "checkpoint_minutes": 10},
         threads=1, evaluate={"iwae_k": 1000}, figure=88.95337440376282, tolerance=0.05, training_minutes=53.8,
-        machine=CPU_BOX.replace("2-core", "1 core of the 2-core"),
-        protocol="static binarized MNIST (Larochelle & Murray 2011): 50,000 train, 10,000 test; "
+        machine=ONE_CORE,
+        protocol=BINARIZED_MNIST + "; "
                  "-log P(x) <= the importance-weighted bound with K = 1000 samples (seeded)"),
     Recipe(
         name="realnvp-fashion-mnist", model="realnvp",
