@@ -148,36 +148,13 @@ class CausalSelfAttention(nn.Module):
     def step_table(self, device, dtype) -> torch.Tensor | None:
         """What one sampling step adds to its scores, for every query position q of a row at once:
         [nh, L, (R' + 1) L] over the keys of the R' = window_rows() rows above and the query's row
-        (the relative bias, -inf on the keys after q), or None without a bias (a lone query sees every
-        cached key of its window, so it needs no mask). Built once per sampler, sliced at each step."""
+        (the relative bias; -inf on the keys after q, which a step never reads), or None without a bias.
+        Built once per sampler, sliced at each step."""
         if self.bias is None:
             return None
         L, R = self.W * self.C, self.window_rows()
         pos = torch.arange((R + 1) * L, device=device)
         return self.scores_bias(pos[R * L:], pos).to(dtype)  # (nh, L, (R + 1) L)
-
-    def step(self, x, cache: dict, start: int, table=None):
-        """Positions start .. start+T-1 of x [B, T, d] against the key/value cache (updated in place).
-        ``table``: this layer's step_table() (used when T = 1, the sampler's step)."""
-        q, k, v = self.heads(x)  # (B, nh, T, hs)
-        T, end = x.shape[1], start + x.shape[1]
-        cache["kt"][:, :, :, start:end], cache["v"][:, :, start:end] = k.transpose(-2, -1), v
-        L, R = self.W * self.C, self.window_rows()
-        i = start // L  # the (first) query's row
-        first = max(0, i - R) * L  # keys from the first row any of these queries can see
-        keys_t, values = cache["kt"][..., first:end], cache["v"][:, :, first:end]  # (B, nh, hs, t), (B, nh, t, hs)
-        if T > 1:  # a chunk (known sub-pixels caught up in completion): causal within the chunk
-            mask = self.scores_bias(torch.arange(start, end, device=x.device),
-                                    torch.arange(first, end, device=x.device)).to(q.dtype)
-            return self.merge(F.scaled_dot_product_attention(q, keys_t.transpose(-2, -1), values, attn_mask=mask))
-        # One query (the sampler's step): its window's keys first .. start are all visible, so only a bias
-        # is added. Written out, since SDPA's CPU kernel spent 0.8 ms on each such call (more than the rest
-        # of the step); the keys are cached transposed, which makes q K^T 2.3x faster at t = 784 (the
-        # products are bound by reading the cache: bench/sampling.py --profile pixel-transformer).
-        scores = q @ keys_t * q.shape[-1] ** -0.5  # (B, nh, 1, t)
-        if table is not None:
-            scores = scores + table[:, start - i * L, (R - i) * L + first: R * L + start - i * L + 1][:, None]
-        return self.merge(torch.softmax(scores, dim=-1) @ values)  # (B, nh, 1, hs) -> (B, 1, d)
 
 
 class Block(nn.Module):
@@ -188,9 +165,8 @@ class Block(nn.Module):
         self.ln1, self.attn, self.ln2 = nn.LayerNorm(d), attention, nn.LayerNorm(d)
         self.mlp = nn.Sequential(nn.Linear(d, mlp_ratio * d), nn.GELU(), nn.Linear(mlp_ratio * d, d))
 
-    def forward(self, x, cache=None, start=0, table=None):
-        a = self.ln1(x)
-        x = x + (self.attn(a) if cache is None else self.attn.step(a, cache, start, table))
+    def forward(self, x):
+        x = x + self.attn(self.ln1(x))
         return x + self.mlp(self.ln2(x))
 
 
@@ -250,33 +226,81 @@ class PixelTransformer(AutoregressiveModel):
         return _KVCacheSampler(self, n, y)
 
 
-class _KVCacheSampler:
-    """Sub-pixel t costs one query per layer against the cached keys and values of 0 .. t-1.
+def _fold_layer_norm(norm: nn.LayerNorm, linear: nn.Linear):
+    """(weight, bias) of linear(norm(x)) as a linear layer of the un-scaled normalised x:
+    W (g * x_hat + b) + c = (W diag g) x_hat + (W b + c)."""
+    return linear.weight * norm.weight, linear.bias + linear.weight @ norm.bias
 
-    Sub-pixels skipped since the last call (known, in completion) are fed in one chunk.
+
+class _KVCacheSampler:
+    """Sub-pixel t costs one query per layer against the cached keys and values of its window.
+
+    Written for the step as it runs (one token of n images: an eager step is a count of small
+    operations, docs/RESULTS.md): each LayerNorm's affine is folded into the linear layer after it and
+    1/sqrt(hs) into the queries' rows, and the linear layers act on [n, d]. Each layer keeps the keys
+    and values of its window's rows (R' = window_rows() rows above the query's, and its own) in
+    S = (R' + 1) L slots: slot s holds position base + s, base = max(0, i - R') L for query row i; when
+    a row past R' starts, the buffer moves up one row (L slots). The keys a query may see are then
+    exactly the slots 0 .. s, its own last: every product reads a prefix, no mask is needed, and the
+    relative bias is the step table's columns of those slots. Known sub-pixels skipped since the last
+    call (completion) go through the same step, one at a time.
     """
 
     def __init__(self, model: PixelTransformer, n: int, y):
         C, H, W = model.image_shape
-        self.model, self.C, self.W, self.fed = model, C, W, 0  # fed: positions already in the cache
+        d, nh = model.config.embed_dim, model.config.num_heads
+        self.model, self.C, self.W, self.L, self.n, self.nh, self.fed = model, C, W, W * C, n, nh, 0
+        self.R = model.blocks[0].attn.window_rows()
+        S, hs = (self.R + 1) * self.L, d // nh
         ref = model.head.weight
-        nh, d = model.config.num_heads, model.config.embed_dim
-        D, hs = C * H * W, d // nh
-        self.caches = [{"kt": ref.new_zeros(n, nh, hs, D), "v": ref.new_zeros(n, nh, D, hs)} for _ in model.blocks]
-        self.tables = [block.attn.step_table(ref.device, ref.dtype) for block in model.blocks]
-        self.pos = model.position_embedding(H, y).expand(n, -1, -1)  # (n, D, d)
+        with torch.no_grad():
+            self.layers = []
+            for block in model.blocks:
+                w_qkv, b_qkv = _fold_layer_norm(block.ln1, block.attn.qkv)
+                scale = torch.ones(3 * d, dtype=ref.dtype, device=ref.device)
+                scale[:d] = hs ** -0.5  # the queries' rows: scores = (q / sqrt(hs)) . k
+                w1, b1 = _fold_layer_norm(block.ln2, block.mlp[0])
+                self.layers.append(dict(
+                    qkv=(w_qkv * scale[:, None], b_qkv * scale), proj=(block.attn.proj.weight, block.attn.proj.bias),
+                    mlp1=(w1, b1), mlp2=(block.mlp[2].weight, block.mlp[2].bias),
+                    k=ref.new_zeros(n, nh, S, hs), v=ref.new_zeros(n, nh, S, hs),  # the window's keys, values
+                    table=block.attn.step_table(ref.device, ref.dtype)))  # (nh, L, S) or None
+            self.head = _fold_layer_norm(model.ln_f, model.head)
+            self.embed = model.level_embedding.weight.t()  # (k, d): a one-hot level times this
+            self.pos = model.position_embedding(H, y).expand(n, -1, -1)  # (n, D, d)
+        self.h = None  # the last fed position's output of the blocks, (n, d)
 
     def logits(self, x, c, i, j):
         """x: one-hot [n, C, H, W, k] with every sub-pixel before (c, i, j) final -> logits [n, k]."""
         m, t = self.model, (i * self.W + j) * self.C + c
-        n = x.shape[0]
-        inputs = [m.start.expand(n, 1, -1)] if self.fed == 0 else []
-        if t > 0:  # the levels of sub-pixels fed-1 .. t-1, read from the image in raster order
-            p = torch.arange(max(self.fed - 1, 0), t)
-            prev = x[:, p % self.C, p // self.C // self.W, p // self.C % self.W]  # (n, T, k)
-            inputs.append(m.level_embedding(prev))
-        h = torch.cat(inputs, dim=1) + self.pos[:, self.fed:t + 1]  # (n, t+1-fed, d)
-        for block, cache, table in zip(m.blocks, self.caches, self.tables):
-            h = block(h, cache, self.fed, table)
-        self.fed = t + 1
-        return m.pixel_log_probs(m.head(m.ln_f(h[:, -1])), x[:, :, i, j], c)  # (n, k)
+        while self.fed <= t:  # the known sub-pixels skipped since the last call, then t itself
+            self.h = self._step(x, self.fed)
+            self.fed += 1
+        out = F.linear(F.layer_norm(self.h, self.h.shape[1:]), *self.head)  # (n, P)
+        return m.pixel_log_probs(out, x[:, :, i, j], c)  # (n, k)
+
+    def _step(self, x, t: int) -> torch.Tensor:
+        """Feed position t (its input: the level of sub-pixel t - 1) through every layer -> (n, d)."""
+        n, L, nh, R = self.n, self.L, self.nh, self.R
+        if t == 0:
+            h = self.model.start + self.pos[:, 0]  # (n, d)
+        else:
+            (pi, pj), pc = divmod((t - 1) // self.C, self.W), (t - 1) % self.C
+            h = torch.addmm(self.pos[:, t], x[:, pc, pi, pj], self.embed)  # (n, d)
+        i, q = divmod(t, L)  # the query's row and its place in the row
+        s = min(i, R) * L + q  # its slot: the keys it sees are slots 0 .. s
+        first = (R - min(i, R)) * L  # the step table's column of slot 0
+        for P in self.layers:
+            if q == 0 and i > R:  # a new row past the window: every row moves up one slot row
+                P["k"][:, :, :-L] = P["k"][:, :, L:].clone()
+                P["v"][:, :, :-L] = P["v"][:, :, L:].clone()
+            qkv = F.linear(F.layer_norm(h, h.shape[1:]), *P["qkv"])  # (n, 3d)
+            qh, k, v = qkv.view(n, 3, nh, -1).unbind(1)  # (n, nh, hs) each
+            P["k"][:, :, s], P["v"][:, :, s] = k, v
+            scores = qh.unsqueeze(2) @ P["k"][:, :, :s + 1].transpose(-1, -2)  # (n, nh, 1, s + 1)
+            if P["table"] is not None:
+                scores += P["table"][:, q, None, first:first + s + 1]  # the relative bias
+            y = torch.softmax(scores, dim=-1) @ P["v"][:, :, :s + 1]  # (n, nh, 1, hs)
+            h = h + F.linear(y.view(n, -1), *P["proj"])
+            h = h + F.linear(F.gelu(F.linear(F.layer_norm(h, h.shape[1:]), *P["mlp1"])), *P["mlp2"])
+        return h
