@@ -117,8 +117,16 @@ class MADE(AutoregressiveModel):
         out.append((deg[-1][None, :] < inputs[:, None]).repeat_interleave(self.out_per, dim=0))  # eq. 14
         return [o.to(self.dtype) for o in out]
 
-    def outputs_of_mask(self, x: torch.Tensor, m: int) -> torch.Tensor:
-        """Mask m's output layer: x [B, C, H', W] (the first rows) -> [B, P, C, H', W]."""
+    def direct_term(self, v: torch.Tensor) -> torch.Tensor:
+        """The direct connections' part of the output layer (the same for every mask): inputs v [B, D'] (the
+        first D' sub-pixels) -> [B, D' P'], output d reading the inputs d' < d only."""
+        Dfull, D, rows = self.direct.shape[1], v.shape[1], v.shape[1] * self.out_per
+        w = self.direct.view(Dfull, self.out_per, Dfull)[:D, :, :D] * self.direct_mask[:D, :, :D]  # (D', P', D')
+        return F.linear(v, w.reshape(rows, D))
+
+    def outputs_of_mask(self, x: torch.Tensor, m: int, direct: torch.Tensor | None = None) -> torch.Tensor:
+        """Mask m's output layer: x [B, C, H', W] (the first rows) -> [B, P, C, H', W]. direct: direct_term(x's
+        sub-pixels), when the caller computed it once for several masks."""
         v = raster(x)  # (B, D')
         D = v.shape[1]
         masks = self.masks(m, D)
@@ -129,14 +137,12 @@ class MADE(AutoregressiveModel):
         rows = D * self.out_per
         out = F.linear(h, self.out.weight[:rows] * masks[-1], self.out.bias[:rows])  # (B, D' P')
         if self.direct is not None:
-            Dfull = self.direct.shape[1]
-            w = self.direct.view(Dfull, self.out_per, Dfull)[:D, :, :D] * self.direct_mask[:D, :, :D]  # (D', P', D')
-            out = out + F.linear(v, w.reshape(rows, D))  # (B, D' P'): inputs d' < d only
+            out = out + (self.direct_term(v) if direct is None else direct)  # (B, D' P')
         return unraster(expand_bernoulli(self, out.view(len(v), D, self.out_per)).transpose(1, 2), self.image_shape)
 
-    def log_probs_of_mask(self, x, m: int) -> torch.Tensor:
+    def log_probs_of_mask(self, x, m: int, direct: torch.Tensor | None = None) -> torch.Tensor:
         """Mask m's model: log-probabilities [B, k, C, H', W] over the levels at inputs x [B, C, H', W]."""
-        return F.log_softmax(self.logits_from_outputs(self.outputs_of_mask(x, m), x), dim=1)
+        return F.log_softmax(self.logits_from_outputs(self.outputs_of_mask(x, m, direct), x), dim=1)
 
     def outputs(self, x, y=None):
         """One mask's output layer [B, P, C, H', W]: drawn per training step (mask 0 if M = 1)."""
@@ -149,7 +155,8 @@ class MADE(AutoregressiveModel):
         if not self.ensemble:
             return super().logits(x, y)
         M = self.config.num_masks
-        lp = torch.stack([raster(self.log_probs_of_mask(x, m).movedim(1, -1)) for m in range(M)])  # (M, B, D', k)
+        direct = None if self.direct is None else self.direct_term(raster(x))  # once for the M masks
+        lp = torch.stack([raster(self.log_probs_of_mask(x, m, direct).movedim(1, -1)) for m in range(M)])  # (M, B, D', k)
         levels = raster(self.levels_of(x))  # (B, D'): the drawn levels
         seen = lp.gather(-1, levels.expand(M, -1, -1)[..., None])[..., 0]  # (M, B, D'): log p_m(x_d | x_<d)
         # log p_m(x_<d) sums up to D terms (thousands of nats on colour images): in float64, as the cached
