@@ -142,6 +142,13 @@ class _PixelCNNPPSampler(PixelSampler):
         self.recorded.append(compute())
         return self.recorded[-1]
 
+    def logits(self, x, c, i, j):
+        if self.done < i * self.W + j:  # pixels skipped (known, in completion): a pass per earlier row stores it
+            for r in range(self.done // self.W, i):  # (its pixels are final, and no feature reads its last one)
+                self.row_params(x, r)
+            self.done = i * self.W + j  # row i's skipped pixels: the pass at (i, j) computes the whole row
+        return super().logits(x, c, i, j)
+
     def pixel_params(self, x, i, j):
         return self.row_params(x, i)[:, :, 0, j]  # (n, Q)
 

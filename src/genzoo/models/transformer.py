@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .autoregressive import AutoregressiveConfig, AutoregressiveModel
+from .autoregressive import AutoregressiveConfig, AutoregressiveModel, raster
 from .base import require, require_num_classes, require_positive_ints
 from .registry import register
 
@@ -243,7 +243,8 @@ class _KVCacheSampler:
     a row past R' starts, the buffer moves up one row (L slots). The keys a query may see are then
     exactly the slots 0 .. s, its own last: every product reads a prefix, no mask is needed, and the
     relative bias is the step table's columns of those slots. Known sub-pixels skipped since the last
-    call (completion) go through the same step, one at a time.
+    call (completion) go through the same step, one at a time, except known rows at the top of the image:
+    one full pass over them fills the buffers (``_prefill``).
     """
 
     def __init__(self, model: PixelTransformer, n: int, y):
@@ -273,11 +274,26 @@ class _KVCacheSampler:
     def logits(self, x, c, i, j):
         """x: one-hot [n, C, H, W, k] with every sub-pixel before (c, i, j) final -> logits [n, k]."""
         m, t = self.model, (i * self.W + j) * self.C + c
+        if self.fed == 0 and t >= self.L:  # completion: the known rows above in one pass, not a step each
+            self._prefill(x, t // self.L)
         while self.fed <= t:  # the known sub-pixels skipped since the last call, then t itself
             self.h = self._step(x, self.fed)
             self.fed += 1
         out = F.linear(F.layer_norm(self.h, self.h.shape[1:]), *self.head)  # (n, P)
         return m.pixel_log_probs(out, x[:, :, i, j], c)  # (n, k)
+
+    def _prefill(self, x, rows: int):
+        """Feed positions 0 .. rows L - 1 (known rows, in completion) through the network's full pass, keeping each
+        layer's keys and values as the steps of row rows - 1 would have left them."""
+        m, n, L = self.model, self.n, self.L
+        T, base = rows * L, max(0, rows - 1 - self.R) * L  # base: the first position in row rows - 1's window
+        levels = raster(x[:, :, :rows])  # (n, T, k): one-hot, raster order
+        h = torch.cat([m.start.expand(n, 1, -1), m.level_embedding(levels[:, :-1])], dim=1) + self.pos[:, :T]
+        for block, P in zip(m.blocks, self.layers):
+            _, k, v = block.attn.heads(block.ln1(h))  # (n, nh, T, hs) each
+            P["k"][:, :, :T - base], P["v"][:, :, :T - base] = k[:, :, base:], v[:, :, base:]
+            h = block(h)  # (n, T, d)
+        self.fed = T
 
     def _step(self, x, t: int) -> torch.Tensor:
         """Feed position t (its input: the level of sub-pixel t - 1) through every layer -> (n, d)."""
