@@ -8,7 +8,7 @@ import torch
 
 import genzoo
 from conftest import AUTOREGRESSIVE, TINY, all_images
-from genzoo.likelihood import logistic_mixture_log_prob
+from genzoo.likelihood import logistic_mixture_level_log_probs, logistic_mixture_log_prob
 from test_autoregressive import _sample_checking_the_cache, dependency_map, earlier
 
 
@@ -26,6 +26,22 @@ def test_every_sub_pixels_mixture_sums_to_one_over_the_levels_in_float64(levels)
     v = torch.arange(levels).view(-1, 1)
     total = logistic_mixture_log_prob(v, w, mean, log_s, levels).exp().sum(0)  # (50,)
     assert torch.allclose(total, torch.ones_like(total), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("levels", [2, 3, 256])
+def test_all_levels_at_once_equal_each_level_on_its_own(levels):
+    # a sampler's step scores every level with each bin edge evaluated once; the likelihood, a level at a time
+    g = torch.Generator().manual_seed(1)
+    w, mean, log_s = (torch.randn(2, 7, 4, generator=g, dtype=torch.float64) * s for s in (2.0, 1.5, 1.0))
+    log_s = log_s - 3
+    v = torch.arange(levels).view(-1, 1, 1)
+    each = logistic_mixture_log_prob(v, w, mean, log_s, levels)  # (k, 2, 7)
+    at_once = logistic_mixture_level_log_probs(w, mean, log_s, levels)
+    assert at_once.shape == (levels, 2, 7)
+    assert torch.allclose(at_once, each, atol=1e-12, rtol=0)
+    assert torch.allclose(at_once.exp().sum(0), torch.ones(2, 7, dtype=torch.float64), atol=1e-12, rtol=0)
+    # a level scored as its neighbour fails: the check can tell the bins apart
+    assert not torch.allclose(at_once[1:], each[:-1], atol=1e-3)
 
 
 @pytest.mark.parametrize("name", AUTOREGRESSIVE)

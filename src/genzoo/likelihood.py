@@ -74,6 +74,26 @@ def logistic_mixture_log_prob(x, logit_weights, means, log_scales, levels: int):
     return torch.logsumexp(F.log_softmax(logit_weights, dim=-1) + per, dim=-1)
 
 
+def logistic_mixture_level_log_probs(logit_weights, means, log_scales, levels: int):
+    """log P(l) for every level l = 0 .. k - 1 at once: [k, ..] from logit_weights, means, log_scales [.., K].
+
+    :func:`logistic_mixture_log_prob` at each level, written for a sampler's step (with 256 levels it was most of
+    PixelCNN++'s step): each of the k - 1 bin edges e is evaluated once (level l's upper edge is level l + 1's
+    lower edge), log F(e) once and log F(-e) = log F(e) - e from it, the level-independent terms (the weights
+    and the bin width) added once per component.
+    """
+    k = levels
+    inv_s = torch.exp(-log_scales)
+    edges = torch.arange(1, 2 * k - 2, 2, device=means.device, dtype=means.dtype) / (k - 1) - 1  # (2m + 1)/(k-1) - 1
+    e = torch.addcmul(-means * inv_s, edges.view(-1, *[1] * means.dim()), inv_s)  # (k - 1, .., K): edge m's (e - mu)/s
+    up = F.logsigmoid(e)  # log F(e)
+    down = up - e  # log(1 - F(e)) = log F(-e)
+    log_w = F.log_softmax(logit_weights, dim=-1)
+    width = torch.log(-torch.expm1(-(2.0 / (k - 1)) * inv_s))  # log(1 - e^(b - a)), as in the per-level form
+    per = torch.cat([up[:1] + log_w, up[1:] + down[:-1] + (log_w + width), down[-1:] + log_w])  # (k, .., K)
+    return torch.logsumexp(per, dim=-1)  # (k, ..): the edge bins above took the tails
+
+
 def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
     """bf16/fp16 -> fp32; fp32 and fp64 stay as they are (a model run in float64 is scored in float64)."""
     return t.float() if t.is_floating_point() and t.element_size() < 4 else t

@@ -38,7 +38,8 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from ..likelihood import bits_per_dim, categorical_nll, full_precision, at_least_fp32, logistic_mixture_log_prob
+from ..likelihood import (at_least_fp32, bits_per_dim, categorical_nll, full_precision, logistic_mixture_level_log_probs,
+                          logistic_mixture_log_prob)
 from .base import GenerativeModel, ImageConfig, from_signed, require, require_positive_ints, to_signed
 from .layers import pointwise
 
@@ -120,9 +121,7 @@ class AutoregressiveModel(GenerativeModel):
         """Channel c's log-probabilities over the k levels [N, k, ..] from its outputs [N, P, ..]."""
         if self.config.output == "softmax":
             return out_c
-        w, mean, log_s = self._mixture(out_c, levels, c)
-        v = torch.arange(self.levels, device=out_c.device).view(-1, *[1] * (mean.dim() - 1))  # (k, 1.., 1)
-        lp = logistic_mixture_log_prob(v, w[None], mean[None], log_s[None], self.levels)  # (k, N, ..)
+        lp = logistic_mixture_level_log_probs(*self._mixture(out_c, levels, c), self.levels)  # (k, N, ..)
         return lp.movedim(0, 1)
 
     def nll(self, x, y=None) -> torch.Tensor:

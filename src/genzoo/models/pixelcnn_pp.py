@@ -16,9 +16,9 @@ dropout 0.5, several GPU-days). The defaults here are 32 filters and 2 blocks, t
 
 Sampling: every feature at a pixel is blind to the pixel, so the cached sampler computes once per pixel and
 serves the C sub-pixels from it; the naive sampler runs the network once per sub-pixel on the rows so far. The
-cached one computes only the pixel's row at every scale, from stored rows above (``_PixelCNNPPSampler``), not
-the rows so far: about (i + 1)x less work at row i. A cache per pixel through the strided and transposed
-convolutions (Ramachandran et al. 2017, Fast PixelCNN++) would cut it to one column; not done.
+cached one (``_PixelCNNPPSampler``) computes each layer's value at each position once, at the pixel that completes
+it (Ramachandran et al. 2017, Fast PixelCNN++): the down-right stream a position at a time, the down stream,
+blind to the pixel's row, a row at a time at the row's first pixel.
 """
 
 from __future__ import annotations
@@ -118,99 +118,177 @@ class PixelCNNPP(AutoregressiveModel):
         return pixel_outputs(self, self.pixel_params(x, y), x)
 
     def cached_sampler(self, n, y=None):
-        return _PixelCNNPPSampler(self)
+        return _PixelCNNPPSampler(self, n)
 
 
 class _PixelCNNPPSampler(PixelSampler):
-    """``pixel_params`` on one row per scale: at pixel (i, j) every layer computes its output row i >> s (s its
-    scale), reading the rows above from what it stored at earlier pixels. A shifted convolution's output row r
-    reads its input rows s r - kh + 1 .. s r (s its stride), a transposed one's row R its input row R // 2 only,
-    so the rows kept per layer are its input's last three. Why stored rows are right: no feature of row r depends
-    on row r's last pixel (the down-right stream at (r, j) sees (r, < j)), which is the one drawn after the row's
-    last computation; only the first layers read the image itself, and they read it from x at every call. The down
-    stream u at row i reads only rows < i of the image, so it is computed at a row's first pixel and replayed."""
+    """``pixel_params`` one pixel at a time, each layer's value at each position computed once (Ramachandran et al.
+    2017, Fast PixelCNN++, arXiv:1704.06001). A value of scale s at (r, c) depends on pixels up to (2^s r, 2^s c)
+    only, so it is computed at that pixel: scale 0 at every pixel, scale s where i and j are multiples of 2^s.
 
-    def __init__(self, model: PixelCNNPP):
+    The down-right stream ul, which sees the pixel's row, goes a position at a time: each of its 2x2 convolutions
+    keeps the last two rows of its input (``_ColumnWindow``); the transposed ones read one coarse position
+    (``ShiftedDeconv2d``: output (R, S) reads input (R // 2, S // 2)). The down stream u sees only the rows above,
+    so a row of it is computed at its row's first pixel, at every scale, from the rows above it stored then
+    (a shifted convolution's output row r reads its input rows s r - 1 .. s r, s its stride; a transposed one's
+    row R its input row R // 2), and ul's blocks read u's stored rows at their column. Why stored values are
+    right: no feature at (r, c) depends on the image at or after the pixel it is computed at."""
+
+    def __init__(self, model: PixelCNNPP, n: int):
         super().__init__(model)
-        self.rows = {}  # convolution -> {row index: its input's row [n, in, 1, W_s]}
-        self.row, self.recorded, self.replay = None, [], None  # the down stream's values at row self.row
+        S, F_ = model.config.num_scales, model.config.hidden_channels
+        widths = [self.W]
+        for _ in range(S - 1):
+            widths.append((widths[-1] + 1) // 2)  # a stride-2 shifted convolution rounds up
+        ref = model.out.weight
+        self.S, self.widths = S, widths
+        self.rows = {}  # u's convolutions -> {row index: its input's row [n, in, 1, W_s]}
+        self.windows = {}  # ul's 2x2 convolutions -> _ColumnWindow
+        for s, blocks in enumerate(model.up):
+            for block in [*blocks, *model.down[s]]:
+                for M in (block.ul.conv1, block.ul.conv2):
+                    self.windows[M] = _ColumnWindow(M, n, widths[s])
+            if s + 1 < S:
+                self.windows[model.downsample[s][1]] = _ColumnWindow(model.downsample[s][1], n, widths[s])
+        self.deconv = [{(a, b): M.weight[:, :, a, b].contiguous() for a in range(2) for b in range(2)}
+                       for M in (pair[1] for pair in model.upsample)]  # ul's upsampling: (in, out) per kernel tap
+        w = model.ul_in[1].weight  # (F, C + 1, 2, 1): the row above and the pixel's row, at the column left
+        self.first = {2: w.flatten(1), 1: w[:, :, 1:].flatten(1)}  # by the count of image rows it reads
+        self.u_up, self.u_down = [None] * S, [None] * S  # per scale: u's values at its current row [n, F, 1, W_s]
+        self.u_out = [None] * S  # per scale: u's down-path output row, for the finer scale's upsampling
+        self.ul_out = [ref.new_zeros(n, F_, w_s) for w_s in widths]  # ul's down-path outputs at the current row
+        self.ul_row = None  # ul_in[0]'s part of ul at the current row (the row above): [n, F, W]
 
-    def once_per_row(self, compute):
-        """compute() at the row's first pixel; the value it gave then, in the same order, at the row's others."""
-        if self.replay is not None:
-            return next(self.replay)
-        self.recorded.append(compute())
-        return self.recorded[-1]
-
-    def logits(self, x, c, i, j):
-        if self.done < i * self.W + j:  # pixels skipped (known, in completion): a pass per earlier row stores it
-            for r in range(self.done // self.W, i):  # (its pixels are final, and no feature reads its last one)
-                self.row_params(x, r)
-            self.done = i * self.W + j  # row i's skipped pixels: the pass at (i, j) computes the whole row
-        return super().logits(x, c, i, j)
+    def top_scale(self, i: int, j: int) -> int:
+        """The coarsest scale with a position at pixel (i, j): the largest s < S with 2^s dividing i and j."""
+        s = 0
+        while s + 1 < self.S and (i | j) % (2 << s) == 0:
+            s += 1
+        return s
 
     def pixel_params(self, x, i, j):
-        return self.row_params(x, i)[:, :, 0, j]  # (n, Q)
-
-    def row_params(self, x, i):
-        """PixelCNNPP.pixel_params at row i of every scale -> [n, Q, 1, W]; rows < i must have been computed."""
         m = self.model
-        if i == self.row:
-            self.replay = iter(self.recorded)
-        else:
-            self.row, self.recorded, self.replay = i, [], None
-        xp = with_ones(x[:, :, max(0, i - 2):i + 1])  # (n, C + 1, <= 3, W): the image rows the first layers read
-        xp = F.pad(xp, (0, 0, 3 - xp.shape[2], 0))  # rows i - 2 .. i, zeros above the image
-        right = shift_right(_band_conv(m.ul_in[1], xp[:, :, 1:3]))  # ul_in[1] at row i: rows i - 1 .. i
-        if i == 0:  # shift_down's zero row above the image (not the convolutions' biases)
-            u, ul = torch.zeros_like(right), right
-        else:  # shift_down(u_in(xp)) and shift_down(ul_in[0](xp)) at row i: their rows i - 1
-            u = self.once_per_row(lambda: _band_conv(m.u_in, xp[:, :, 0:2]))
-            ul = _band_conv(m.ul_in[0], xp[:, :, 1:2]) + right
-        skips = [(u, ul)]
-        for s, blocks in enumerate(m.up):
+        if j == 0:
+            self.start_row(x, i)
+        ul = self.ul_row[:, :, j]  # (n, F)
+        if j:  # shift_right(ul_in[1](x)) at (i, j): ul_in[1] at (i, j - 1), rows i - 1 .. i
+            v = with_ones(x[:, :, max(0, i - 1):i + 1, j - 1])  # (n, C + 1, 1 or 2)
+            ul = ul + F.linear(v.flatten(1), self.first[v.shape[2]], m.ul_in[1].bias)
+        top, skips = self.top_scale(i, j), []
+        for s in range(top + 1):
+            r, c = i >> s, j >> s
             if s:
-                down_u, down_ul = m.downsample[s - 1]
-                u = self.once_per_row(lambda: self.conv(down_u, u, i >> (s - 1), i >> s))
-                ul = self.conv(down_ul, ul, i >> (s - 1), i >> s)
-                skips.append((u, ul))
-            for block in blocks:
-                u, ul = self.block(block, u, ul, i >> s)
-                skips.append((u, ul))
-        u, ul = skips.pop()
-        for s in reversed(range(len(m.down))):
-            for block in m.down[s]:
-                su, sul = skips.pop()
-                u, ul = self.block(block, u, ul, i >> s, su, sul)
-            if s:
-                W_fine, R = skips[-1][0].shape[-1], i >> (s - 1)  # the finer scale's width and row
-                u = self.once_per_row(lambda: _deconv_row(m.upsample[s - 1][0], u, R, W_fine))
-                ul = _deconv_row(m.upsample[s - 1][1], ul, R, W_fine)
-        return m.out(F.elu(ul))  # (n, Q, 1, W)
+                ul = self.windows[m.downsample[s - 1][1]](r, c)
+            skips.append([ul])
+            for k, block in enumerate(m.up[s]):
+                ul = self.resnet(block.ul, ul, self.u_up[s][k + 1][:, :, 0, c], r, c)
+                skips[-1].append(ul)
+            if s + 1 < self.S:
+                self.windows[m.downsample[s][1]].put(r, c, ul)
+        for s in reversed(range(top + 1)):
+            r, c = i >> s, j >> s
+            if s == self.S - 1:
+                ul = skips[s].pop()
+            else:  # ShiftedDeconv2d (down-right) at (r, c): the coarser scale's output at (r // 2, c // 2)
+                M = m.upsample[s][1]
+                ul = torch.addmm(M.bias, self.ul_out[s + 1][:, :, c // 2], self.deconv[s][r % 2, c % 2])
+            for k, block in enumerate(m.down[s]):
+                aux = torch.cat([self.u_down[s][k][:, :, 0, c], skips[s].pop()], dim=1)
+                ul = self.resnet(block.ul, ul, aux, r, c)
+            self.ul_out[s][:, :, c] = ul
+        return F.linear(F.elu(ul), m.out.weight.flatten(1), m.out.bias)  # (n, Q)
 
-    def block(self, block, u, ul, r, skip_u=None, skip_ul=None):
-        """StreamBlock.forward on row r of its scale."""
-        u = self.once_per_row(lambda: self.resnet(block.u, u, skip_u, r))
-        return u, self.resnet(block.ul, ul, u if skip_ul is None else torch.cat([u, skip_ul], 1), r)
-
-    def resnet(self, R, x, aux, r):
-        """GatedResnet.forward on row r: x [n, F, 1, W_s]."""
-        c = self.conv(R.conv1, concat_elu(x), r, r)
+    def resnet(self, R, x, aux, r, c):
+        """GatedResnet.forward of the ul stream at (r, c): x [n, F], aux [n, A] -> [n, F]."""
+        t = self.windows[R.conv1](r, c, concat_elu(x))
         if R.aux is not None:
-            c = c + R.aux(concat_elu(aux))
-        a, b = self.conv(R.conv2, R.dropout(concat_elu(c)), r, r).chunk(2, dim=1)
+            t = t + F.linear(concat_elu(aux), R.aux.weight.flatten(1), R.aux.bias)
+        a, b = self.windows[R.conv2](r, c, R.dropout(concat_elu(t))).chunk(2, dim=1)
         return x + a * torch.sigmoid(b)
 
-    def conv(self, M, row, r_in, r_out):
-        """M's output row r_out [n, out, 1, W'] once its input's row r_in is ``row`` [n, in, 1, W_s] (stored)."""
-        if not isinstance(M, ShiftedConv2d):
-            return M(row)  # 1x1
+    def start_row(self, x, i):
+        """At row i's first pixel, what is blind to row i: ul_in[0]'s part of ul, and the down stream u at every
+        scale whose row starts here (rows i >> s for s <= top_scale(i, 0)), kept for ul's blocks."""
+        m, n = self.model, x.shape[0]
+        xp = F.pad(with_ones(x[:, :, max(0, i - 2):i]), (0, 0, 2 - min(i, 2), 0))  # rows i - 2 .. i - 1, zeros above
+        if i == 0:  # shift_down's zero row above the image (not the convolutions' biases)
+            u = x.new_zeros(n, m.config.hidden_channels, 1, self.W)
+            self.ul_row = u[:, :, 0]
+        else:  # shift_down(u_in(xp)) and shift_down(ul_in[0](xp)) at row i: their rows i - 1
+            u = _band_conv(m.u_in, xp)
+            self.ul_row = _band_conv(m.ul_in[0], xp[:, :, 1:])[:, :, 0]  # (n, F, W)
+        top = self.top_scale(i, 0)
+        for s in range(top + 1):
+            r = i >> s
+            if s:
+                u = self.band(m.downsample[s - 1][0], r)
+            self.u_up[s] = [u]
+            for block in m.up[s]:
+                u = self.u_resnet(block.u, u, None, r)
+                self.u_up[s].append(u)
+            if s + 1 < self.S:
+                self.keep(m.downsample[s][0], r, u)
+        for s in reversed(range(top + 1)):
+            r, skips = i >> s, list(self.u_up[s])
+            if s == self.S - 1:
+                u = skips.pop()
+            else:
+                u = _deconv_row(m.upsample[s][0], self.u_out[s + 1], r, self.widths[s])
+            self.u_down[s] = []
+            for block in m.down[s]:
+                u = self.u_resnet(block.u, u, skips.pop(), r)
+                self.u_down[s].append(u)
+            self.u_out[s] = u
+
+    def u_resnet(self, R, x, aux, r):
+        """GatedResnet.forward of the u stream on row r: x [n, F, 1, W_s]."""
+        self.keep(R.conv1, r, concat_elu(x))
+        t = self.band(R.conv1, r)
+        if R.aux is not None:
+            t = t + R.aux(concat_elu(aux))
+        self.keep(R.conv2, r, R.dropout(concat_elu(t)))
+        a, b = self.band(R.conv2, r).chunk(2, dim=1)
+        return x + a * torch.sigmoid(b)
+
+    def keep(self, M, r, row):
+        """Store row r [n, in, 1, W_s] of M's input (the last three are kept)."""
         seen = self.rows.setdefault(M, {})
-        seen[r_in] = row
-        seen.pop(r_in - 3, None)
+        seen[r] = row
+        seen.pop(r - 3, None)
+
+    def band(self, M, r_out):
+        """M's output row r_out [n, out, 1, W'] from its stored input rows s r_out - kh + 1 .. s r_out."""
+        seen = self.rows[M]
         kh, s = M.kernel_size[0], M.stride[0]
-        band = [seen[r] if r >= 0 else torch.zeros_like(row) for r in range(s * r_out - kh + 1, s * r_out + 1)]
-        return _band_conv(M, torch.cat(band, dim=2))
+        rows = range(s * r_out - kh + 1, s * r_out + 1)
+        any_row = seen[s * r_out]
+        return _band_conv(M, torch.cat([seen[r] if r >= 0 else torch.zeros_like(any_row) for r in rows], dim=2))
+
+
+class _ColumnWindow:
+    """A 2x2 down-right-shifted convolution (stride 1 or 2) one output position at a time, for the ul stream.
+
+    Keeps its input's last two rows, channels last with a zero column on the left, row r in slot r % 2:
+    [n, 2, 1 + W_in, in]. Output (r, c) reads input rows s r - 1 .. s r and columns s c - 1 .. s c (s the stride),
+    a window of two contiguous runs; the kernel's rows are matched to the slots by a weight flattened both ways."""
+
+    def __init__(self, M: ShiftedConv2d, n: int, W_in: int):
+        w = M.weight.permute(0, 2, 3, 1)  # (out, kh, kw, in)
+        self.w = (w.flatten(1), w.flip(1).flatten(1))  # slot 0 holds kernel row 0 (s r odd) / row 1 (s r even)
+        self.b, self.s = M.bias, M.stride[0]
+        self.buf = M.weight.new_zeros(n, 2, 1 + W_in, M.in_channels)
+
+    def put(self, r: int, c: int, v: torch.Tensor) -> None:
+        """The input at (r, c): v [n, in]."""
+        self.buf[:, r % 2, c + 1] = v
+
+    def __call__(self, r: int, c: int, v: torch.Tensor | None = None) -> torch.Tensor:
+        """The output at (r, c) -> [n, out]; v: the input at (r, c) to put first (stride 1)."""
+        if v is not None:
+            self.put(r, c, v)
+        r_in, c_in = self.s * r, self.s * c
+        window = self.buf[:, :, c_in:c_in + 2].reshape(self.buf.shape[0], -1)  # (n, 2 * 2 * in)
+        return F.linear(window, self.w[r_in % 2 == 0], self.b)
 
 
 def _deconv_row(M: ShiftedDeconv2d, t: torch.Tensor, R: int, W: int) -> torch.Tensor:
