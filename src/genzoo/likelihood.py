@@ -62,8 +62,8 @@ def discretized_logistic_log_prob(x, mean, log_scale, levels: int):
     inv_s = torch.exp(-log_scale)
     a, b = (c + 1.0 / (levels - 1) - mean) * inv_s, (c - 1.0 / (levels - 1) - mean) * inv_s
     width = torch.log(-torch.expm1(-(2.0 / (levels - 1)) * inv_s))  # log(1 - e^(b - a)), the same for every bin
-    log_mid = F.logsigmoid(a) + F.logsigmoid(-b) + width
-    return torch.where(x == 0, F.logsigmoid(a), torch.where(x == levels - 1, F.logsigmoid(-b), log_mid))
+    log_a, log_b = F.logsigmoid(a), F.logsigmoid(-b)  # log F(a), log F(-b): each once, for the middle and the edges
+    return torch.where(x == 0, log_a, torch.where(x == levels - 1, log_b, log_a + log_b + width))
 
 
 def logistic_mixture_log_prob(x, logit_weights, means, log_scales, levels: int):
