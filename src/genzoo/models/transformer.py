@@ -108,11 +108,14 @@ class CausalSelfAttention(nn.Module):
         return mask + self.bias[:, di, qj - kj + self.W - 1, qc - kc + self.C - 1]  # (nh, Tq, Tk)
 
     def forward(self, x):
-        q, k, v = self.heads(x)  # (B, nh, T, hs)
-        T = x.shape[1]
+        return self.attend(*self.heads(x))
+
+    def attend(self, q, k, v):
+        """The attention's output [B, T, d] from its heads q, k, v [B, nh, T, hs]."""
+        T = q.shape[2]
         if not self.rows and self.bias is None:
             return self.merge(F.scaled_dot_product_attention(q, k, v, is_causal=True))
-        pos = torch.arange(T, device=x.device)
+        pos = torch.arange(T, device=q.device)
         if not self.rows:
             return self.merge(F.scaled_dot_product_attention(q, k, v, attn_mask=self.scores_bias(pos, pos).to(q.dtype)))
         return self.merge(self.local(q, k, v))
@@ -290,9 +293,10 @@ class _KVCacheSampler:
         levels = raster(x[:, :, :rows])  # (n, T, k): one-hot, raster order
         h = torch.cat([m.start.expand(n, 1, -1), m.level_embedding(levels[:, :-1])], dim=1) + self.pos[:, :T]
         for block, P in zip(m.blocks, self.layers):
-            _, k, v = block.attn.heads(block.ln1(h))  # (n, nh, T, hs) each
+            q, k, v = block.attn.heads(block.ln1(h))  # (n, nh, T, hs) each
             P["k"][:, :, :T - base], P["v"][:, :, :T - base] = k[:, :, base:], v[:, :, base:]
-            h = block(h)  # (n, T, d)
+            h = h + block.attn.attend(q, k, v)  # Block.forward, its attention's heads computed once
+            h = h + block.mlp(block.ln2(h))  # (n, T, d)
         self.fed = T
 
     def _step(self, x, t: int) -> torch.Tensor:
