@@ -31,10 +31,10 @@ from torch import nn
 
 from .autoregressive import AutoregressiveConfig, AutoregressiveModel
 from .base import require, require_positive_ints
-from .layers import shift_down
+from .layers import pointwise, shift_down
 from .registry import register
 from .shifted import (GatedResnet, PixelSampler, ShiftedConv2d, ShiftedDeconv2d, concat_elu, down_conv,
-                      down_right_conv, pixel_outputs, pixel_params_size, shift_right, with_ones)
+                      down_right_conv, gated_resnet_at, pixel_outputs, pixel_params_size, shift_right, with_ones)
 
 
 @dataclasses.dataclass
@@ -196,15 +196,11 @@ class _PixelCNNPPSampler(PixelSampler):
                 aux = torch.cat([self.u_down[s][k][:, :, 0, c], skips[s].pop()], dim=1)
                 ul = self.resnet(block.ul, ul, aux, r, c)
             self.ul_out[s][:, :, c] = ul
-        return F.linear(F.elu(ul), m.out.weight.flatten(1), m.out.bias)  # (n, Q)
+        return F.linear(F.elu(ul), *pointwise(m.out))  # (n, Q)
 
     def resnet(self, R, x, aux, r, c):
         """GatedResnet.forward of the ul stream at (r, c): x [n, F], aux [n, A] -> [n, F]."""
-        t = self.windows[R.conv1](r, c, concat_elu(x))
-        if R.aux is not None:
-            t = t + F.linear(concat_elu(aux), R.aux.weight.flatten(1), R.aux.bias)
-        a, b = self.windows[R.conv2](r, c, R.dropout(concat_elu(t))).chunk(2, dim=1)
-        return x + a * torch.sigmoid(b)
+        return gated_resnet_at(R, x, aux, lambda v: self.windows[R.conv1](r, c, v), lambda v: self.windows[R.conv2](r, c, v))
 
     def start_row(self, x, i):
         """At row i's first pixel, what is blind to row i: ul_in[0]'s part of ul, and the down stream u at every

@@ -30,10 +30,10 @@ from torch import nn
 
 from .autoregressive import AutoregressiveConfig, AutoregressiveModel
 from .base import require, require_positive_ints
-from .layers import WindowConv, sampling_store, shift_down
+from .layers import WindowConv, pointwise, sampling_store, shift_down
 from .registry import register
-from .shifted import (GatedResnet, PixelSampler, ShiftedConv2d, concat_elu, down_right_conv, pixel_outputs,
-                      pixel_params_size, pointwise_conv, shift_right, with_ones)
+from .shifted import (GatedResnet, PixelSampler, ShiftedConv2d, concat_elu, down_right_conv, gated_resnet_at,
+                      pixel_outputs, pixel_params_size, pointwise_conv, shift_right, with_ones)
 
 
 @dataclasses.dataclass
@@ -168,26 +168,12 @@ class _PixelSNAILSampler(PixelSampler):
                 a, g = conv2(in2, i, j).chunk(2, dim=1)
                 ul = ul + a * torch.sigmoid(g)
             if p:  # SNAILBlock.key_value_of at pixel p - 1
-                kv = _pointwise_resnet(block.kv_in, torch.cat([self.previous[b], before], dim=1))
-                keys[:, p], values[:, p] = _pointwise(block.key, kv), _pointwise(block.value, kv)
+                kv = gated_resnet_at(block.kv_in, torch.cat([self.previous[b], before], dim=1))
+                keys[:, p], values[:, p] = F.linear(kv, *pointwise(block.key)), F.linear(kv, *pointwise(block.value))
             self.previous[b] = ul
-            q = _pointwise(block.query, _pointwise_resnet(block.q_in, torch.cat([ul, here], dim=1)))  # (n, dk)
+            q = F.linear(gated_resnet_at(block.q_in, torch.cat([ul, here], dim=1)), *pointwise(block.query))  # (n, dk)
             weights = torch.softmax((keys[:, :p + 1] @ q[:, :, None])[:, :, 0] * q.shape[1] ** -0.5, dim=1)  # (n, p+1)
             attended = (weights[:, None] @ values[:, :p + 1])[:, 0]  # (n, dv)
-            ul = _pointwise_resnet(block.mix, ul, attended)
-        return _pointwise(m.out, F.elu(ul))  # (n, Q)
+            ul = gated_resnet_at(block.mix, ul, attended)
+        return F.linear(F.elu(ul), *pointwise(m.out))  # (n, Q): 1x1 layers at a pixel as matrix products
 
-
-def _pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """A 1x1 convolution at one pixel as the linear layer it is: x [n, in] -> [n, out] (a 1x1 oneDNN convolution of
-    one pixel cost about 10x the matrix product)."""
-    return F.linear(x, conv.weight.flatten(1), conv.bias)
-
-
-def _pointwise_resnet(R, x: torch.Tensor, aux: torch.Tensor | None = None) -> torch.Tensor:
-    """GatedResnet.forward of 1x1 layers at one pixel: x [n, F], aux [n, A] -> [n, F]."""
-    t = _pointwise(R.conv1, concat_elu(x))
-    if R.aux is not None:
-        t = t + _pointwise(R.aux, concat_elu(aux))
-    a, b = _pointwise(R.conv2, R.dropout(concat_elu(t))).chunk(2, dim=1)
-    return x + a * torch.sigmoid(b)

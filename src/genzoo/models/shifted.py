@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..likelihood import discretized_logistic_log_prob
-from .layers import to_logits
+from .layers import pointwise, to_logits
 
 
 def concat_elu(x: torch.Tensor) -> torch.Tensor:
@@ -95,6 +95,19 @@ class GatedResnet(nn.Module):
             c = c + self.aux(concat_elu(aux))
         a, b = self.conv2(self.dropout(concat_elu(c))).chunk(2, dim=1)
         return x + a * torch.sigmoid(b)
+
+
+def gated_resnet_at(R: GatedResnet, x: torch.Tensor, aux: torch.Tensor | None = None, conv1=None, conv2=None):
+    """``GatedResnet.forward`` at one position, for a sampler: x [n, F], aux [n, A] or None -> [n, F].
+    conv1, conv2: its two convolutions there, as functions of their input there ([n, 2F] -> [n, out]: a sampler's
+    stored windows); by default 1x1 layers, as the matrix products they are at one position."""
+    conv1 = conv1 or (lambda v: F.linear(v, *pointwise(R.conv1)))
+    conv2 = conv2 or (lambda v: F.linear(v, *pointwise(R.conv2)))
+    t = conv1(concat_elu(x))
+    if R.aux is not None:
+        t = t + F.linear(concat_elu(aux), *pointwise(R.aux))
+    a, b = conv2(R.dropout(concat_elu(t))).chunk(2, dim=1)
+    return x + a * torch.sigmoid(b)
 
 
 def down_conv(in_channels: int, out_channels: int, stride: int = 1) -> ShiftedConv2d:
