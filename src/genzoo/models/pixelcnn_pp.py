@@ -156,7 +156,7 @@ class _PixelCNNPPSampler(PixelSampler):
         self.first = {2: w.flatten(1), 1: w[:, :, 1:].flatten(1)}  # by the count of image rows it reads
         self.u_up, self.u_down = [None] * S, [None] * S  # per scale: u's values at its current row [n, F, 1, W_s]
         self.u_out = [None] * S  # per scale: u's down-path output row, for the finer scale's upsampling
-        self.ul_out = [ref.new_zeros(n, F_, w_s) for w_s in widths]  # ul's down-path outputs at the current row
+        self.ul_out = [None] + [ref.new_zeros(n, F_, w_s) for w_s in widths[1:]]  # ul's down-path outputs, scales >= 1
         self.ul_row = None  # ul_in[0]'s part of ul at the current row (the row above): [n, F, W]
 
     def top_scale(self, i: int, j: int) -> int:
@@ -195,7 +195,8 @@ class _PixelCNNPPSampler(PixelSampler):
             for k, block in enumerate(m.down[s]):
                 aux = torch.cat([self.u_down[s][k][:, :, 0, c], skips[s].pop()], dim=1)
                 ul = self.resnet(block.ul, ul, aux, r, c)
-            self.ul_out[s][:, :, c] = ul
+            if s:  # for the finer scale's upsampling
+                self.ul_out[s][:, :, c] = ul
         return F.linear(F.elu(ul), *pointwise(m.out))  # (n, Q)
 
     def resnet(self, R, x, aux, r, c):

@@ -139,29 +139,30 @@ def pixel_params_size(model) -> int:
     return C * cfg.levels if cfg.output == "softmax" else cfg.mixtures * (1 + 2 * C + C * (C - 1) // 2)
 
 
-def pixel_outputs(model, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def pixel_outputs(model, params: torch.Tensor, x: torch.Tensor, channels: int | None = None) -> torch.Tensor:
     """The pixel-level output params [B, Q, H, W] at inputs x [B, C, H, W] in [-1, 1] -> [B, P, C, H, W] per
     sub-pixel, as ``AutoregressiveModel.outputs`` gives them (module docstring). Channel c's outputs read only the
-    pixel's channels < c of x."""
+    pixel's channels < c of x. ``channels``: the first channels only (a sampler's step at channel c needs c + 1)."""
     C = model.image_shape[0]
     if model.config.output == "softmax":
-        return to_logits(params, C, model.config.levels)
+        return to_logits(params, C, model.config.levels)[:, :, :channels]
     K, (B, _, H, W) = model.config.mixtures, params.shape
     logit_pi, rest = params[:, :K], params[:, K:]
     means, log_s, coeffs = rest[:, :C * K], rest[:, C * K:2 * C * K], torch.tanh(rest[:, 2 * C * K:])
     means, log_s = means.view(B, C, K, H, W), log_s.view(B, C, K, H, W).clamp(min=-7.0)  # the base's clamp
     levels = model.levels_of(x)  # (B, C, H, W)
     logits, per_channel, pair = logit_pi, [], 0
-    for c in range(C):
+    channels = C if channels is None else channels
+    for c in range(channels):
         mean = means[:, c]
         for cp in range(c):  # mean_c = mu_c + sum_{c' < c} tanh(a_{c'c}) x_{c'}
             mean = mean + coeffs[:, pair * K:(pair + 1) * K] * x[:, cp:cp + 1]
             pair += 1
         zeros = mean.new_zeros(B, (C - 1) * K, H, W)  # the base's own coupling is not used: it is in the mean
         per_channel.append(torch.cat([logits, mean, log_s[:, c], zeros], dim=1))  # (B, (2 + C) K, H, W)
-        if c + 1 < C:  # the posterior weights given this channel's level: log pi_k + sum log L(x_c'; k)
+        if c + 1 < channels:  # the posterior weights given this channel's level: log pi_k + sum log L(x_c'; k)
             logits = logits + discretized_logistic_log_prob(levels[:, c:c + 1], mean, log_s[:, c], model.levels)
-    return torch.stack(per_channel, dim=2)  # (B, P, C, H, W)
+    return torch.stack(per_channel, dim=2)  # (B, P, channels, H, W)
 
 
 class PixelSampler:
@@ -182,5 +183,5 @@ class PixelSampler:
         while self.done <= p:
             self.params = self.pixel_params(x, *divmod(self.done, self.W))
             self.done += 1
-        out = pixel_outputs(self.model, self.params[:, :, None, None], x[:, :, i:i + 1, j:j + 1])  # (n, P, C, 1, 1)
+        out = pixel_outputs(self.model, self.params[:, :, None, None], x[:, :, i:i + 1, j:j + 1], c + 1)  # (n, P, c + 1, 1, 1)
         return self.model.pixel_log_probs(out[:, :, c, 0, 0], x[:, :, i, j], c)  # (n, k)
