@@ -66,12 +66,14 @@ def test_a_pixels_parameters_see_every_earlier_pixel_and_nothing_of_itself(name)
             assert torch.equal(seen, earlier(0, i, j, 1, H, W)[0]), f"receptive field of {(i, j)}"
 
 
-@pytest.mark.parametrize("image_shape", [(2, 7, 5), (1, 9, 8)])
-def test_pixelcnn_pp_per_pixel_cache_is_the_full_pass_at_every_pixel_of_three_scales(image_shape):
+@pytest.mark.parametrize("image_shape,scales", [((2, 7, 5), 3), ((1, 9, 8), 3), ((3, 9, 10), 4), ((1, 5, 4), 1),
+                                                ((1, 1, 6), 2), ((1, 6, 1), 3)])
+def test_pixelcnn_pp_per_pixel_cache_is_the_full_pass_at_every_pixel_and_scale(image_shape, scales):
     # Each layer's value at a position is computed once, at the pixel that completes it (scale s where i and j are
     # multiples of 2^s); odd sizes round up at each scale (7 -> 4 -> 2, 5 -> 3 -> 2), 9 x 8 reaches a third row of
-    # the coarsest scale. Known pixels anywhere (completion) are fed through the same steps.
-    model = build("pixelcnn-pp", image_shape, 4, num_scales=3).double().eval()
+    # the coarsest scale; then four scales, one, and images of one row or one column. Known pixels anywhere
+    # (completion) are fed through the same steps.
+    model = build("pixelcnn-pp", image_shape, 4, num_scales=scales).double().eval()
     C, H, W = image_shape
     x = model.scale(torch.randint(0, 4, (3, *image_shape), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)))
     with torch.no_grad():
