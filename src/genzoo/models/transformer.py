@@ -214,12 +214,18 @@ class PixelTransformer(AutoregressiveModel):
             pos = pos + self.class_embedding(y)[:, None]
         return pos
 
+    def sequence_input(self, x, y=None):
+        """x: one-hot [B, C, H, W, k] (H may be cropped) -> the blocks' input [B, T, d], T = H W C: at position t the
+        embedding of sub-pixel t - 1's level (the start vector at t = 0) plus sub-pixel t's position (and class)."""
+        B, H = x.shape[0], x.shape[2]
+        tokens = self.level_embedding(raster(x))  # (B, T, d), raster order
+        h = torch.cat([self.start.expand(B, 1, -1), tokens[:, :-1]], dim=1)  # input t = sub-pixel t - 1
+        return h + self.position_embedding(H, y)
+
     def outputs(self, x, y=None):
         """x: one-hot [B, C, H, W, k] (H may be cropped) -> outputs [B, P, C, H, W]."""
         B, C, H, W, k = x.shape
-        tokens = self.level_embedding(x.permute(0, 2, 3, 1, 4).reshape(B, H * W * C, k))  # (B, T, d), raster order
-        h = torch.cat([self.start.expand(B, 1, -1), tokens[:, :-1]], dim=1)  # input t = sub-pixel t - 1
-        h = h + self.position_embedding(H, y)
+        h = self.sequence_input(x, y)  # (B, T, d)
         for block in self.blocks:
             h = block(h)
         out = self.head(self.ln_f(h))  # (B, T, P)
@@ -253,7 +259,7 @@ class _KVCacheSampler:
     def __init__(self, model: PixelTransformer, n: int, y):
         C, H, W = model.image_shape
         d, nh = model.config.embed_dim, model.config.num_heads
-        self.model, self.C, self.W, self.L, self.n, self.nh, self.fed = model, C, W, W * C, n, nh, 0
+        self.model, self.C, self.W, self.L, self.n, self.nh, self.fed, self.y = model, C, W, W * C, n, nh, 0, y
         self.R = model.blocks[0].attn.window_rows()
         S, hs = (self.R + 1) * self.L, d // nh
         ref = model.head.weight
@@ -288,10 +294,9 @@ class _KVCacheSampler:
     def _prefill(self, x, rows: int):
         """Feed positions 0 .. rows L - 1 (known rows, in completion) through the network's full pass, keeping each
         layer's keys and values as the steps of row rows - 1 would have left them."""
-        m, n, L = self.model, self.n, self.L
+        m, L = self.model, self.L
         T, base = rows * L, max(0, rows - 1 - self.R) * L  # base: the first position in row rows - 1's window
-        levels = raster(x[:, :, :rows])  # (n, T, k): one-hot, raster order
-        h = torch.cat([m.start.expand(n, 1, -1), m.level_embedding(levels[:, :-1])], dim=1) + self.pos[:, :T]
+        h = m.sequence_input(x[:, :, :rows], self.y)  # (n, T, d)
         for block, P in zip(m.blocks, self.layers):
             q, k, v = block.attn.heads(block.ln1(h))  # (n, nh, T, hs) each
             P["k"][:, :, :T - base], P["v"][:, :, :T - base] = k[:, :, base:], v[:, :, base:]
