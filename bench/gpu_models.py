@@ -15,7 +15,7 @@ import traceback
 import torch
 
 import genzoo.models
-from genzoo.models.autoregressive import AutoregressiveModel
+from genzoo.models.autoregressive.ar_base import AutoregressiveModel
 from genzoo.training.precision import autocast
 
 SHAPES = [((1, 28, 28), 2), ((3, 16, 16), 256)]

@@ -9,7 +9,7 @@ import torch
 
 import genzoo
 from conftest import all_images
-from genzoo.models.diffusion import SCHEDULES, alpha_sigma
+from genzoo.models.diffusion.vdm import SCHEDULES, alpha_sigma
 
 TINY = dict(channels=8, resolutions=2, num_res_blocks=1)
 

@@ -11,9 +11,9 @@ from torch.autograd.functional import jacobian
 
 import genzoo
 from genzoo.cli import main
-from genzoo.models import transforms as T
-from genzoo.models.flows2d import ToyFlow, density_grid
-from genzoo.models.glow import SplitPrior, TopPrior
+from genzoo.models.flows import transforms as T
+from genzoo.models.flows.flows2d import ToyFlow, density_grid
+from genzoo.models.flows.glow import SplitPrior, TopPrior
 
 FLOWS = {"nice": dict(hidden_features=16, num_hidden=2), "realnvp": dict(hidden_channels=8, num_blocks=1),
          "glow": dict(hidden_channels=8, steps_per_scale=2)}

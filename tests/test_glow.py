@@ -8,7 +8,7 @@ import torch
 
 import genzoo
 from genzoo.cli import main
-from genzoo.models import transforms as T
+from genzoo.models.flows import transforms as T
 from test_flows import jacobian_logdet, perturbed
 
 TINY = dict(hidden_channels=8, steps_per_scale=2)

@@ -10,7 +10,7 @@ import torch
 import genzoo
 from genzoo.cli import main
 from genzoo.likelihood import discretized_logistic_log_prob
-from genzoo.models.vae import gaussian_kl, gaussian_log_density
+from genzoo.models.latent.vae import gaussian_kl, gaussian_log_density
 from genzoo.training.trainer import TrainConfig, Trainer
 from conftest import all_images
 

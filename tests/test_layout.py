@@ -84,6 +84,24 @@ def test_the_rooms_show_the_architecture_and_no_name_collides():
     assert sorted(n for n in set(names) if names.count(n) > 1) == []
 
 
+FAMILIES = ("autoregressive", "diffusion", "flows", "latent")
+
+
+def test_models_are_one_package_per_family_and_families_never_import_each_other():
+    """models/ holds the registry, the base and the model folder beside one package per family; every registered
+    model's class lives in a family package, and no family imports another (a shared piece lives once, below)."""
+    room = SRC / "models"
+    top = {p.name for p in room.iterdir() if not p.name.startswith((".", "__pycache__"))}
+    assert top == {"__init__.py", "base.py", "registry.py", "folder.py", *FAMILIES}
+    for name in genzoo.models.names():
+        assert genzoo.models.get(name).__module__.split(".")[2] in FAMILIES, name
+    for family in FAMILIES:
+        for path in (room / family).rglob("*.py"):
+            others = {t for t in _imports(path) if t.startswith("genzoo.models.")
+                      and t.split(".")[2] in FAMILIES and t.split(".")[2] != family}
+            assert not others, (path.name, others)
+
+
 def _build(name):
     options = TINY.get(name, {})
     return genzoo.models.build(name, image_shape=(1, 4, 4), levels=2, **options)

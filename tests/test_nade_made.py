@@ -11,7 +11,7 @@ import torch
 import genzoo
 from conftest import all_images
 from genzoo.cli import main
-from genzoo.models.made import hidden_degrees
+from genzoo.models.autoregressive.made import hidden_degrees
 
 
 def made(image_shape=(1, 2, 3), levels=2, seed=0, **kw):

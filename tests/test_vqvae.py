@@ -10,7 +10,7 @@ import torch
 
 import genzoo
 from genzoo.cli import main
-from genzoo.models.vqvae import CodePrior
+from genzoo.models.latent.vqvae import CodePrior
 from genzoo.training.trainer import TrainConfig, Trainer
 from conftest import all_images, tiny
 

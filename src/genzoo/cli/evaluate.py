@@ -12,7 +12,7 @@ import torch
 from .. import data, likelihood, runs
 from ..evaluation import probe, quality, scoring
 from ..errors import GenzooError
-from ..models.autoencoders import CORRUPTIONS
+from ..models.latent.autoencoders import CORRUPTIONS
 from ..models.base import to_unit
 from ..training.precision import PRECISIONS, autocast
 from .common import (add_data_options, add_device_options, add_run_dir, add_sampler_options, apply_device_options,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from .. import grids
-from ..models import flows2d as toy
+from ..models.flows import flows2d as toy
 from .common import add_device_options, add_output, add_seed, apply_device_options, number
 
 

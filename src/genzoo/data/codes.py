@@ -14,7 +14,7 @@ import torch
 
 from ..errors import DataError
 from ..models.folder import load_model
-from ..models.vqvae import VQVAE
+from ..models.latent.vqvae import VQVAE
 from . import datasets
 
 PREFIX = "codes:"

@@ -7,7 +7,7 @@
 ``genzoo.load(path)`` is :func:`load_model`; a training run folder is also a model folder, and a
 shipped model's name stands for its folder in pretrained/. A prior trained on a VQ-VAE's codes
 (``--data codes:RUN``) also holds ``codes_of.json``, the way to its VQ-VAE: loading it gives the
-pair as one model of images (:class:`~genzoo.models.vqvae.CodePrior`).
+pair as one model of images (:class:`~genzoo.models.latent.vqvae.CodePrior`).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ class Entry:
 
 
 _REGISTRY: dict[str, Entry] = {}
-# models made of two saved folders, by the link file that joins them: {"codes": CodePrior} (models/vqvae.py),
+# models made of two saved folders, by the link file that joins them: {"codes": CodePrior} (models/latent/vqvae.py),
 # so that models/folder.py loads them without importing the modules that define them
 PAIRS: dict[str, type] = {}
 

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import register
-from .autoregressive import AutoregressiveConfig, AutoregressiveModel, IncrementalSampler
-from .base import (require_num_classes, require_odd_kernels,
+from ..registry import register
+from .ar_base import AutoregressiveConfig, AutoregressiveModel, IncrementalSampler
+from ..base import (require_num_classes, require_odd_kernels,
                    require_positive_ints)
 from .layers import (MaskedConv2d, VerticalConv2d, WindowConv, effective_weight, output_head, pointwise, sampling_store,
                      shift_down, to_logits)

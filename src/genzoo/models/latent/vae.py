@@ -37,10 +37,10 @@ import math
 
 import torch
 
-from ..likelihood import at_least_fp32, bits_per_dim
-from .base import GenerativeModel, ImageConfig, from_unit, require, require_positive_ints, to_signed
+from ...likelihood import at_least_fp32, bits_per_dim
+from ..base import GenerativeModel, ImageConfig, from_unit, require, require_positive_ints, to_signed
 from .coders import (ARCHITECTURES, DECODERS, DiscreteImageLikelihood, check_coder_config, decoder, encoder)
-from .registry import register
+from ..registry import register
 
 LOG_2PI = math.log(2 * math.pi)
 

@@ -35,9 +35,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .base import ImageConfig, require, require_num_classes, require_positive_ints
-from .flows import Flow
-from .registry import register
+from ..base import ImageConfig, require, require_num_classes, require_positive_ints
+from .flow_base import Flow
+from ..registry import register
 from .transforms import ActNorm, ChannelCoupling, InvertibleConv1x1, Logit, Sequential, Squeeze, StandardNormal, sum_per_example
 
 

@@ -38,9 +38,9 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from ..likelihood import (at_least_fp32, bits_per_dim, categorical_nll, full_precision, logistic_mixture_level_log_probs,
+from ...likelihood import (at_least_fp32, bits_per_dim, categorical_nll, full_precision, logistic_mixture_level_log_probs,
                           logistic_mixture_log_prob)
-from .base import GenerativeModel, ImageConfig, from_signed, require, require_positive_ints, to_signed
+from ..base import GenerativeModel, ImageConfig, from_signed, require, require_positive_ints, to_signed
 from .layers import pointwise
 
 OUTPUTS = ("softmax", "mixture")
@@ -267,6 +267,16 @@ class IncrementalSampler:
 
 
 # ----------------------------------------------------------------------------- the image as a sequence
+
+def bernoulli(model) -> bool:
+    """Binary images with a softmax output keep one logit per sub-pixel (a Bernoulli), as the papers."""
+    return model.config.output == "softmax" and model.levels == 2
+
+
+def expand_bernoulli(model, out: torch.Tensor) -> torch.Tensor:
+    """[..., P'] -> [..., P]: a Bernoulli's one logit becomes two, level 0's fixed at 0."""
+    return torch.cat([torch.zeros_like(out), out], dim=-1) if bernoulli(model) else out
+
 
 def raster(x: torch.Tensor) -> torch.Tensor:
     """[B, C, H, W, ..] -> [B, D, ..]: the sub-pixels in raster order, channels innermost (d = (i W + j) C + c).

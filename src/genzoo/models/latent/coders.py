@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..likelihood import at_least_fp32, categorical_nll, discretized_logistic_log_prob, full_precision
-from .base import from_signed, require, require_positive_ints, to_unit
+from ...likelihood import at_least_fp32, categorical_nll, discretized_logistic_log_prob, full_precision
+from ..base import from_signed, require, require_positive_ints, to_unit
 
 ARCHITECTURES = ("mlp", "conv")
 DECODERS = ("auto", "bernoulli", "categorical", "logistic")

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..likelihood import discretized_logistic_log_prob
+from ...likelihood import discretized_logistic_log_prob
 from .layers import pointwise, to_logits
 
 

@@ -32,11 +32,11 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..errors import GenzooError
-from ..likelihood import bits_per_dim
-from .base import GenerativeModel, ImageConfig, from_unit, require, require_positive_ints, to_signed
+from ...errors import GenzooError
+from ...likelihood import bits_per_dim
+from ..base import GenerativeModel, ImageConfig, from_unit, require, require_positive_ints, to_signed
 from .coders import DECODERS, DiscreteImageLikelihood
-from .registry import PAIRS, register
+from ..registry import PAIRS, register
 
 
 @dataclasses.dataclass

@@ -4,7 +4,7 @@ van den Oord, Kalchbrenner & Kavukcuoglu, "Pixel Recurrent Neural Networks", ICM
 (arXiv:1601.06759). Both models are: a 7x7 type-A masked convolution (2h features), LSTM
 layers with residual connections (Fig. 4: each layer's h-feature state is mapped back to 2h
 by a 1x1 convolution and added to the layer's input), then ReLU, 1x1, ReLU, 1x1 and a k-way
-softmax per sub-pixel, as in :mod:`genzoo.models.pixelcnn`. Every LSTM step is
+softmax per sub-pixel, as in :mod:`genzoo.models.autoregressive.pixelcnn`. Every LSTM step is
 
     [o, f, i, g] = sigma(K_ss * h_prev + K_is * x),  c = f . c_prev + i . g,  h = o . tanh(c)   (eq. 3)
 
@@ -40,11 +40,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .autoregressive import AutoregressiveConfig, AutoregressiveModel, IncrementalSampler
-from .base import (require_num_classes, require_odd_kernels,
+from .ar_base import AutoregressiveConfig, AutoregressiveModel, IncrementalSampler
+from ..base import (require_num_classes, require_odd_kernels,
                    require_positive_ints)
 from .layers import MaskedConv2d, WindowConv, effective_weight, sampling_store, output_head, pointwise, shift_down, skew, to_logits, unskew
-from .registry import register
+from ..registry import register
 
 
 @dataclasses.dataclass

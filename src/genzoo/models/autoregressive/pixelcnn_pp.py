@@ -1,7 +1,7 @@
 """PixelCNN++: Salimans, Karpathy, Chen & Kingma, "PixelCNN++: Improving the PixelCNN with Discretized Logistic
 Mixture Likelihood and Other Modifications", ICLR 2017 (arXiv:1701.05517; reference code openai/pixel-cnn).
 
-The network (section 2.3-2.6, Fig. 2): two streams of shifted convolutions (``models/shifted.py``), a "down"
+The network (section 2.3-2.6, Fig. 2): two streams of shifted convolutions (``models/autoregressive/shifted.py``), a "down"
 stream u that sees the rows above and a "down-right" stream ul that also sees the row's pixels to the left (the
 two together have no blind spot); gated ResNet blocks with concat-ELU; ``num_scales`` resolutions, downsampled by
 stride-2 shifted convolutions on the way up and upsampled by stride-2 transposed ones on the way down, every
@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .autoregressive import AutoregressiveConfig, AutoregressiveModel
-from .base import require, require_positive_ints
+from .ar_base import AutoregressiveConfig, AutoregressiveModel
+from ..base import require, require_positive_ints
 from .layers import pointwise, shift_down
-from .registry import register
+from ..registry import register
 from .shifted import (GatedResnet, PixelSampler, ShiftedConv2d, ShiftedDeconv2d, concat_elu, down_conv,
                       down_right_conv, gated_resnet_at, pixel_outputs, pixel_params_size, shift_right, with_ones)
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..errors import GenzooError
+from ...errors import GenzooError
 from .transforms import (AdditiveCoupling, AffineCoupling, DiagonalScaling, Sequential, StandardNormal,
                                 alternating_mask, coupling_mlp, log_density)
 

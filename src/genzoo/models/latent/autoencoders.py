@@ -4,7 +4,7 @@ Four ways to make an autoencoder learn structure rather than the identity (Goodf
 Bengio & Courville, "Deep Learning", ch. 14): a narrow code (``latent_dim`` < C H W), noise
 to undo (denoising: Vincent et al. 2008, "Extracting and composing robust features with
 denoising autoencoders"), a sparsity penalty on the code (lambda sum_j |h_j|, ch. 14.2.1), or
-a prior (the VAE, :mod:`genzoo.models.vae`). An overcomplete code (``latent_dim`` > C H W)
+a prior (the VAE, :mod:`genzoo.models.latent.vae`). An overcomplete code (``latent_dim`` > C H W)
 with none of these can learn the identity.
 
 These define no likelihood (``likelihood_kind = "none"``): they are scored by reconstruction
@@ -21,10 +21,10 @@ from typing import ClassVar
 
 import torch
 
-from ..errors import GenzooError
-from .base import GenerativeModel, ImageConfig, from_unit, require, to_unit
+from ...errors import GenzooError
+from ..base import GenerativeModel, ImageConfig, from_unit, require, to_unit
 from .coders import ARCHITECTURES, check_coder_config, decoder, encoder
-from .registry import register, register_preset
+from ..registry import register, register_preset
 
 CORRUPTIONS = ("none", "gaussian", "masking", "salt-pepper")
 NEAR_ZERO = 0.01  # a code unit with |h_j| below this counts as off (the sparsity statistic)

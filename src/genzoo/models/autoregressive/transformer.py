@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .autoregressive import AutoregressiveConfig, AutoregressiveModel, raster
-from .base import require, require_num_classes, require_positive_ints
-from .registry import register
+from .ar_base import AutoregressiveConfig, AutoregressiveModel, raster
+from ..base import require, require_num_classes, require_positive_ints
+from ..registry import register
 
 
 @dataclasses.dataclass

@@ -42,9 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..likelihood import bits_per_dim
-from .base import GenerativeModel, ImageConfig, require, require_num_classes, require_positive_ints, to_signed
-from .registry import register
+from ...likelihood import bits_per_dim
+from ..base import GenerativeModel, ImageConfig, require, require_num_classes, require_positive_ints, to_signed
+from ..registry import register
 from .unet import UNet
 
 SCHEDULES = ("learned", "cosine", "linear")

@@ -2,7 +2,7 @@
 ICML 2018 (arXiv:1712.09763; reference code neocxi/pixelsnail-public).
 
 Blocks of (section 3, Fig. 3): ``num_resnet`` gated ResNet blocks of 2x2 down-right-shifted convolutions (the
-"residual block" of PixelCNN++, ``models/shifted.py``), then a causal self-attention block: the query of pixel p is
+"residual block" of PixelCNN++, ``models/autoregressive/shifted.py``), then a causal self-attention block: the query of pixel p is
 a 1x1 projection (through a 1x1 gated block) of its features and a 2-channel background of pixel coordinates;
 keys and values are projections of the features, the *image* and the background at every earlier pixel q < p
 (strictly: they hold x_q), so one attention block gives every pixel the whole of its context, with no blind
@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .autoregressive import AutoregressiveConfig, AutoregressiveModel
-from .base import require, require_positive_ints
+from .ar_base import AutoregressiveConfig, AutoregressiveModel
+from ..base import require, require_positive_ints
 from .layers import WindowConv, pointwise, sampling_store, shift_down
-from .registry import register
+from ..registry import register
 from .shifted import (GatedResnet, PixelSampler, ShiftedConv2d, concat_elu, down_right_conv, gated_resnet_at,
                       pixel_outputs, pixel_params_size, pointwise_conv, shift_right, with_ones)
 

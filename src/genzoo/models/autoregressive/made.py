@@ -38,12 +38,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..likelihood import num_dims
-from ..likelihood import categorical_nll
-from .autoregressive import AutoregressiveConfig, AutoregressiveModel, SequenceSampler, raster, unraster
-from .base import from_unit, require, require_positive_ints, to_unit
-from .nade import bernoulli, expand_bernoulli
-from .registry import register
+from ...likelihood import num_dims
+from ...likelihood import categorical_nll
+from .ar_base import (AutoregressiveConfig, AutoregressiveModel, SequenceSampler, bernoulli, expand_bernoulli, raster,
+                      unraster)
+from ..base import from_unit, require, require_positive_ints, to_unit
+from ..registry import register
 
 
 @dataclasses.dataclass

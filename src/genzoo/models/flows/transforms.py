@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..likelihood import at_least_fp32
+from ...likelihood import at_least_fp32
 
 
 def sum_per_example(t: torch.Tensor) -> torch.Tensor:

@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .autoregressive import AutoregressiveConfig, AutoregressiveModel, SequenceSampler, raster, unraster
-from ..likelihood import num_dims
-from .base import from_unit, require_positive_ints, to_unit
-from .registry import register
+from .ar_base import AutoregressiveConfig, AutoregressiveModel, SequenceSampler, bernoulli, expand_bernoulli, raster, unraster
+from ...likelihood import num_dims
+from ..base import from_unit, require_positive_ints, to_unit
+from ..registry import register
 
 
 @dataclasses.dataclass
@@ -40,16 +40,6 @@ class NADEConfig(AutoregressiveConfig):
     def __post_init__(self):
         super().__post_init__()
         require_positive_ints(self, "hidden_units")
-
-
-def bernoulli(model) -> bool:
-    """Binary images with a softmax output keep one logit per sub-pixel (a Bernoulli), as the papers."""
-    return model.config.output == "softmax" and model.levels == 2
-
-
-def expand_bernoulli(model, out: torch.Tensor) -> torch.Tensor:
-    """[..., P'] -> [..., P]: a Bernoulli's one logit becomes two, level 0's fixed at 0."""
-    return torch.cat([torch.zeros_like(out), out], dim=-1) if bernoulli(model) else out
 
 
 @register
