@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from PIL import Image
 
 import genzoo
@@ -180,3 +181,37 @@ def test_each_autoregressive_model_trains_evaluates_samples_and_completes(name, 
     assert main(["train", name, "--data", "digits", "--out", str(tmp_path / "bad"), "--num-layers", "0"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "num_layers" in err and not (tmp_path / "bad").exists()
+
+
+def test_ema_is_kept_beside_the_weights_and_eval_and_sample_use_it_unless_told(tmp_path, capsys):
+    out = tmp_path / "ema"
+    assert main(["train", "pixelcnn", "--data", "digits", "--out", str(out), "--epochs", "1", "--batch-size", "100",
+                 "--warmup-steps", "2", "--eval-limit", "100", "--ema", "0.9", *TINY_ARGS]) == 0
+    average, raw = genzoo.load(out), genzoo.load(out, ema=False)
+    assert (average.weights, raw.weights) == ("ema", "raw")
+    assert any(not torch.equal(a, b) for a, b in zip(average.state_dict().values(), raw.state_dict().values()))
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["weights"] == "ema"  # the epoch's test figure is the average's
+    capsys.readouterr()
+    assert main(["eval", str(out), "--json", "--limit", "100"]) == 0
+    captured = capsys.readouterr()
+    assert "the moving average of the weights" in captured.err
+    assert json.loads(captured.out)["nll_nats"] == pytest.approx(record["test_nll"], rel=1e-5)
+    assert main(["eval", str(out), "--json", "--limit", "100", "--no-ema"]) == 0
+    captured = capsys.readouterr()
+    assert "moving average" not in captured.err
+    assert json.loads(captured.out)["nll_nats"] != pytest.approx(record["test_nll"], rel=1e-5)
+    assert main(["sample", str(out), "-n", "4", "-o", str(tmp_path / "s.png")]) == 0
+    assert "the moving average of the weights" in capsys.readouterr().err
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--ema", "0.5"]) == 2  # it would change the result
+    assert "cannot change --ema" in capsys.readouterr().err
+    assert main(["train", "--resume", str(out), "--epochs", "2"]) == 0
+    assert genzoo.load(out).weights == "ema"
+
+
+def test_model_options_are_taken_anywhere_after_train_and_a_model_name_as_a_value_is_no_model(tmp_path):
+    out = tmp_path / "pixelcnn"  # the folder is named like a model: it is --out's value, not MODEL
+    assert main(["train", "--data", "digits", "--out", str(out), "nade", "--epochs", "1", "--hidden-units", "7",
+                 "--eval-limit", "20", "--threads", "1"]) == 0
+    model = genzoo.load(out)
+    assert model.name == "nade" and model.config.hidden_units == 7

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import genzoo
+from genzoo.evaluation import figures
 from genzoo.evaluation import scoring
 from genzoo.cli import build_parser, main
 
@@ -278,7 +279,7 @@ def test_every_shipped_model_loads_by_name_and_carries_its_recipes_figure():
     for folder in shipped:
         model = genzoo.load(folder.name)  # the name alone
         assert model.dims > 0 and not (folder / "ckpt").exists()  # no optimizer state or checkpoints ship
-        best = runs.tightest_likelihood(runs.read_evals(folder), runs.read_record(folder)["data"]["name"])
+        best = figures.tightest_likelihood(runs.read_evals(folder), runs.read_record(folder)["data"]["name"])
         assert best["nll_nats"] == recipes.get(folder.name).figure and best["count"] == 10000
 
 

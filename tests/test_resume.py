@@ -98,16 +98,20 @@ def test_mid_epoch_checkpoints_resume_too(tmp_path):
     assert [m["epoch"] for m in metrics(out)] == [1, 2, 3]
 
 
-def test_a_killed_diffusion_run_resumes_bitwise(tmp_path):
+def test_a_killed_diffusion_run_resumes_bitwise_with_its_moving_average(tmp_path):
     # the model draws its times, noises and dropped labels from the global generator at every step, and the
-    # learned schedule's shape follows the variance through a custom backward: all of it must resume exactly
+    # learned schedule's shape follows the variance through a custom backward: all of it must resume exactly,
+    # and so must the moving average of the weights (--ema) and its count of updates (its warm-up)
     train = ["train", "diffusion", "--data", "digits", "--epochs", "2", "--batch-size", "250", "--warmup-steps", "2",
              "--eval-limit", "40", "--channels", "8", "--resolutions", "2", "--conditional", "--threads", "1",
-             "--checkpoint-every", "4"]
+             "--checkpoint-every", "4", "--ema", "0.9"]
     ref = tmp_path / "ref"
     assert main([*train, "--out", str(ref)]) == 0
     out = kill_and_resume(tmp_path, "step", 7, train=train)  # mid epoch 2 (6 steps an epoch); last commit: step 4
     assert all(torch.equal(weights(ref)[k], weights(out)[k]) for k in weights(ref))
+    ref_ema, out_ema = ckpt.load_weights(ref / "ema.safetensors"), ckpt.load_weights(out / "ema.safetensors")
+    assert ref_ema.keys() == out_ema.keys() and all(torch.equal(ref_ema[k], out_ema[k]) for k in ref_ema)
+    assert any(not torch.equal(ref_ema[k], weights(ref)[k]) for k in ref_ema)
     assert [m["test_nll"] for m in metrics(out)] == [m["test_nll"] for m in metrics(ref)]
 
 

@@ -199,3 +199,96 @@ def test_the_gpu_reproduction_script_runs_on_the_cpu_with_a_tiny_budget(tmp_path
     for r in lines:
         assert r["test_count"] == 10000 and r["likelihood_kind"] == "exact" and r["device"] == "cpu"
         assert 0 < r["test_bits_per_dim"] < 1.5 and r["precision"] == "fp32"
+
+
+class TwoOptimizers(nn.Module):
+    """A model that owns its step: two parameter sets, each with its own Adam (at half the rate for the
+    second, through lr_scale), updated one after the other on every batch, as a GAN's two players are."""
+
+    def __init__(self, die_at=None):
+        super().__init__()
+        self.a, self.b = nn.Parameter(torch.zeros(4)), nn.Parameter(torch.zeros(4))
+        self.die_at = die_at  # the step at which the process "is killed" (an exception mid-step)
+
+    def loss(self, x, y=None):
+        nll = nn.functional.cross_entropy((self.a + self.b).expand(x.shape[0], 4), x.long().view(-1), reduction="none")
+        return {"loss": nll.mean(), "nll": nll}
+
+    def configure_optimizers(self, lr, weight_decay):
+        return [torch.optim.Adam([self.a], lr=lr),
+                torch.optim.Adam([{"params": [self.b], "lr_scale": 0.5}], lr=lr)]
+
+    def training_step(self, step, x, y=None):
+        first = step.loss(x, y)
+        step.update(first["loss"], optimizer=0)
+        if step.index == self.die_at:
+            raise KeyboardInterrupt
+        second = step.loss(x, y)
+        step.update(second["loss"], optimizer=1)
+        return second
+
+
+def test_a_model_with_its_own_step_and_two_optimizers_trains_and_resumes_both_bitwise(tmp_path):
+    cfg = TrainConfig(epochs=4, batch_size=16, lr=0.1, warmup_steps=0, checkpoint_every=3)
+    whole = TwoOptimizers()
+    Trainer(whole, data(64), data(16), cfg, tmp_path / "whole").fit()
+    with pytest.raises(KeyboardInterrupt):  # killed between the two updates of step 10; last commit: step 9
+        Trainer(TwoOptimizers(die_at=10), data(64), data(16), cfg, tmp_path / "part").fit()
+    again = TwoOptimizers()  # fresh weights and optimizers: everything comes from the checkpoint
+    Trainer(again, data(64), data(16), cfg, tmp_path / "part").fit(resume=True)
+    assert torch.equal(whole.a, again.a) and torch.equal(whole.b, again.b)
+    assert not torch.equal(whole.a, whole.b)  # the second player moved at its own (half) rate
+
+
+def test_default_optimizer_decays_matrices_and_kernels_only_for_every_registered_model():
+    import genzoo
+    from conftest import TINY
+
+    for name in genzoo.models.names():
+        model = genzoo.models.build(name, image_shape=(1, 4, 4), levels=2, **TINY.get(name, {}))
+        (opt,) = model.configure_optimizers(1e-3, 0.1)
+        seen = [p for g in opt.param_groups for p in g["params"]]
+        assert sorted(map(id, seen)) == sorted(id(p) for p in model.parameters() if p.requires_grad), name
+        for g in opt.param_groups:
+            assert all((p.dim() >= 2) == (g["weight_decay"] == 0.1) for p in g["params"]), name
+
+
+def test_an_optimizer_state_saved_with_one_group_is_renumbered_for_the_new_groups():
+    from genzoo.models.base import adam_with_decay
+    from genzoo.training.steps import _regrouped
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 2))
+    old = torch.optim.Adam(model.parameters(), lr=0.1)  # what genzoo wrote before models owned their optimizers
+    for _ in range(3):
+        old.zero_grad()
+        model(torch.randn(5, 3)).square().sum().backward()
+        old.step()
+    new = adam_with_decay(model, 0.1, 0.01)
+    new.load_state_dict(_regrouped(old.state_dict(), new, list(model.parameters())))
+    for p in model.parameters():
+        assert torch.equal(new.state[p]["exp_avg"], old.state[p]["exp_avg"])
+        assert torch.equal(new.state[p]["exp_avg_sq"], old.state[p]["exp_avg_sq"])
+
+
+def test_the_weight_average_is_the_warmed_up_exponential_average():
+    from genzoo.training.ema import WeightAverage
+
+    model = nn.Linear(1, 1, bias=False)
+    model.register_buffer("counter", torch.zeros(()))
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    average = WeightAverage(model, 0.5)
+    expected, values = 0.0, [4.0, -2.0, 8.0, 1.0]
+    for n, v in enumerate(values):
+        with torch.no_grad():
+            model.weight.fill_(v)
+            model.counter.fill_(n + 1)
+        average.update(model)
+        d = min(0.5, (1 + n) / (10 + n))
+        expected = d * expected + (1 - d) * v
+    assert average.state["weight"].item() == pytest.approx(expected, rel=1e-6)
+    assert average.state["counter"].item() == len(values)  # buffers are copied, not averaged
+    with average.swapped_into(model):
+        assert model.weight.item() == pytest.approx(expected, rel=1e-6)
+    assert model.weight.item() == values[-1]

@@ -6,8 +6,10 @@ last *committed* checkpoint whole):
     run.json            how the run was launched: model, data recipe, training options, threads
     config.json         the model's constructor arguments     } a saved model (models/folder.py):
     model.safetensors   the latest committed weights          } genzoo.load(run)
-    checkpoint.json     the commit record: step, epoch, batch and the two files below
-    ckpt/step-N.safetensors, ckpt/step-N.pt   weights; optimizer + RNG + counters
+    ema.safetensors     with --ema: their moving average      } (the average by default, where present)
+    checkpoint.json     the commit record: step, epoch, batch and the files below
+    ckpt/step-N.safetensors, ckpt/step-N.pt   weights; every optimizer + RNG + counters
+    ckpt/step-N.ema.safetensors               with --ema: the moving average
     metrics.jsonl       one JSON object per evaluation;  evals.jsonl: one per `genzoo eval` (kept)
     tensorboard/        with --tensorboard;  codes_of.json: a prior of a VQ-VAE's codes (models/folder.py)
 
@@ -29,7 +31,8 @@ from pathlib import Path
 from . import checkpoint as ckpt
 from . import models, recipes
 from .errors import GenzooError
-from .models.folder import CONFIG_FILE, WEIGHTS_FILE
+from .evaluation.figures import eval_label, tightest_likelihood
+from .models.folder import CONFIG_FILE, EMA_WEIGHTS_FILE, WEIGHTS_FILE
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
@@ -99,7 +102,7 @@ class Run:
 
     name: str  # the folder's path as given
     folder: Path
-    model: object  # the saved GenerativeModel, in eval mode
+    model: object  # the saved GenerativeModel, in eval mode (the moving average of its weights where one was kept)
     record: dict  # run.json ({} for a bare model folder)
     metrics: list  # metrics.jsonl records, oldest first
 
@@ -131,14 +134,15 @@ class Run:
                 f"{'x'.join(map(str, self.model.image_shape))}{given})")
 
 
-def open_run(folder, need_record: bool = False) -> Run:
+def open_run(folder, need_record: bool = False, ema: bool = True) -> Run:
     """The saved model, run.json and metrics of ``folder``; a bare model folder (no run.json)
-    opens with an empty record unless ``need_record``. A shipped model's name stands for its folder."""
+    opens with an empty record unless ``need_record``. A shipped model's name stands for its folder.
+    ``ema``: the moving average of the weights where the run kept one (``model.weights`` says which)."""
     path = recipes.resolve(folder)
     if not path.is_dir():
         raise GenzooError(f"{path}: no such run folder")
     record = read_record(path) if need_record or (path / RUN_FILE).exists() else {}
-    model = models.load_model(path)
+    model = models.load_model(path, ema=ema)
     if "codes_of" in record.get("data", {}):  # a prior with its VQ-VAE: one model of the VQ-VAE's images
         record = {**record, "data": record["data"]["codes_of"], "data_fingerprint": {}}
     return Run(str(folder), path, model, record, read_metrics(path))
@@ -173,22 +177,6 @@ def expand(folders) -> tuple[list[str], list[str]]:
             seen.add(key)
             out.append(run)
     return out, notes
-
-
-def test_figures(record: dict) -> dict:
-    """A metrics record's per-image test figures by name (``test_mse`` -> ``mse``): not its counts or loss."""
-    return {k[5:]: v for k, v in record.items() if k.startswith("test_") and k not in ("test_count", "test_total",
-                                                                                      "test_loss")}
-
-
-def data_changed(record: dict, split: str, now: dict) -> str | None:
-    """One line saying how a split's data differs from what the run recorded at launch, or None
-    (also for runs launched before fingerprints were kept)."""
-    was = record.get("data_fingerprint", {}).get(split)
-    if not was or was == now:
-        return None
-    count = f"{was['count']} -> {now['count']} images" if was["count"] != now["count"] else f"{now['count']} images, changed"
-    return f"the {split} data changed since this run was launched ({count})"
 
 
 def data_spec(record: dict, data: str | None = None, data_dir: str | None = None) -> dict:
@@ -266,30 +254,6 @@ def read_evals(folder: Path) -> list[dict]:
     return [rec for _, rec in _json_lines(Path(folder) / EVALS_FILE)]
 
 
-def tightest_likelihood(evals: list, data: str, split: str = "test") -> dict | None:
-    """The lowest nll among the kept evaluations of the whole ``split`` of ``data`` (no subset, fp32):
-    for a bound the tightest measured (e.g. the IWAE bound with the largest K tried), for an exact
-    figure the exact one. None if there is none. A bound sampled over times (diffusion, ``t_samples``) is
-    an estimate with noise: the lowest of several draws would be biased low, so the one with the most
-    times per image stands (the latest among equals)."""
-    whole = [e for e in evals if e.get("data") == data and e.get("split") == split and "nll_nats" in e
-             and "subset_of" not in e and e.get("precision", "fp32") == "fp32"]
-    if not whole:
-        return None
-    sampled = [e for e in whole if "t_samples" in e]
-    if sampled:
-        return max(enumerate(sampled), key=lambda ie: (ie[1]["t_samples"], ie[0]))[1]
-    return min(whole, key=lambda e: e["nll_nats"])
-
-
-def eval_label(e: dict) -> str:
-    """Where a kept `genzoo eval` figure comes from, in words."""
-    what = (f"IWAE bound, K = {e['iwae_k']}" if "iwae_k" in e else
-            f"the bound sampled at {e['t_samples']} time(s) per image" if "t_samples" in e else "genzoo eval")
-    return f"{what}, full test set ({e['count']} images{', ' + e['date'][:10] if 'date' in e else ''})"
-
-
-
 def shown_figures(folder: Path, record: dict, metrics: list) -> dict:
     """What every listing shows of a run (``genzoo runs``, the report): the tightest likelihood that
     `genzoo eval` kept for the whole test set, else the last epoch's test figures; "source" says
@@ -314,20 +278,27 @@ def committed_step(folder: Path) -> int | None:
     return read_checkpoint(folder)[0]["step"] if path.is_file() else None
 
 
-def commit_checkpoint(folder: Path, counters: dict, weights: dict, trainer_state: dict) -> None:
-    """Write a checkpoint and commit it: the two files, then checkpoint.json (the commit), then
-    the run's model.safetensors, then delete older checkpoints' files. counters: step, epoch, batch."""
+def commit_checkpoint(folder: Path, counters: dict, weights: dict, trainer_state: dict, ema: dict | None = None) -> None:
+    """Write a checkpoint and commit it: its files, then checkpoint.json (the commit), then the run's
+    model.safetensors (and ema.safetensors), then delete older checkpoints' files. counters: step, epoch, batch."""
     folder = Path(folder)
     ckdir = folder / CHECKPOINT_DIR
     ckdir.mkdir(parents=True, exist_ok=True)
     stem = f"step-{counters['step']:09d}"
     ckpt.save_weights(ckdir / f"{stem}.safetensors", weights)
     ckpt.save_trainer_state(ckdir / f"{stem}.pt", trainer_state)
+    average = {"ema": f"{CHECKPOINT_DIR}/{stem}.ema.safetensors"} if ema is not None else {}
+    if ema is not None:
+        ckpt.save_weights(folder / average["ema"], ema)
     ckpt.atomic_write_json(folder / CHECKPOINT_RECORD, {
         **{k: counters[k] for k in ("step", "epoch", "batch")},
-        "weights": f"{CHECKPOINT_DIR}/{stem}.safetensors", "trainer": f"{CHECKPOINT_DIR}/{stem}.pt"})
+        "weights": f"{CHECKPOINT_DIR}/{stem}.safetensors", "trainer": f"{CHECKPOINT_DIR}/{stem}.pt", **average})
     # The committed weights double as the run's saved model (genzoo.load(run)).
     ckpt.save_weights(folder / WEIGHTS_FILE, weights)
+    if ema is not None:
+        ckpt.save_weights(folder / EMA_WEIGHTS_FILE, ema)
+    else:  # resumed without --ema: an older average is not of these weights
+        (folder / EMA_WEIGHTS_FILE).unlink(missing_ok=True)
     for old in ckdir.iterdir():
         if not old.name.startswith(stem):
             old.unlink(missing_ok=True)
@@ -343,6 +314,13 @@ def read_checkpoint(folder: Path) -> tuple[dict, Path, Path]:
     except (KeyError, TypeError, ValueError):
         raise GenzooError(f"{folder / CHECKPOINT_RECORD}: not a genzoo checkpoint record") from None
     return record, weights, trainer
+
+
+def checkpoint_average(folder: Path, record: dict) -> Path:
+    """The moving average a committed checkpoint kept (--ema); a KeyError where it kept none."""
+    if not isinstance(record.get("ema"), str):
+        raise KeyError("the checkpoint keeps no moving average of the weights")
+    return Path(folder) / record["ema"]
 
 
 def sweep(folder: Path) -> None:

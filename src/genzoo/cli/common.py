@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ..evaluation import figures
 from .. import data, runs
 from ..errors import GenzooError
 
@@ -61,8 +62,8 @@ def run_command(family, argv: list[str]) -> int:
     return args.run(args)
 
 
-def number(kind, low=None, high=None, low_open=False):
-    """An argparse type: an int or a finite float, within [low, high] (or (low, high] with low_open)."""
+def number(kind, low=None, high=None, low_open=False, high_open=False):
+    """An argparse type: an int or a finite float, within [low, high] (either end open with low_open, high_open)."""
     def parse(text):
         try:
             v = kind(text)
@@ -72,8 +73,8 @@ def number(kind, low=None, high=None, low_open=False):
             raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
         if low is not None and (v <= low if low_open else v < low):
             raise argparse.ArgumentTypeError(f"must be {'>' if low_open else '>='} {low}, got {text}")
-        if high is not None and v > high:
-            raise argparse.ArgumentTypeError(f"must be <= {high}, got {text}")
+        if high is not None and (v >= high if high_open else v > high):
+            raise argparse.ArgumentTypeError(f"must be {'<' if high_open else '<='} {high}, got {text}")
         return v
     parse.__name__ = kind.__name__
     bounds = [f"{'>' if low_open else '>='} {low}" if low is not None else "", f"<= {high}" if high is not None else ""]
@@ -103,6 +104,18 @@ def add_run_dir(p, several: bool = False) -> None:
         p.add_argument("dirs", nargs="+", metavar="DIR", help=RUN_HELP + "; several may be named")
     else:
         p.add_argument("dir", metavar="DIR", help=RUN_HELP)
+    p.add_argument("--no-ema", action="store_true",
+                   help="a run trained with --ema: its raw weights (default: the moving average of the weights)")
+
+
+def open_run(args, folder, need_record: bool = False) -> runs.Run:
+    """The run in ``folder`` as the command's options say (--no-ema), saying in one line (stderr) when the
+    weights are a moving average."""
+    run = runs.open_run(folder, need_record, ema=not getattr(args, "no_ema", False))
+    if getattr(run.model, "weights", "raw") == "ema":
+        print(f"genzoo: {folder}: the moving average of the weights (--no-ema for the raw ones)", file=sys.stderr,
+              flush=True)
+    return run
 
 
 def add_output(p, suffix: str = ".png") -> None:
@@ -166,7 +179,7 @@ def checked_split(run: runs.Run, args, split: str = "test") -> data.Dataset:
         where_now(run, spec)
     ds = data.fitted_split(run.model, spec, split)
     recorded = own and "data_fingerprint" in run.record  # runs from before fingerprints have nothing to compare
-    changed = runs.data_changed(run.record, split, data.fingerprint(ds)) if recorded else None
+    changed = figures.data_changed(run.record, split, data.fingerprint(ds)) if recorded else None
     if changed:
         print(f"genzoo: note: {changed}: the figures are of the data as it is now", file=sys.stderr, flush=True)
     return ds
@@ -184,7 +197,7 @@ def where_now(run: runs.Run, spec: dict) -> None:
 
 def latent_run(args, what: str) -> runs.Run:
     """The run in args.dir, whose model must have a code (encode / decode) to ``what``."""
-    run = runs.open_run(args.dir)
+    run = open_run(args, args.dir)
     if not run.model.has_code:
         raise GenzooError(f"{run.model.name} has no code to {what} (autoencoders, the VAE, flows and diffusion do)")
     return run

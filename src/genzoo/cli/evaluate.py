@@ -15,7 +15,7 @@ from ..errors import GenzooError
 from ..models.latent.autoencoders import CORRUPTIONS
 from ..models.base import to_unit
 from ..training.precision import PRECISIONS, autocast
-from .common import (add_data_options, add_device_options, add_run_dir, add_sampler_options, apply_device_options,
+from .common import (open_run, add_data_options, add_device_options, add_run_dir, add_sampler_options, apply_device_options,
                      checked_split, latent_run, number, sampling_options, spec_of)
 
 
@@ -141,7 +141,7 @@ def _check_model(args, model, test) -> None:
 def run_eval(args) -> int:
     _check_eval_options(args)
     device = apply_device_options(args)
-    opened = [runs.open_run(d) for d in args.dirs]  # every folder and option checked before any scoring
+    opened = [open_run(args, d) for d in args.dirs]  # every folder and option checked before any scoring
     splits = []
     for run in opened:
         splits.append(checked_split(run, args, args.split))
@@ -172,7 +172,8 @@ def _keep(run: runs.Run, result: dict) -> None:
     if not run.record:
         return  # a bare model folder, not a run
     try:
-        runs.append_eval(run.folder, {**result, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+        weights = {"weights": "ema"} if getattr(run.model, "weights", "raw") == "ema" else {}
+        runs.append_eval(run.folder, {**result, **weights, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds")})
     except GenzooError as e:
         print(f"genzoo: note: the result is not kept in the run folder ({e})", file=sys.stderr)

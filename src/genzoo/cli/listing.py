@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from ..evaluation import figures
 from .. import data, models, recipes, runs
 from ..errors import GenzooError
 from ..likelihood import bound_mark
@@ -49,7 +50,7 @@ def _pretrained() -> list[dict]:
     out = []
     for folder in runs.find(recipes.pretrained_root()):
         record = runs.read_record(folder)
-        best = runs.tightest_likelihood(runs.read_evals(folder), record["data"].get("name"))
+        best = figures.tightest_likelihood(runs.read_evals(folder), record["data"].get("name"))
         kind = models.get(record["model"]).likelihood_kind if record.get("model") in models.names() else "?"
         figure = "not evaluated" if best is None else (
             f"{bound_mark(kind)}{best['nll_nats']:.2f} nats = {best['bits_per_dim']:.4f} bits/dim "
@@ -79,11 +80,11 @@ def describe_run(folder) -> dict:
 
 def _figure_record(shown: dict) -> dict | None:
     """The one figure `runs` shows (nll, else the first per-image figure), with where it comes from."""
-    figures = runs.test_figures(shown)
-    if not figures:
+    per_image = figures.test_figures(shown)
+    if not per_image:
         return None
-    name = "nll" if "nll" in figures else next(iter(figures))
-    return {"figure": name, "value": figures[name], "count": shown.get("test_count"), "source": shown["source"]}
+    name = "nll" if "nll" in per_image else next(iter(per_image))
+    return {"figure": name, "value": per_image[name], "count": shown.get("test_count"), "source": shown["source"]}
 
 
 def _figure(r: dict) -> str:

@@ -8,11 +8,11 @@ import sys
 import torch
 from tqdm import tqdm
 
-from .. import grids, runs
+from .. import grids
 from ..evaluation import scoring
 from ..report import views
 from ..errors import GenzooError
-from .common import (add_data_options, add_device_options, add_output, add_run_dir, add_seed, apply_device_options,
+from .common import (open_run, add_data_options, add_device_options, add_output, add_run_dir, add_seed, apply_device_options,
                      add_sampler_options, checked_split, latent_run, number, sample_option, sampling_options)
 
 
@@ -84,7 +84,7 @@ def _save_grid(x, model, path, nrow=None, scale=None) -> None:
 def run_sample(args) -> int:
     grids.check_png_path(args.output)
     device = apply_device_options(args)
-    run = runs.open_run(args.dir)
+    run = open_run(args, args.dir)
     if "data_fingerprint" in run.record:  # sampling reads no data, but says when the run's data has changed since
         with contextlib.suppress(GenzooError):  # data that is not here (or moved) stops no sampling
             checked_split(run, args)
@@ -113,7 +113,7 @@ def run_sample(args) -> int:
 def run_complete(args) -> int:
     grids.check_png_path(args.output)
     device = apply_device_options(args)
-    run = runs.open_run(args.dir)
+    run = open_run(args, args.dir)
     model = run.model
     if not model.can_complete:
         raise GenzooError(f"{model.name} does not complete images (autoregressive models and diffusion do)")

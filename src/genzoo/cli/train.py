@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from ..evaluation import figures
 from .. import __version__, data, models, runs
 from ..training import distributed, tensorboard_log
 from ..errors import GenzooError
@@ -44,6 +45,9 @@ TRAIN_OPTIONS = [
                                               "the choice is stored in run.json"),
     ("--max-bad-steps", number(int, 1), "steps in a row with a non-finite loss or gradient (each skipped) "
                                         "that stop the run"),
+    ("--ema", number(float, 0, 1, high_open=True), "keep a moving average of the weights with this decay (e.g. 0.999), "
+                                                   "saved beside them; eval and sample use it (--no-ema: the raw "
+                                                   "weights); 0 = none"),
 ]
 
 
@@ -76,9 +80,22 @@ def add_parsers(sub, argv) -> None:
     t.add_argument("--tensorboard", action="store_true",
                    help="also write scalars and a sample grid per epoch to DIR/tensorboard (needs the tensorboard package)")
     add_device_options(t)
-    if len(argv) >= 2 and argv[0] == "train" and argv[1] in models.names():
-        add_model_options(t, argv[1])  # the model's own options, once the model is named
+    named = _named_model(t, argv[1:]) if argv[:1] == ["train"] else None
+    if named:
+        add_model_options(t, named)  # the model's own options, once the model is named (anywhere after train)
     t.set_defaults(run=run)
+
+
+def _named_model(parser, words: list) -> str | None:
+    """The MODEL of ``genzoo train ... MODEL ...``: the first registered name that is not the value of an option."""
+    flags = {s for a in parser._actions for s in a.option_strings if a.nargs == 0}  # options that take no value
+    previous = None
+    for word in words:
+        takes_it = previous is not None and previous.startswith("-") and "=" not in previous and previous not in flags
+        if word in models.names() and not takes_it:
+            return word
+        previous = word
+    return None
 
 
 def add_model_options(parser, model_name: str) -> None:
@@ -151,7 +168,7 @@ def _moved_data(args, spec: dict) -> dict:
 def _check_data(args, plan: Plan, fingerprints: dict) -> None:
     """A resumed run trains on the data it was launched on: a changed split (pictures added or removed
     reshuffle a folder's seeded split) is refused unless --allow-changed-data says to go on."""
-    changed = [why for split, now in fingerprints.items() if (why := runs.data_changed(plan.record, split, now))]
+    changed = [why for split, now in fingerprints.items() if (why := figures.data_changed(plan.record, split, now))]
     if changed and not args.allow_changed_data:
         raise GenzooError(f"{changed[0]}; --resume refuses to go on on other data (--allow-changed-data trains "
                           f"on it anyway, and the run records the new data)")

@@ -4,6 +4,10 @@ A model subclass sets ``name``, ``Config`` (a dataclass whose fields are exactly
 constructor's keyword arguments, including ``image_shape`` and ``levels``) and
 ``likelihood_kind``, and implements ``loss(x, y=None) -> dict`` with keys ``loss``
 (scalar to minimise) and ``nll`` ([B] nats, exact or the bound the kind states).
+
+A model owns its training: ``configure_optimizers(lr, weight_decay)`` (default: one Adam, weight
+decay on matrices and kernels only) and ``training_step(step, x, y)`` (default: one loss, one
+update); the trainer drives any model through the two and knows none.
 """
 
 from __future__ import annotations
@@ -108,6 +112,7 @@ class GenerativeModel(nn.Module):
     scored_by_reconstruction: ClassVar[bool] = False  # reconstruction_error() instead of nats (autoencoders)
     monte_carlo_bound: ClassVar[bool] = False  # estimate(x, t_samples=K): a bound sampled over K times (diffusion)
     bound_terms: ClassVar[tuple] = ()  # per-image entries of loss() that sum to its nll (eval --json reports them)
+    raster_order: ClassVar[bool] = False  # an exact product of conditionals in raster order (autoregressive models)
     # keyword options sample() takes beyond n, generator and y, e.g. "naive", "temperature", "mean", "progress"
     sample_options: ClassVar[frozenset] = frozenset()
 
@@ -183,6 +188,20 @@ class GenerativeModel(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None, **kwargs) -> torch.Tensor:
         raise NotImplementedError
 
+    # -- training (the trainer calls these; it knows no model)
+    def configure_optimizers(self, lr: float, weight_decay: float) -> list[torch.optim.Optimizer]:
+        """The optimizers ``training_step`` updates, in its order (default: one Adam, ``adam_with_decay``)."""
+        return [adam_with_decay(self, lr, weight_decay)]
+
+    def training_step(self, step, x: torch.Tensor, y=None) -> dict:
+        """One optimisation step on a batch (x uint8 [B, C, H, W], y [B] or None); returns ``loss``'s dict.
+        ``step.loss(x, y)`` is ``self.loss`` as the trainer runs it (autocast, compiled, distributed);
+        ``step.update(loss, optimizer=i)`` backpropagates, clips the global norm of optimizer i's parameters
+        and steps it, or skips a non-finite step. The default: one loss, one update."""
+        out = step.loss(x, y)
+        step.update(out["loss"])
+        return out
+
     @staticmethod
     def code_path(z0, z1, t):
         """Points between the codes of a model with ``has_code``: z0, z1 [P, ...], t [S] in [0, 1] ->
@@ -193,3 +212,13 @@ class GenerativeModel(nn.Module):
     def save(self, path) -> None:
         """Write this model as a folder: config.json + model.safetensors (``genzoo.load`` reads it)."""
         save_model(self, path)
+
+
+def adam_with_decay(module: nn.Module, lr: float, weight_decay: float) -> torch.optim.Adam:
+    """Adam whose weight decay (its L2 term) applies to matrices and kernels only (parameters of >= 2
+    dimensions), never to biases, gains or normalisations: nanoGPT's ``configure_optimizers``. A group that
+    would be empty is left out, so a model without biases has one group."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.Adam([g for g in groups if g["params"]], lr=lr)

@@ -23,6 +23,7 @@ from .registry import PAIRS, build
 FORMAT = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+EMA_WEIGHTS_FILE = "ema.safetensors"  # a moving average of the weights (genzoo train --ema), where one was kept
 CODES_OF_FILE = "codes_of.json"
 
 
@@ -37,6 +38,7 @@ def save_model(model, folder) -> None:
         raise CheckpointError(f"{folder}: exists and is not a folder")
     folder.mkdir(parents=True, exist_ok=True)
     save_weights(folder / WEIGHTS_FILE, model.state_dict())
+    (folder / EMA_WEIGHTS_FILE).unlink(missing_ok=True)  # an older average is not of these weights
     atomic_write_json(folder / CONFIG_FILE, model_config_record(model))
 
 
@@ -50,19 +52,24 @@ def build_from_record(record: dict, where):
         raise CheckpointError(f"{where}: {e}") from None
 
 
-def load_model(folder, plain: bool = False):
+def load_model(folder, plain: bool = False, ema: bool = True):
     """Rebuild a model saved by :func:`save_model` (or a training run folder), in eval mode.
     ``folder`` may also be a shipped model's name (``genzoo.load("row-lstm-binarized-mnist")``).
-    A prior of a VQ-VAE's codes comes with its VQ-VAE as one model of images, unless ``plain``."""
+    A prior of a VQ-VAE's codes comes with its VQ-VAE as one model of images, unless ``plain``.
+    ``ema``: where the run kept a moving average of its weights (``ema.safetensors``), load that (what
+    ``genzoo eval`` and ``sample`` score by default); ``model.weights`` is then "ema", else "raw"."""
     folder = resolve(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such model folder")
     model = build_from_record(read_json(folder / CONFIG_FILE), folder / CONFIG_FILE)
-    load_state_into(model, load_weights(folder / WEIGHTS_FILE), folder / WEIGHTS_FILE)
+    average = ema and (folder / EMA_WEIGHTS_FILE).is_file()
+    weights = folder / (EMA_WEIGHTS_FILE if average else WEIGHTS_FILE)
+    load_state_into(model, load_weights(weights), weights)
     model.eval()
+    model.weights = "ema" if average else "raw"
     if plain or not (folder / CODES_OF_FILE).is_file():
         return model
-    return PAIRS["codes"](load_model(codes_source(folder)), model).eval()
+    return PAIRS["codes"](load_model(codes_source(folder), ema=ema), model).eval()
 
 
 def link_codes(folder, source) -> None:

@@ -23,6 +23,7 @@ import math
 import numpy as np
 import torch
 
+from ..evaluation import figures
 from .. import data, grids, runs
 from ..evaluation import scoring
 from . import comparisons, views
@@ -204,13 +205,13 @@ def _figure_line(r: Run) -> str:
         return "no epoch finished yet"
     if "test_nll" in m:
         return f"{m['source']}: {m['test_nll']:.3f} nats/image = {m['test_bpd']:.4f} bits/dim ({r.kind})"
-    return f"{m['source']}: " + ", ".join(f"{k} {v:.5f}" for k, v in runs.test_figures(m).items())
+    return f"{m['source']}: " + ", ".join(f"{k} {v:.5f}" for k, v in figures.test_figures(m).items())
 
 
 def run_section(r: Run, anchor: str, test: data.Dataset, pictures: dict, ood: dict | None = None) -> str:
     """One run's section: what it is, its curves and pictures, and the OOD comparison if asked.
     pictures: run_pictures' n, seed, device; ood: ood_section's other, ood_name, limit, device."""
-    changed = runs.data_changed(r.record, "test", data.fingerprint(test)) if "data_fingerprint" in r.record else None
+    changed = figures.data_changed(r.record, "test", data.fingerprint(test)) if "data_fingerprint" in r.record else None
     notes = "".join(f"<p class=note>note: {html.escape(n)}</p>" for n in runs.problems(r.folder) + [changed] if n)
     parts = [f"<section class=run id='{anchor}'><h2>{html.escape(r.name)}: {html.escape(r.model.name)}</h2>{notes}",
              f"<p>{html.escape(r.dataset)}; {r.parameters:,} parameters; {html.escape(_figure_line(r))}; "

@@ -30,6 +30,7 @@ class TrainConfig:
     precision: str = "auto"  # bf16 autocast of forward pass and loss (fp32 weights, Adam state, nats), or fp32;
     # auto: bf16 where the device runs it natively (precision.resolve), else fp32
     max_bad_steps: int = 20  # a step with a non-finite loss or gradient is skipped; this many in a row stop the run
+    ema: float = 0.0  # decay of a moving average of the weights (eval and sample use it); 0 = none
 
     def __post_init__(self):
         checks = {
@@ -40,6 +41,7 @@ class TrainConfig:
             "eval_limit": self.eval_limit >= 0, "train_limit": self.train_limit >= 0, "checkpoint_every": self.checkpoint_every >= 0,
             "checkpoint_minutes": self.checkpoint_minutes >= 0 and math.isfinite(self.checkpoint_minutes),
             "precision": self.precision in TRAIN_PRECISIONS, "max_bad_steps": self.max_bad_steps >= 1,
+            "ema": 0 <= self.ema < 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

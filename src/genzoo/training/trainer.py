@@ -1,5 +1,9 @@
 """The trainer: knows nothing about any model. A model is anything with ``loss(x, y) -> dict``
-holding ``loss`` (a scalar to minimise) and, optionally, ``nll`` ([B] nats).
+holding ``loss`` (a scalar to minimise) and, optionally, ``nll`` ([B] nats). A model may own its
+optimizers (``configure_optimizers(lr, weight_decay)``) and its step (``training_step(step, x, y)``,
+given a :class:`Step`); without them it gets ``models.base``'s defaults (one Adam, one update).
+The trainer keeps the schedule (every optimizer's rate), clipping, the skipping of non-finite steps,
+``--ema`` (a moving average of the weights, :mod:`genzoo.training.ema`) and the checkpoints.
 
 It writes the run folder's checkpoints and metrics through :mod:`genzoo.runs` (which names
 the files and commits checkpoints atomically). Resuming restores the last committed
@@ -27,12 +31,16 @@ from torch import nn
 from torch.utils.data import BatchSampler, DistributedSampler
 from tqdm import tqdm
 
+from ..evaluation import figures
 from .. import checkpoint as ckpt
 from .. import runs
 from ..evaluation import scoring
 from ..errors import GenzooError
 from ..likelihood import bits_per_dim
+from ..models.base import GenerativeModel, adam_with_decay
 from .config import TrainConfig  # noqa: F401  (genzoo.training.trainer.TrainConfig stays importable)
+from .ema import WeightAverage
+from .steps import Step, load_optimizers
 from .precision import PRECISIONS, autocast, resolve
 
 __all__ = ["PRECISIONS", "TrainConfig", "Trainer", "autocast", "lr_at"]
@@ -105,7 +113,12 @@ class Trainer:
         self.total_steps = config.epochs * self.steps_per_epoch
         self.log = log if self.rank == 0 else (lambda *a, **k: None)
         self.model.to(self.device)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        configure = getattr(model, "configure_optimizers", None)
+        self.optimizers = configure(config.lr, config.weight_decay) if configure else [
+            adam_with_decay(model, config.lr, config.weight_decay)]
+        self.training_step = getattr(model, "training_step", None) or (
+            lambda step, x, y: GenerativeModel.training_step(model, step, x, y))
+        self.ema = WeightAverage(model, config.ema) if config.ema else None
         step_fn = _LossOf(model)
         if self.distributed:
             step_fn = nn.parallel.DistributedDataParallel(step_fn, device_ids=[self.device.index] if self.device.type == "cuda" else None)
@@ -138,8 +151,10 @@ class Trainer:
             raise GenzooError(f"weight {bad[0]} is not finite at step {state['step']}: checkpoint not written; "
                               f"the last committed one is kept")
         if self.rank == 0:
+            extra = {"ema_updates": self.ema.updates} if self.ema else {}
             runs.commit_checkpoint(self.out, state, self.model.state_dict(),
-                                   {**state, "optimizer": self.optimizer.state_dict(), "rng": self._rng_state()})
+                                   {**state, **extra, "optimizers": [o.state_dict() for o in self.optimizers],
+                                    "rng": self._rng_state()}, ema=self.ema.state if self.ema else None)
         if self.distributed:
             dist.barrier()
 
@@ -148,8 +163,11 @@ class Trainer:
         ckpt.load_state_into(self.model, ckpt.load_weights(weights), weights)
         state = {**self._fresh_state(), **ckpt.load_trainer_state(trainer)}  # counters newer than the file start at 0
         try:
-            self.optimizer.load_state_dict(state.pop("optimizer"))
+            load_optimizers(self.optimizers, state.pop("optimizers", None) or [state.pop("optimizer")], self.model)
             self._set_rng_state(state.pop("rng"))
+            if self.ema:
+                # the run's checkpoints all keep their average (--resume cannot change --ema): none is foreign
+                self.ema.load(ckpt.load_weights(runs.checkpoint_average(self.out, record)), state.pop("ema_updates"))
         except (KeyError, ValueError, TypeError, RuntimeError) as e:
             raise GenzooError(f"{trainer}: trainer state does not fit this model ({e})") from None
         if state["step"] != record["step"]:
@@ -163,7 +181,14 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict:
         """Means over the test split, summed across ranks: test_loss, and for every per-image entry
-        of ``loss`` ([B], e.g. nll in nats, or a reconstruction error) test_<name>; test_bpd from nll."""
+        of ``loss`` ([B], e.g. nll in nats, or a reconstruction error) test_<name>; test_bpd from nll.
+        Under --ema, of the averaged weights (what eval and sample use)."""
+        if self.ema is None:
+            return self._evaluate()
+        with self.ema.swapped_into(self.model):
+            return {**self._evaluate(), "weights": "ema"}
+
+    def _evaluate(self) -> dict:
         self.model.eval()
         idx = torch.arange(self.rank, len(self.test_images), self.world, device=self.device)
         figures = scoring.per_image(self.model, self.test_images[idx], self.test_labels[idx], self.cfg.eval_batch_size)
@@ -297,34 +322,31 @@ class Trainer:
         return x, y
 
     def _step(self, x, y, state: dict) -> None:
-        """One optimisation step at the scheduled learning rate; a non-finite loss or gradient skips it."""
+        """One optimisation step at the scheduled learning rate, through the model's ``training_step``;
+        a non-finite loss or gradient skips its update (the batch and the schedule move on)."""
         cfg = self.cfg
         lr = lr_at(state["step"], self.total_steps, cfg)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        with autocast(self.device, self.precision):
-            out = self.step_fn(x, y)
-        loss = out["loss"]
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or math.inf)
-        if self._bad_step(loss, grad_norm):
-            # A non-finite loss or gradient: no update (the batch and the schedule move on),
-            # counted in metrics.jsonl; a run of them means the run has diverged.
+        for opt in self.optimizers:
+            for group in opt.param_groups:
+                group["lr"] = lr * group.get("lr_scale", 1.0)
+        step = Step(self, state["step"])
+        out = self.training_step(step, x, y)
+        if step.skipped:
+            # counted in metrics.jsonl; a run of them means the run has diverged
             state["skipped"] += 1
             state["bad_in_a_row"] += 1
             if state["bad_in_a_row"] >= cfg.max_bad_steps:
                 raise GenzooError(f"training diverged: {state['bad_in_a_row']} steps in a row with a non-finite "
                                   f"loss or gradient, up to step {state['step']} (lower --lr or raise "
                                   f"--warmup-steps); the last checkpoint is kept")
-            self.optimizer.zero_grad(set_to_none=True)
         else:
-            self.optimizer.step()
             state["bad_in_a_row"] = 0
-            state["train_loss_sum"] += loss.item() * len(x)  # one device sync a step
+            state["train_loss_sum"] += out["loss"].item() * len(x)  # one device sync a step
             if "nll" in out:
                 state["train_nll_sum"] += out["nll"].detach().sum().item()
             state["train_count"] += len(x)
+        if step.taken and self.ema is not None:
+            self.ema.update(self.model)
         state["step"] += 1
 
     def _end_epoch(self, state: dict, finished: bool, seen: int, seconds: float) -> dict:
@@ -362,7 +384,7 @@ class Trainer:
                       f"= {record['test_bpd']:.4f} bpd")
         else:  # a model without a likelihood: its loss and per-image figures
             scores = f"test loss {record['test_loss']:.5f}" + "".join(
-                f", {k} {v:.5f}" for k, v in runs.test_figures(record).items())
+                f", {k} {v:.5f}" for k, v in figures.test_figures(record).items())
         count = (f"{record['test_count']} of {record['test_total']} test images, a seeded random subset"
                  if "test_total" in record else f"{record['test_count']} images")
         return (f"epoch {record['epoch']}{' (stopped early: time budget)' if not finished else ''} "

@@ -61,6 +61,7 @@ class AutoregressiveConfig(ImageConfig):
 class AutoregressiveModel(GenerativeModel):
     likelihood_kind = "exact"
     can_complete = True
+    raster_order = True
     sample_options = frozenset({"prefix", "known", "temperature", "naive", "progress"})
     # True when rows below i cannot change the logits of row i, so naive sampling of row i may
     # run the network on rows 0..i only (true of every model here; tested per model).
