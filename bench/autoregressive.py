@@ -131,7 +131,8 @@ if not (args.skip_default or args.skip_naive):
                "speedup": naive_s / cached_s, "identical": same}
 
 print(f"\n# static binarized MNIST, {args.minutes} min of training each (batch 64, lr 2e-3 constant after 200 warmup "
-      f"steps; the Transformer lr 5e-3 after 50), {args.threads} threads, torch {torch.__version__}; test NLL on the full test set; "
+      f"steps; the Transformer lr 5e-3 after 50), {args.threads} threads, torch {torch.__version__}; test NLL on the "
+      f"full test set; "
       f"sampling {args.sample_n} images")
 print("| model | parameters | train images/s | steps | test NLL (nats, exact) | bits/dim | sample cached (s) "
       "| sample naive (s) | speed-up | identical images | sequential steps: training | sampling |")
@@ -139,7 +140,8 @@ print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 for r in rows:
     print(f"| {r['model']} | {r['parameters']:,} | {r['train_images_per_s']:.0f} | {r['train_steps']} | "
           f"{r['test_nll']:.2f} | {r['test_bpd']:.4f} | {r['sample_cached_s']:.1f} | "
-          + (f"{r['sample_naive_s']:.1f} | {r['speedup']:.1f}x | {r['identical']}/{args.sample_n}" if r["speedup"] else "- | - | -")
+          + (f"{r['sample_naive_s']:.1f} | {r['speedup']:.1f}x | "
+             f"{r['identical']}/{args.sample_n}" if r["speedup"] else "- | - | -")
           + f" | {r['sequential_train']} | {r['sequential_sample']} |")
 if args.fid:
     floor = rows[0]["quality"]["floor"]
@@ -150,11 +152,13 @@ if args.fid:
         q = r["quality"]
         print(f"| {r['model']} | {r['test_nll']:.2f} | {q['fid']:.3f} | {q['kid']:.4f} | {q['precision']:.3f} | "
               f"{q['recall']:.3f} | {q['nn_train_distance']:.3f} |")
-    print(f"| held-out test images (the floor) | | {floor['fid']:.3f} | {floor['kid']:.4f} | {floor['precision']:.3f} | "
+    print(f"| held-out test images (the floor) | | {floor['fid']:.3f} | {floor['kid']:.4f} | {floor['precision']:.3f} "
+          f"| "
           f"{floor['recall']:.3f} | {floor['nn_train_distance']:.3f} |")
 if default:
     print(f"\ndefault pixelcnn ({default['parameters']:,} parameters), {args.sample_n} images: cached "
-          f"{default['cached_s']:.1f} s, naive {default['naive_s']:.1f} s, {default['speedup']:.1f}x, identical images: "
+          f"{default['cached_s']:.1f} s, naive {default['naive_s']:.1f} s, {default['speedup']:.1f}x, identical "
+          f"images: "
           f"{default['identical']}/{args.sample_n}")
 Path(args.json).parent.mkdir(parents=True, exist_ok=True)
 Path(args.json).write_text(json.dumps({"rows": rows, "default_pixelcnn": default, "args": vars(args)}, indent=2))

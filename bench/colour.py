@@ -81,7 +81,8 @@ for r in rows:
     if e["likelihood_kind"] == "none":
         figure = f"MSE {e['mse']:.5f} ({e['psnr_db']:.2f} dB)"
     else:
-        figure = f"{'<= ' if e['likelihood_kind'] == 'bound' else ''}{e['bits_per_dim']:.4f} bits/dim ({e['nll_nats']:.1f} nats)"
+        bound = "<= " if e["likelihood_kind"] == "bound" else ""
+        figure = f"{bound}{e['bits_per_dim']:.4f} bits/dim ({e['nll_nats']:.1f} nats)"
     print(f"| `{r['model']}` | {e['likelihood_kind']} | {r['steps']} | {r['train_images_per_s']:.0f} | {figure} | "
           f"{e['count']}{' (seeded subset)' if 'subset_of' in e else ''} | {r['eval_s']:.0f} | {r['picture']} |")
 Path(args.json).write_text(json.dumps({"rows": rows, "args": vars(args)}, indent=2))

@@ -36,7 +36,8 @@ for steps in [int(s) for s in args.steps.split(",")]:
     for ddim in (False, True):
         t0 = time.perf_counter()
         model.sample(args.n, generator=torch.Generator().manual_seed(0), steps=steps, ddim=ddim)
-        row = {"steps": steps, "sampler": "ddim" if ddim else "ancestral", f"seconds_{args.n}": time.perf_counter() - t0}
+        row = {"steps": steps, "sampler": "ddim" if ddim else "ancestral",
+               f"seconds_{args.n}": time.perf_counter() - t0}
         if args.fid:
             q = quality.measure(model, args.fid, net, test, train, seed=0, steps=steps, ddim=ddim)
             row.update(fid=q["fid"], fid_floor=q["floor"]["fid"], precision=q["precision"], recall=q["recall"])

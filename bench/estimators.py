@@ -39,13 +39,15 @@ def score_function_gradients(theta: float, n: int, generator=None) -> torch.Tens
     return grad
 
 
-def variance_table(theta: float = 1.0, sample_counts=(1, 10, 100, 1000), repeats: int = 2000, seed: int = 0) -> list[dict]:
+def variance_table(theta: float = 1.0, sample_counts=(1, 10, 100, 1000), repeats: int = 2000,
+                   seed: int = 0) -> list[dict]:
     """For each sample count n: the mean and variance (over ``repeats``) of each n-sample average."""
     g = torch.Generator().manual_seed(seed)
     rows = []
     for n in sample_counts:
         row = {"n": n, "true": 2 * theta}
-        for name, fn in (("reparameterization", reparameterization_gradients), ("score_function", score_function_gradients)):
+        for name, fn in (("reparameterization", reparameterization_gradients), ("score_function",
+                                                                                score_function_gradients)):
             est = fn(theta, n * repeats, g).view(repeats, n).mean(1)
             row[f"{name}_mean"], row[f"{name}_var"] = est.mean().item(), est.var().item()
             row[f"{name}_se"] = math.sqrt(row[f"{name}_var"] / repeats)
@@ -57,6 +59,7 @@ if __name__ == "__main__":
     print("| samples n | true gradient | reparameterization mean | variance | score function mean | variance | ratio |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in variance_table():
-        print(f"| {r['n']} | {r['true']:.3f} | {r['reparameterization_mean']:.4f} | {r['reparameterization_var']:.5f} | "
+        print(f"| {r['n']} | {r['true']:.3f} | {r['reparameterization_mean']:.4f} | {r['reparameterization_var']:.5f} "
+              f"| "
               f"{r['score_function_mean']:.4f} | {r['score_function_var']:.5f} | "
               f"{r['score_function_var'] / r['reparameterization_var']:.1f}x |")

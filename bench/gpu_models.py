@@ -1,6 +1,7 @@
 """Every registered model at its defaults on an accelerator: one bf16 training step, test NLL in fp32, and
 (for the autoregressive ones) cached against naive sampling of the same images, on grey 28x28 (2 levels)
-and colour 16x16 (256 levels: naive sampling of 32x32 at the defaults would not fit a short lease). A device check for the lent GPU, one JSON line per (model, shape):
+and colour 16x16 (256 levels: naive sampling of 32x32 at the defaults would not fit a short lease). A device
+check for the lent GPU, one JSON line per (model, shape):
 
     PYTHONPATH=src python3 bench/gpu_models.py [--device cuda] [--n 4] [--models a,b]
 

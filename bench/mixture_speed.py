@@ -18,7 +18,8 @@ import genzoo
 p = argparse.ArgumentParser()
 p.add_argument("--models", default="pixelcnn")
 p.add_argument("--config", choices=("small", "default"), default="small",
-               help="small: the 4-minute bench's widths (hidden 32, 5 layers, head 64 for PixelCNN); default: the model's")
+               help="small: the 4-minute bench's widths (hidden 32, 5 layers, head 64 for PixelCNN); default: the "
+                    "model's")
 p.add_argument("--size", type=int, default=32)
 p.add_argument("--batch", type=int, default=32)
 p.add_argument("--steps", type=int, default=3)
@@ -36,7 +37,8 @@ def build(name, output):
     torch.manual_seed(0)
     options = SMALL.get(name, {}) if args.config == "small" else {}
     extra = {"mixtures": args.mixtures} if output == "mixture" else {}
-    return genzoo.models.build(name, image_shape=(3, args.size, args.size), levels=256, output=output, **options, **extra)
+    return genzoo.models.build(name, image_shape=(3, args.size, args.size), levels=256, output=output, **options,
+                               **extra)
 
 
 def train_rate(model, opt, x):

@@ -10,7 +10,8 @@ edges do not). With ``--fid N`` it also measures N images of each kind (and of a
 precision, recall and the distance to the nearest training image, against N seeded test
 images, with N other test images as the floor. Not a test: nothing is asserted.
 
-    .venv/bin/python bench/problem2.py --vae RUN --exact RUN [--flow RUN] [-n 32] [--fid 1000] [-o problem2.png] [--json F]
+    .venv/bin/python bench/problem2.py --vae RUN --exact RUN [--flow RUN] [-n 32] [--fid 1000] \
+        [-o problem2.png] [--json F]
 """
 
 import argparse
@@ -86,7 +87,8 @@ if args.fid:
         flow = genzoo.load(args.flow)
         kinds[f"{flow.name} sample"] = lambda: quality.draw(flow, args.fid, g())
     print(f"\n{len(reference)} reference test images; feature network: {record}")
-    print("| images | FID | KID | precision | recall | nearest training image | sharpness |\n| --- | --- | --- | --- | --- | --- | --- |")
+    print("| images | FID | KID | precision | recall | nearest training image | sharpness |\n| --- | --- | --- | --- | "
+          "--- | --- | --- |")
     for name, make in kinds.items():
         x = make()
         figures[name] = {**quality.figures(net, reference, x, train_features), **sharpness(x, levels)}

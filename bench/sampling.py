@@ -6,7 +6,8 @@ on what the weights learned. For each model: the cached sampler's seconds, the n
 alike. ``--profile MODEL`` adds the operators that MODEL's cached sampler spends its time in.
 Not a test; run it on a quiet machine.
 
-    .venv/bin/python bench/sampling.py [--n 32] [--models pixelcnn,pixel-transformer] [--skip-naive] [--profile pixelcnn]
+    .venv/bin/python bench/sampling.py [--n 32] [--models pixelcnn,
+                                                 pixel-transformer] [--skip-naive] [--profile pixelcnn]
 """
 
 import argparse
@@ -43,7 +44,8 @@ rows = []
 for name in args.models.split(","):
     model = build(name)
     cached_s, cached = timed(model)
-    row = {"model": name, "n": args.n, "cached_s": round(cached_s, 2), "ms_per_step": round(1000 * cached_s / args.size**2, 2)}
+    row = {"model": name, "n": args.n, "cached_s": round(cached_s, 2),
+           "ms_per_step": round(1000 * cached_s / args.size**2, 2)}
     if not args.skip_naive:
         naive_s, naive = timed(model, naive=True)
         row.update(naive_s=round(naive_s, 1), speedup=round(naive_s / cached_s, 1),

@@ -123,18 +123,21 @@ med = {v: statistics.median(rs) for v, rs in rates.items()}
 nparams = sum(p.numel() for p in fresh_model().parameters())
 
 print(f"# {args.model} ({args.config} config, {nparams:,} parameters), {args.size}x{args.size}, {args.levels} levels, "
-      f"batch {args.batch}, {args.threads} threads, {args.rounds} rounds x {args.steps} steps, torch {torch.__version__}, "
+      f"batch {args.batch}, {args.threads} threads, {args.rounds} rounds x {args.steps} steps, torch "
+      f"{torch.__version__}, "
       f"CPU capability {torch.backends.cpu.get_cpu_capability()}, AVX512-BF16 {torch.cpu._is_avx512_bf16_supported()}, "
       f"AMX {torch.cpu._is_amx_tile_supported()}")
 print(f"# measured matmul (1024^2, {args.threads} threads): fp32 {rates_gflops['fp32']:.1f} GFLOP/s, "
       f"bf16 {rates_gflops['bf16']:.1f} GFLOP/s; one training step = {flops / 1e9:.2f} GFLOP (forward + backward)")
-print("| training variant | images/s (median) | vs eager fp32 | GFLOP/s | of its dtype's matmul rate | first 2 steps (s) |")
+print("| training variant | images/s (median) | vs eager fp32 | GFLOP/s | of its dtype's matmul rate | first 2 steps "
+      "(s) |")
 print("| --- | --- | --- | --- | --- | --- |")
 achieved = {}
 for v in variants:
     achieved[v] = flops * med[v] / args.batch / 1e9
     peak = rates_gflops["bf16" if "bf16" in v else "fp32"]
-    print(f"| {v} | {med[v]:.1f} | {med[v] / med[variants[0]]:.2f}x | {achieved[v]:.1f} | {100 * achieved[v] / peak:.0f}% "
+    print(f"| {v} | {med[v]:.1f} | {med[v] / med[variants[0]]:.2f}x | {achieved[v]:.1f} "
+          f"| {100 * achieved[v] / peak:.0f}% "
           f"| {warmup_s[v]:.1f} |")
 
 nll = nll_side_by_side(args.nll_epochs) if args.nll_epochs else {}

@@ -16,7 +16,8 @@ from genzoo.cli import main
 from genzoo.errors import DataError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "binarized_mnist"
-needs_binarized = pytest.mark.skipif(not SHARED.is_dir(), reason="the shared binarized MNIST is not beside the checkout")
+needs_binarized = pytest.mark.skipif(not SHARED.is_dir(), reason="the shared binarized MNIST is not beside the "
+                                                                 "checkout")
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +54,8 @@ def test_train_and_test_subfolders_are_the_splits_and_a_changed_folder_is_decode
     root = tmp_path / "pics"
     picture_folder(root / "train", n=3)
     picture_folder(root / "test", n=1)
-    assert len(data.load(str(root), "train", image_size=4)) == 6 and len(data.load(str(root), "test", image_size=4)) == 2
+    assert len(data.load(str(root), "train", image_size=4)) == 6 and len(data.load(str(root), "test",
+                                                                                   image_size=4)) == 2
     Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(root / "test" / "cat" / "new.png")
     assert len(data.load(str(root), "test", image_size=4)) == 3  # the cache key follows the files
 
@@ -234,7 +236,9 @@ def test_pictures_load_as_a_viewer_shows_them_pixel_by_pixel(tmp_path):
     pal.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * 759)
     pal.info["transparency"] = 2
     pal.save(root / "a" / "pal.png", transparency=2)
-    expected["pal"] = np.array([[255, 0, 255], [0, 255, 255], [0, 0, 255]], np.uint8)[:, [0, 1, 2] * 2][:, None].repeat(6, 1)
+    expected["pal"] = np.array([[255, 0, 255], [0, 255, 255], [0, 0, 255]], np.uint8)[:, [0, 1, 2] * 2][:,
+                                                                                                        None].repeat(6,
+                                                                                                                     1)
     # CMYK: pure cyan and no ink
     cmyk = np.zeros((6, 6, 4), np.uint8)
     cmyk[:3, :, 0] = 255

@@ -16,7 +16,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "binarized_mn
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
-    return struct.pack(">HBB", 0, 0x08, array.ndim) + b"".join(struct.pack(">I", s) for s in array.shape) + array.tobytes()
+    return struct.pack(">HBB", 0, 0x08, array.ndim) + b"".join(struct.pack(">I",
+                                                                           s) for s in array.shape) + array.tobytes()
 
 
 def write_idx_set(folder: Path, n_train=5, n_test=3, gz=True):
@@ -139,7 +140,8 @@ def test_real_binarized_mnist_test_split():
     assert ds.images.shape == (10000, 1, 28, 28) and set(ds.images.unique().tolist()) == {0, 1}
 
 
-@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").exists(), reason="Debian fashion-mnist not installed")
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").exists(),
+                    reason="Debian fashion-mnist not installed")
 def test_real_fashion_mnist_test_split():
     ds = data.load("fashion-mnist", "test")
     assert ds.images.shape == (10000, 1, 28, 28) and ds.labels.max() == 9

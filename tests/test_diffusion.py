@@ -60,7 +60,8 @@ def test_the_monte_carlo_diffusion_term_agrees_with_a_quadrature_over_t():
         quadrature = integrand((torch.arange(n, dtype=torch.float64) + 0.5) / n).mean().item()  # midpoint rule
         k = 256
         g = torch.Generator().manual_seed(3)
-        estimates = torch.stack([integrand((torch.arange(k) + torch.rand(k, generator=g, dtype=torch.float64)) / k).mean()
+        estimates = torch.stack([integrand((torch.arange(k) + torch.rand(k, generator=g,
+                                                                         dtype=torch.float64)) / k).mean()
                                  for _ in range(20)])  # stratified Monte Carlo, as log_prob(t_samples=k) does
     se = estimates.std().item() / math.sqrt(len(estimates))
     assert abs(estimates.mean().item() - quadrature) < 4 * se + 1e-3 * quadrature
@@ -218,7 +219,8 @@ def test_the_command_line_trains_evaluates_samples_completes_and_reports(tmp_pat
     assert main(["eval", str(run), "--t-samples", "4", "--json", "--limit", "40"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["likelihood_kind"] == "bound" and s["t_samples"] == 4 and s["standard_error"] > 0
-    assert s["nll_nats"] == pytest.approx(sum(s["terms"].values()), rel=1e-6)  # the bound is the sum of its terms (fp32)
+    assert s["nll_nats"] == pytest.approx(sum(s["terms"].values()),
+                                          rel=1e-6)  # the bound is the sum of its terms (fp32)
     for extra in ([], ["--ddim", "--steps", "5"], ["--guidance", "2", "--steps", "5"]):
         assert main(["sample", str(run), "-n", "6", "-o", str(tmp_path / "s.png"), *extra]) == 0
     assert main(["complete", str(run), "-n", "3", "--samples", "2", "--steps", "5", "-o", str(tmp_path / "c.png")]) == 0

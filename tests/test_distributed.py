@@ -82,7 +82,8 @@ def test_global_batch_must_split_evenly(tmp_path):
 
 
 def test_bf16_runs_under_torchrun(tmp_path):
-    bf16 = [*TRAIN[:TRAIN.index("--epochs")], "--epochs", "1", *TRAIN[TRAIN.index("--epochs") + 2:], "--precision", "bf16"]
+    bf16 = [*TRAIN[:TRAIN.index("--epochs")], "--epochs", "1", *TRAIN[TRAIN.index("--epochs") + 2:], "--precision",
+            "bf16"]
     assert main([*bf16, "--out", str(tmp_path / "one")]) == 0
     p = torchrun(2, *bf16, "--out", tmp_path / "two")
     assert p.returncode == 0, p.stderr[-3000:]

@@ -29,7 +29,8 @@ def perturbed(module, seed=0, scale=0.3):
 
 
 def conv_net(C):
-    return torch.nn.Sequential(torch.nn.Conv2d(C, 8, 3, padding=1), torch.nn.Tanh(), torch.nn.Conv2d(8, 2 * C, 3, padding=1))
+    return torch.nn.Sequential(torch.nn.Conv2d(C, 8, 3, padding=1), torch.nn.Tanh(), torch.nn.Conv2d(8, 2 * C, 3,
+                                                                                                     padding=1))
 
 
 def transforms_under_test():
@@ -41,13 +42,15 @@ def transforms_under_test():
     cases = [
         ("additive", T.AdditiveCoupling(T.alternating_mask(6, 0), mlp(6, 6)), torch.randn(2, 6)),
         ("affine-vector", T.AffineCoupling(T.alternating_mask(6, 1), mlp(6, 12), 6), torch.randn(2, 6)),
-        ("affine-checkerboard", T.AffineCoupling(T.checkerboard_mask(shape, 0), conv_net(2), 2), torch.randn(2, *shape)),
+        ("affine-checkerboard", T.AffineCoupling(T.checkerboard_mask(shape, 0), conv_net(2), 2), torch.randn(2,
+                                                                                                             *shape)),
         ("affine-channel", T.AffineCoupling(T.channel_mask(shape, 1), conv_net(2), 2), torch.randn(2, *shape)),
         ("scaling", T.DiagonalScaling(6), torch.randn(2, 6)),
         ("actnorm", actnorm, torch.randn(2, *shape)),
         ("squeeze", T.Squeeze(), torch.randn(2, *shape)),
         ("logit", T.Logit(0.05), torch.rand(2, *shape)),
-        ("sequential", T.Sequential(T.Logit(0.05), T.Squeeze(), T.AffineCoupling(T.channel_mask((8, 2, 2), 0), conv_net(8), 8)),
+        ("sequential", T.Sequential(T.Logit(0.05), T.Squeeze(), T.AffineCoupling(T.channel_mask((8, 2, 2), 0),
+                                                                                 conv_net(8), 8)),
          torch.rand(2, *shape)),
         ("multiscale", T.MultiScale(
             T.AffineCoupling(T.checkerboard_mask(shape, 1), conv_net(2), 2),
@@ -64,7 +67,8 @@ def transforms_under_test():
 
 
 def conv_net_out(c_in, c_out):
-    return torch.nn.Sequential(torch.nn.Conv2d(c_in, 8, 3, padding=1), torch.nn.Tanh(), torch.nn.Conv2d(8, c_out, 3, padding=1))
+    return torch.nn.Sequential(torch.nn.Conv2d(c_in, 8, 3, padding=1), torch.nn.Tanh(), torch.nn.Conv2d(8, c_out, 3,
+                                                                                                        padding=1))
 
 
 def jacobian_logdet(fn, x):
@@ -209,7 +213,8 @@ def test_sampling_temperature_and_encode_decode():
 @pytest.mark.parametrize("name", FLOWS)
 def test_cli_train_eval_sample_interpolate(name, tmp_path, capsys):
     run = tmp_path / name
-    opts = {"nice": ["--hidden-features", "16", "--num-hidden", "1"], "realnvp": ["--hidden-channels", "8", "--num-blocks", "1"],
+    opts = {"nice": ["--hidden-features", "16", "--num-hidden", "1"], "realnvp": ["--hidden-channels", "8",
+                                                                                  "--num-blocks", "1"],
             "glow": ["--hidden-channels", "8", "--steps-per-scale", "1"]}
     assert main(["train", name, "--data", "digits", "--out", str(run), "--epochs", "1", "--batch-size", "250",
                  "--eval-limit", "50", "--threads", "1", *opts[name]]) == 0

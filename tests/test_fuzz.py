@@ -19,7 +19,8 @@ SETTINGS = settings(max_examples=150, deadline=2000, suppress_health_check=[Heal
 WORDS = ["train", "eval", "sample", "complete", "list", "pixelcnn", "gated-pixelcnn", "--data", "digits",
          "--out", "--resume", "--epochs", "--lr", "--batch-size", "-n", "-o", "--seed", "--levels", "--binarize",
          "dynamic", "--hidden-channels", "--kernel", "--minutes", "--threads", "--device", "--conditional",
-         "--temperature", "--label", "0", "1", "-1", "3.5", "nan", "inf", "1e999", "", "x.png", "--", "-", "=", "--lr=2",
+         "--temperature", "--label", "0", "1", "-1", "3.5", "nan", "inf", "1e999", "", "x.png", "--", "-", "=",
+         "--lr=2",
          "/proc/x.png", "/sys/x.png", "/nonexistent/x.png", str(2**63), str(2**64), str(-2**63), "--json", "--limit"]
 ARGV = st.lists(st.one_of(st.sampled_from(WORDS), st.text(max_size=12)), max_size=10)
 
@@ -165,14 +166,16 @@ def _tiny_run(root):
     """One small trained run folder, made once for the damage fuzz."""
     if "path" not in _RUN:
         run = root / "good"
-        assert main(["train", "pixelcnn", "--data", "digits", "--out", str(run), "--epochs", "1", "--hidden-channels", "4",
+        assert main(["train", "pixelcnn", "--data", "digits", "--out", str(run), "--epochs", "1", "--hidden-channels",
+                     "4",
                      "--num-layers", "1", "--head-channels", "8", "--threads", "1"]) == 0
         _RUN["path"] = run
     return _RUN["path"]
 
 
 @settings(max_examples=40, deadline=30000, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.sampled_from(["run.json", "config.json", "model.safetensors", "metrics.jsonl", "evals.jsonl", "checkpoint.json"]),
+@given(st.sampled_from(["run.json", "config.json", "model.safetensors", "metrics.jsonl", "evals.jsonl",
+                        "checkpoint.json"]),
        st.sampled_from(["truncate", "garbage", "delete", "empty"]), st.integers(0, 10_000), st.binary(max_size=64))
 def test_a_damaged_run_folder_is_a_row_or_one_line_never_a_traceback(tmp_path_factory, file, harm, cut, junk):
     import shutil

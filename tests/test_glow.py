@@ -89,10 +89,11 @@ def test_the_1x1_convolution_starts_as_a_rotation_in_both_forms():
 
 def test_temperature_zero_draws_the_mode_and_conditional_samples_follow_their_labels():
     model = trained_start((1, 4, 4), num_classes=2).float()
-    cold = [model.sample(3, generator=torch.Generator().manual_seed(s), temperature=1e-9, y=torch.zeros(3, dtype=torch.long))
+    zeros = torch.zeros(3, dtype=torch.long)
+    cold = [model.sample(3, generator=torch.Generator().manual_seed(s), temperature=1e-9, y=zeros)
             for s in (0, 1)]
     assert torch.equal(cold[0], cold[1]) and torch.equal(cold[0][0], cold[0][1])  # the same image whatever the noise
-    other = model.sample(3, generator=torch.Generator().manual_seed(0), temperature=1e-9, y=torch.ones(3, dtype=torch.long))
+    other = model.sample(3, generator=torch.Generator().manual_seed(0), temperature=1e-9, y=zeros + 1)
     assert not torch.equal(other, cold[0])
     x = torch.randint(0, 256, (3, 1, 4, 4), dtype=torch.uint8)
     for y in (None, torch.tensor([0, 1, 1])):  # None: the classless prior
@@ -101,7 +102,8 @@ def test_temperature_zero_draws_the_mode_and_conditional_samples_follow_their_la
 
 def test_configuration_errors_are_clear():
     for bad, match in [(dict(image_shape=(1, 7, 7)), "must be even"), (dict(coupling="spline"), "coupling"),
-                       (dict(lu=1), "lu"), (dict(steps_per_scale=0), "steps_per_scale"), (dict(num_classes=-1), "num_classes"),
+                       (dict(lu=1), "lu"), (dict(steps_per_scale=0), "steps_per_scale"), (dict(num_classes=-1),
+                                                                                          "num_classes"),
                        (dict(logit_alpha=0.5), "logit_alpha")]:
         with pytest.raises(genzoo.GenzooError, match=match):
             genzoo.models.build("glow", **{"image_shape": (1, 4, 4), **bad})

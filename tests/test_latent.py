@@ -19,12 +19,14 @@ LATENT = ["autoencoder", "denoising-autoencoder", "sparse-autoencoder", "vae"]
 
 def tiny_vae(image_shape=(1, 2, 2), levels=2, latent_dim=1, seed=0, **kw):
     torch.manual_seed(seed)
-    return genzoo.models.build("vae", image_shape=image_shape, levels=levels, latent_dim=latent_dim, width=8, **kw).double()
+    return genzoo.models.build("vae", image_shape=image_shape, levels=levels, latent_dim=latent_dim, width=8,
+                               **kw).double()
 
 
 def test_analytic_kl_matches_monte_carlo():
     g = torch.Generator().manual_seed(0)
-    mu, logvar = torch.randn(3, 4, generator=g, dtype=torch.float64), torch.randn(3, 4, generator=g, dtype=torch.float64)
+    mu, logvar = torch.randn(3, 4, generator=g, dtype=torch.float64), torch.randn(3, 4, generator=g,
+                                                                                  dtype=torch.float64)
     z = mu + torch.exp(0.5 * logvar) * torch.randn(200_000, 3, 4, generator=g, dtype=torch.float64)
     zero = torch.zeros_like(mu)
     mc = (gaussian_log_density(z.flatten(0, 1), mu.repeat(200_000, 1), logvar.repeat(200_000, 1))
@@ -148,7 +150,8 @@ def test_save_load_round_trip(name, tmp_path):
     x = torch.randint(0, 17, (3, 1, 8, 8), dtype=torch.uint8)
     model.save(tmp_path / "m")
     loaded = genzoo.load(tmp_path / "m")
-    assert torch.equal(loaded.encode(x), model.encode(x)) and torch.equal(loaded.decode(model.encode(x)), model.decode(model.encode(x)))
+    assert torch.equal(loaded.encode(x), model.encode(x)) and torch.equal(loaded.decode(model.encode(x)),
+                                                                          model.decode(model.encode(x)))
     assert loaded.likelihood_kind == ("bound" if name == "vae" else "none")
 
 

@@ -3,7 +3,11 @@ the run folder's file names in one module, capabilities declared rather than dis
 imports running one way, and declarations that tell the truth about the methods."""
 
 import ast
+import doctest
+import importlib
 import inspect
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -138,3 +142,30 @@ def test_presets_are_the_model_with_other_defaults_and_keep_their_name(tmp_path)
     dae.save(tmp_path / "dae")
     again = genzoo.load(tmp_path / "dae")
     assert again.name == "denoising-autoencoder" and again.config == dae.config
+
+
+def test_the_linter_passes_and_catches_a_long_line(tmp_path):
+    """ruff, configured in pyproject.toml (line length 120, pycodestyle and pyflakes), passes on src/, tests/ and
+    bench/, and would fail a line one character too long."""
+    root = SRC.parents[1]
+    done = subprocess.run([sys.executable, "-m", "ruff", "check", "src", "tests", "bench"], cwd=root,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:]
+    long = tmp_path / "long.py"
+    long.write_text("x = '" + "a" * 115 + "'\n")  # 121 characters
+    caught = subprocess.run([sys.executable, "-m", "ruff", "check", "--config", str(root / "pyproject.toml"),
+                             str(long)], capture_output=True, text=True)
+    assert caught.returncode == 1 and "E501" in caught.stdout
+
+
+def test_every_docstring_example_in_src_runs():
+    """The ``Example:`` blocks of src/ docstrings are doctests, run here (as zuko runs its docstrings)."""
+    attempted = 0
+    for path in MODULES:
+        name = ".".join(path.relative_to(SRC.parent).with_suffix("").parts).removesuffix(".__init__")
+        if name.endswith("__main__"):
+            continue
+        result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0, name
+        attempted += result.attempted
+    assert attempted >= 10

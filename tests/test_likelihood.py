@@ -23,7 +23,8 @@ def test_categorical_nll_matches_manual_sum():
     logits = torch.randn(2, 5, 1, 2, 3)
     x = torch.randint(0, 5, (2, 1, 2, 3), dtype=torch.uint8)
     logp = torch.log_softmax(logits, 1)
-    manual = -torch.stack([sum(logp[b, int(x[b, 0, i, j]), 0, i, j] for i in range(2) for j in range(3)) for b in range(2)])
+    manual = -torch.stack([sum(logp[b, int(x[b, 0, i, j]), 0, i,
+                                    j] for i in range(2) for j in range(3)) for b in range(2)])
     assert torch.allclose(L.categorical_nll(logits, x), manual, atol=1e-6)
 
 

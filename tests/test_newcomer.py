@@ -168,7 +168,8 @@ def test_every_option_documents_itself():
             # where the hand-written help does not already say "default" / "one of", so a stale hand-written
             # "default 5" for a default of 10 fails here
             if action.default not in (None, False, argparse.SUPPRESS) and not isinstance(action.default, bool):
-                assert f"default {action.default}" in shown, f"{name} {flags}: default {action.default} not in {shown!r}"
+                assert f"default {action.default}" in shown, (
+                    f"{name} {flags}: default {action.default} not in {shown!r}")
             listed = isinstance(action, argparse._SubParsersAction)  # the commands, each on its own line below
             for allowed in () if listed else action.choices or getattr(action.type, "choices", None) or ():
                 assert str(allowed) in shown, f"{name} {flags}: {allowed} not in {shown!r}"
@@ -192,9 +193,11 @@ def test_every_model_option_says_what_it_means_in_help(capsys):
     for name in genzoo.models.names():
         meaning = genzoo.models.option_help(name)
         options = [o for o in genzoo.models.option_defaults(name) if o not in ("image_shape", "levels")]
-        assert all(meaning.get(o) for o in options), f"{name}: undocumented {[o for o in options if not meaning.get(o)]}"
+        undocumented = [o for o in options if not meaning.get(o)]
+        assert not undocumented, f"{name}: undocumented {undocumented}"
     assert genzoo.models.option_help("nice")["prior"] == "logistic (the paper's) or gaussian"
-    assert genzoo.models.option_help("pixel-transformer")["attention_rows"].startswith("0: global attention")  # lines above
+    assert genzoo.models.option_help("pixel-transformer")["attention_rows"].startswith("0: global "
+                                                                                       "attention")  # lines above
     with pytest.raises(SystemExit):
         main(["train", "realnvp", "--help"])
     out = " ".join(capsys.readouterr().out.split())
@@ -236,7 +239,8 @@ def test_a_resumed_run_copied_elsewhere_still_works(runs_root, tmp_path, capsys)
 def test_a_refused_checkpoint_message_is_never_cut_mid_sentence():
     from genzoo.checkpoint import _gist
 
-    long = "Weights only load failed. " + "This file can still be loaded, " * 10 + "if you trust where your checkpoint file is from."
+    long = ("Weights only load failed. " + "This file can still be loaded, " * 10
+            + "if you trust where your checkpoint file is from.")
     gist = _gist(RuntimeError(long))
     assert gist == "Weights only load failed" and len(gist) <= 200
     assert _gist(RuntimeError("short message.")) == "short message"
@@ -332,10 +336,12 @@ def test_eval_names_the_bound_the_vae_trained_on(tmp_path, capsys):
 
 def test_devices_and_threads_out_of_reach_are_one_line_not_a_traceback(tmp_path, capsys):
     out = str(tmp_path / "x.png")
-    for argv, match in ((["sample", "row-lstm-binarized-mnist", "-n", "2", "-o", out, "--device", "meta"], "cpu or cuda"),
+    for argv, match in ((["sample", "row-lstm-binarized-mnist", "-n", "2", "-o", out, "--device", "meta"], "cpu or "
+                                                                                                           "cuda"),
                         (["sample", "row-lstm-binarized-mnist", "-n", "2", "-o", out, "--device", "cuda:7"], "cuda"),
                         (["sample", "row-lstm-binarized-mnist", "-n", "2", "-o", out, "--threads", "100000"], "<="),
-                        (["train", "pixelcnn", "--data", "digits", "--out", str(tmp_path / "r"), "--threads", "0"], ">=")):
+                        (["train", "pixelcnn", "--data", "digits", "--out", str(tmp_path / "r"), "--threads", "0"],
+                         ">=")):
         assert main(argv) == 2, argv
         one_error_line(capsys, match)
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "r").exists()
@@ -390,7 +396,8 @@ def test_runs_and_report_show_a_broken_run_as_a_row_and_go_on(tmp_path, capsys):
     assert main(["train", "pixelcnn", "--data", "digits", "--out", str(good), "--epochs", "1", *TINY]) == 0
     damage = {"bad-config": lambda f: (f / "config.json").write_text("{garbage"),
               "no-weights": lambda f: (f / "model.safetensors").unlink(),
-              "cut-weights": lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:500]),
+              "cut-weights": lambda f: (f / "model.safetensors").write_bytes(
+                  (f / "model.safetensors").read_bytes()[:500]),
               "bad-metrics": lambda f: (f / "metrics.jsonl").write_text("not json\nnor this\nnor this either\n")}
     for name, harm in damage.items():
         shutil.copytree(good, tmp_path / "all" / name)
@@ -470,7 +477,8 @@ def test_pictures_and_eval_say_what_they_did(runs_root, tmp_path, capsys, monkey
     gated = runs_root / "gated"
     for name, size in (("twenty", 4), ("one-pixel", 1)):  # 20 pictures: 2 of them to test on
         folder = _pictures(tmp_path / name, [f"{i}.png" for i in range(20)], size=size)
-        assert main(["train", "pixelcnn", "--data", str(folder), "--out", str(tmp_path / f"run-{name}"), "--epochs", "1",
+        assert main(["train", "pixelcnn", "--data", str(folder), "--out", str(tmp_path / f"run-{name}"), "--epochs",
+                     "1",
                      *TINY]) == 0
     capsys.readouterr()
     assert main(["complete", str(tmp_path / "run-twenty"), "--samples", "2", "-o", str(tmp_path / "c.png")]) == 0
@@ -481,10 +489,12 @@ def test_pictures_and_eval_say_what_they_did(runs_root, tmp_path, capsys, monkey
                  "1", "--width", "8", "--latent-dim", "2", "--threads", "1"]) == 0
     capsys.readouterr()
     assert main(["interpolate", str(tmp_path / "ae"), "-o", str(tmp_path / "i.png")]) == 2  # no --pairs was given
-    assert "interpolate: 4 pair(s) need 8 test images and the test split has 2; --pairs 1 fits" in one_error_line(capsys)
+    said = one_error_line(capsys)
+    assert "interpolate: 4 pair(s) need 8 test images and the test split has 2; --pairs 1 fits" in said
     assert main(["eval", str(gated), "--fid", "400", "--threads", "1"]) == 0
     out = capsys.readouterr().out
-    assert "400 samples against 148 test images (the split holds 297: 148 are the reference, 148 others the floor)" in out
+    assert ("400 samples against 148 test images (the split holds 297: 148 are the reference, 148 others the floor)"
+            in out)
     assert main(["eval", str(gated), str(runs_root / "more" / "dae"), "--fid", "20"]) == 2  # before any work
     one_error_line(capsys, "no distribution to sample from")
 

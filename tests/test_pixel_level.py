@@ -75,7 +75,8 @@ def test_pixelcnn_pp_per_pixel_cache_is_the_full_pass_at_every_pixel_and_scale(i
     # (completion) are fed through the same steps.
     model = build("pixelcnn-pp", image_shape, 4, num_scales=scales).double().eval()
     C, H, W = image_shape
-    x = model.scale(torch.randint(0, 4, (3, *image_shape), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)))
+    x = model.scale(torch.randint(0, 4, (3, *image_shape), dtype=torch.uint8,
+                                  generator=torch.Generator().manual_seed(0)))
     with torch.no_grad():
         full = model.logits(x)  # (3, k, C, H, W)
         sampler, worst = model.cached_sampler(3), 0.0
@@ -119,7 +120,8 @@ SMALL = {"pixelcnn-pp": ["--hidden-channels", "6", "--num-resnet", "1", "--num-s
 def test_each_trains_evaluates_samples_completes_and_reports(name, colour, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     # colour: 8 x 8 RGB pictures (a folder dataset), small enough for the naive sampler in a test
-    data = ["--data", str(picture_folder(tmp_path / "pictures", 16)), "--image-size", "8"] if colour else ["--data", "digits", "--train-limit", "320"]
+    data = (["--data", str(picture_folder(tmp_path / "pictures", 16)), "--image-size", "8"] if colour
+            else ["--data", "digits", "--train-limit", "320"])
     run = tmp_path / name
     assert main(["train", name, *data, "--out", str(run), "--epochs", "1", "--batch-size", "32", "--eval-limit", "20",
                  "--threads", "1", *SMALL[name]]) == 0

@@ -61,7 +61,8 @@ def test_eval_fid_is_lower_after_30_epochs_than_after_1(tmp_path, capsys):
         run = tmp_path / f"e{epochs}"
         assert main(["train", "gated-pixelcnn", "--data", "digits", "--out", str(run), "--epochs", str(epochs),
                      "--batch-size", "100", "--hidden-channels", "8", "--num-layers", "2", "--head-channels", "16",
-                     "--kernel", "3", "--first-kernel", "3", "--warmup-steps", "10", "--lr", "5e-3", "--eval-limit", "20",
+                     "--kernel", "3", "--first-kernel", "3", "--warmup-steps", "10", "--lr", "5e-3", "--eval-limit",
+                     "20",
                      "--threads", "2"]) == 0
         capsys.readouterr()
         assert main(["eval", str(run), "--fid", "300", "--json"]) == 0

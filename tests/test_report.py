@@ -103,7 +103,8 @@ def test_report_renders_in_headless_chromium(page, tmp_path):
     browser = webdriver.Chrome(service=Service(driver), options=options)
     try:
         browser.get(page.as_uri())
-        rows = browser.execute_script("return [...document.querySelectorAll('tr.leader')].map(r => r.cells[2].textContent)")
+        rows = browser.execute_script("return [...document.querySelectorAll('tr.leader')].map(r => "
+                                      "r.cells[2].textContent)")
         assert sorted(rows) == sorted(["pixelcnn", "vae", "denoising-autoencoder", "pixelcnn"])
         widths = browser.execute_script(
             "return [...document.images].map(i => i.complete ? i.naturalWidth : 0)")

@@ -178,7 +178,8 @@ def test_truncated_safetensors_is_a_clear_error(reference, tmp_path, cut):
 
 
 def test_weights_from_another_model_are_refused(reference, tmp_path):
-    other = genzoo.models.build("pixelcnn", image_shape=(1, 8, 8), levels=2, hidden_channels=4, num_layers=1, head_channels=4)
+    other = genzoo.models.build("pixelcnn", image_shape=(1, 8, 8), levels=2, hidden_channels=4, num_layers=1,
+                                head_channels=4)
     other.save(tmp_path / "o")
     (tmp_path / "o" / "config.json").write_text((reference / "config.json").read_text())
     with pytest.raises(CheckpointError, match="do not match"):
@@ -288,7 +289,8 @@ def test_time_based_checkpoints_lose_little_and_change_nothing(reference, tmp_pa
     script = tmp_path / "killer.py"
     script.write_text(KILLER)
     # A checkpoint after every step's worth of time; killed in the middle of epoch 2's step 9.
-    p = subprocess.run([sys.executable, str(script), "step", "9", *TRAIN, "--checkpoint-minutes", "1e-9", "--out", str(out)],
+    p = subprocess.run([sys.executable, str(script), "step", "9", *TRAIN, "--checkpoint-minutes", "1e-9", "--out",
+                        str(out)],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == -9, p.stderr[-2000:]
     record = json.loads((out / "checkpoint.json").read_text())

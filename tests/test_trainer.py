@@ -70,7 +70,9 @@ def test_a_planted_nan_batch_is_skipped_counted_and_never_written(tmp_path):
     assert all(math.isfinite(r["test_nll"]) and math.isfinite(r["train_nll"]) for r in records)
     assert torch.isfinite(model.w).all()
     assert all(torch.isfinite(t).all() for t in load_weights(tmp_path / "model.safetensors").values())
-    assert [json.loads(line)["skipped_steps"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 1, 1]
+    assert [json.loads(line)["skipped_steps"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1,
+                                                                                                                     1,
+                                                                                                                     1]
 
 
 def test_schedule_warms_up_then_decays_to_the_floor():

@@ -145,13 +145,15 @@ def test_completion_through_the_codes_keeps_the_known_pixels_and_whole_known_cod
     known[0, 0] = True  # the top row: the only code's patch is not wholly known, so the code is drawn
     out = pair.sample(4, generator=torch.Generator().manual_seed(0), prefix=x, known=known)
     assert torch.equal(out[:, :, 0], x[:, :, 0])
-    full = pair.sample(4, generator=torch.Generator().manual_seed(1), prefix=x, known=torch.ones(1, 2, 2, dtype=torch.bool))
+    full = pair.sample(4, generator=torch.Generator().manual_seed(1), prefix=x, known=torch.ones(1, 2, 2,
+                                                                                                 dtype=torch.bool))
     assert torch.equal(full, x)
 
 
 def test_configuration_errors_are_clear():
     for bad, match in [(dict(image_shape=(1, 6, 6)), "divisible by 4"), (dict(codebook_size=300), "codebook_size"),
-                       (dict(ema_decay=1.0), "ema_decay"), (dict(decoder_likelihood="bernoulli", levels=4), "bernoulli")]:
+                       (dict(ema_decay=1.0), "ema_decay"), (dict(decoder_likelihood="bernoulli", levels=4),
+                                                            "bernoulli")]:
         with pytest.raises(genzoo.GenzooError, match=match):
             genzoo.models.build("vq-vae", **{"image_shape": (1, 4, 4), "levels": 2, **bad})
     vq, _ = perturbed_pair()
@@ -164,7 +166,8 @@ def test_cli_two_stages_train_sample_complete_eval_report(tmp_path, capsys):
     assert main(["train", "vq-vae", "--data", "digits", "--out", str(vq_run), "--epochs", "1", "--batch-size", "250",
                  "--threads", "1", "--codebook-size", "8", "--hidden-channels", "8", "--num-res-blocks", "1"]) == 0
     assert main(["train", "gated-pixelcnn", "--data", f"codes:{vq_run}", "--out", str(prior_run), "--epochs", "1",
-                 "--batch-size", "250", "--threads", "1", "--conditional", "--hidden-channels", "4", "--num-layers", "1",
+                 "--batch-size", "250", "--threads", "1", "--conditional", "--hidden-channels", "4", "--num-layers",
+                 "1",
                  "--head-channels", "8"]) == 0
     assert main(["train", "--resume", str(prior_run), "--epochs", "2"]) == 0  # a prior resumes on the same codes
     assert main(["sample", str(prior_run), "-n", "4", "-o", str(tmp_path / "s.png"), "--label", "3"]) == 0

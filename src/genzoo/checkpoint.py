@@ -217,11 +217,13 @@ def load_state_into(model, tensors: dict, where) -> None:
     if missing or extra:
         raise CheckpointError(
             f"{where}: weights do not match the {getattr(model, 'name', type(model).__name__)} config "
-            f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, unexpected {extra[:3]}{'...' if len(extra) > 3 else ''})"
+            f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+            f"unexpected {extra[:3]}{'...' if len(extra) > 3 else ''})"
         )
     for k, v in tensors.items():
         if v.shape != own[k].shape:
-            raise CheckpointError(f"{where}: tensor {k} has shape {tuple(v.shape)}, the config needs {tuple(own[k].shape)}")
+            raise CheckpointError(f"{where}: tensor {k} has shape {tuple(v.shape)}, the config needs "
+                                  f"{tuple(own[k].shape)}")
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise CheckpointError(f"{where}: tensor {k} holds NaN or inf")
     model.load_state_dict(tensors, strict=True)

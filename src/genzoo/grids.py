@@ -24,7 +24,8 @@ def gap_pattern(height: int, width: int) -> np.ndarray:
 
 
 
-def grid(images: torch.Tensor, levels: int, nrow: int | None = None, scale: int = 1, pad: int | None = None) -> np.ndarray:
+def grid(images: torch.Tensor, levels: int, nrow: int | None = None, scale: int = 1,
+         pad: int | None = None) -> np.ndarray:
     """uint8 levels [N, C, H, W] -> uint8 picture [rows*(H+pad)+pad, cols*(W+pad)+pad(, 3)] in 0..255.
 
     Each image is upscaled ``scale`` times (nearest neighbour) and framed by a gap of ``pad``

@@ -56,7 +56,8 @@ def check_new_folder(out: Path) -> None:
         if not out.is_dir():
             raise GenzooError(f"--out {out}: is a file, not a folder")
         if any(out.iterdir()):
-            what = "holds another run (continue it with --resume)" if (out / RUN_FILE).exists() else "is not an empty folder"
+            what = ("holds another run (continue it with --resume)" if (out / RUN_FILE).exists()
+                    else "is not an empty folder")
             raise GenzooError(f"--out {out}: {what}")
     parent = next(p for p in out.absolute().parents if p.exists())  # the nearest existing ancestor
     if not parent.is_dir():
@@ -278,7 +279,8 @@ def committed_step(folder: Path) -> int | None:
     return read_checkpoint(folder)[0]["step"] if path.is_file() else None
 
 
-def commit_checkpoint(folder: Path, counters: dict, weights: dict, trainer_state: dict, ema: dict | None = None) -> None:
+def commit_checkpoint(folder: Path, counters: dict, weights: dict, trainer_state: dict,
+                      ema: dict | None = None) -> None:
     """Write a checkpoint and commit it: its files, then checkpoint.json (the commit), then the run's
     model.safetensors (and ema.safetensors), then delete older checkpoints' files. counters: step, epoch, batch."""
     folder = Path(folder)
@@ -351,7 +353,8 @@ def resume_plan(folder: Path, given: dict, launch_only_given: list[str]) -> tupl
     fixed = sorted(set(given) - set(RESUMABLE_OPTIONS)) + list(launch_only_given)
     if fixed:
         raise GenzooError(f"--resume continues the run as launched; it cannot change --{fixed[0].replace('_', '-')} "
-                          f"(only {', '.join('--' + o.replace('_', '-') for o in RESUMABLE_OPTIONS)}, --threads, --device)")
+                          f"(only {', '.join('--' + o.replace('_', '-') for o in RESUMABLE_OPTIONS)}, --threads, "
+                          f"--device)")
     if not isinstance(record.get("train"), dict):
         raise GenzooError(f"{folder / RUN_FILE}: not a genzoo run record")
     if committed_step(folder) is None and len(read_metrics(folder)) > 1:
@@ -373,6 +376,7 @@ def model_record(folder: Path) -> dict:
 
 def _checked_model_record(folder: Path) -> dict:
     record = model_record(folder)
-    if not (isinstance(record, dict) and record.get("model") in models.names() and isinstance(record.get("config"), dict)):
+    if not (isinstance(record, dict) and record.get("model") in models.names() and isinstance(record.get("config"),
+                                                                                              dict)):
         raise GenzooError(f"{config_path(folder)}: not a genzoo model config")
     return record

@@ -68,7 +68,8 @@ def number(kind, low=None, high=None, low_open=False, high_open=False):
         try:
             v = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got "
+                                             f"{text!r}") from None
         if isinstance(v, float) and not math.isfinite(v):
             raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
         if low is not None and (v <= low if low_open else v < low):
@@ -209,9 +210,12 @@ def sample_option(model, option: str, flag: str, who: str) -> None:
 
 
 def add_sampler_options(p) -> None:
-    """The diffusion sampler's flags (sample, complete, eval --fid); each is refused where the model has no such option."""
-    p.add_argument("--steps", type=number(int, 1, 100000), help="diffusion: denoising steps from t = 1 to 0 (default 100)")
-    p.add_argument("--ddim", action="store_true", help="diffusion: the deterministic DDIM sampler (same z_1, same image)")
+    """The diffusion sampler's flags (sample, complete, eval --fid); each is refused where the model has no such
+    option."""
+    p.add_argument("--steps", type=number(int, 1, 100000), help="diffusion: denoising steps from t = 1 to 0 (default "
+                                                                "100)")
+    p.add_argument("--ddim", action="store_true", help="diffusion: the deterministic DDIM sampler (same z_1, same "
+                                                       "image)")
     p.add_argument("--guidance", type=number(float, 0), help="diffusion, class-conditional: classifier-free guidance "
                                                              "weight w (0: the plain conditional draw)")
 
@@ -224,7 +228,8 @@ def sampling_options(model, args) -> dict:
         out["naive"] = True
     for option, flag, given, who in (("steps", "--steps", args.steps, "no denoising steps (diffusion does)"),
                                      ("ddim", "--ddim", args.ddim or None, "no DDIM sampler (diffusion does)"),
-                                     ("guidance", "--guidance", args.guidance, "no guidance (conditional diffusion does)")):
+                                     ("guidance", "--guidance", args.guidance, "no guidance (conditional diffusion "
+                                                                               "does)")):
         if given is not None:
             sample_option(model, option, flag, who)
             out[option] = given

@@ -15,7 +15,8 @@ from ..errors import GenzooError
 from ..models.latent.autoencoders import CORRUPTIONS
 from ..models.base import to_unit
 from ..training.precision import PRECISIONS, autocast
-from .common import (open_run, add_data_options, add_device_options, add_run_dir, add_sampler_options, apply_device_options,
+from .common import (open_run, add_data_options, add_device_options, add_run_dir, add_sampler_options,
+                     apply_device_options,
                      checked_split, latent_run, number, sampling_options, spec_of)
 
 
@@ -28,13 +29,15 @@ def add_parsers(sub, argv) -> None:
     e.add_argument("--limit", type=number(int, 0), default=0,
                    help="score a fixed, seeded random subset of N images (stratified by class); 0 = all")
     e.add_argument("--json", action="store_true", help="print one JSON object per run")
-    e.add_argument("--precision", choices=PRECISIONS, default="fp32", help="a bf16-trained model is scored exactly in fp32")
+    e.add_argument("--precision", choices=PRECISIONS, default="fp32", help="a bf16-trained model is scored exactly in "
+                                                                           "fp32")
     e.add_argument("--iwae-k", type=number(int, 1, 1_000_000), help="VAE: the importance-weighted bound with K samples")
     e.add_argument("--t-samples", type=number(int, 1, 100_000), metavar="K",
                    help="diffusion: average the bound over K stratified times per image, with its terms and the "
                         "Monte-Carlo standard error (default: one time per image, the training estimate)")
     e.add_argument("--corruption", choices=CORRUPTIONS, default="none",
-                   help="autoencoders: reconstruct test images corrupted this way (the error is against the clean ones)")
+                   help="autoencoders: reconstruct test images corrupted this way (the error is against the clean "
+                        "ones)")
     e.add_argument("--fid", type=number(int, 10, 5000), metavar="N",
                    help="also draw N samples and add sample quality: FID, KID, precision, recall and the nearest "
                         "training image, in a feature network trained on the dataset (and the same for N held-out "
@@ -91,8 +94,8 @@ def _likelihood_result(args, model, means: dict, count: int, where: str) -> tupl
     if model.monte_carlo_bound:
         k = args.t_samples or 1
         s.update(t_samples=k, terms={t: means[t] for t in ("prior", "reconstruction", "diffusion")})
-        text += (f", {k} time(s) per image: prior {means['prior']:.3f} + reconstruction {means['reconstruction']:.3f} + "
-                 f"diffusion {means['diffusion']:.3f}")
+        text += (f", {k} time(s) per image: prior {means['prior']:.3f} + reconstruction "
+                 f"{means['reconstruction']:.3f} + diffusion {means['diffusion']:.3f}")
         if k > 1:  # the estimate's Monte-Carlo standard error over the test set (the images themselves are fixed)
             s["standard_error"] = math.sqrt(means["nll_var"] / k / count)
             text += f", Monte-Carlo standard error {s['standard_error']:.3f}"
@@ -173,7 +176,8 @@ def _keep(run: runs.Run, result: dict) -> None:
         return  # a bare model folder, not a run
     try:
         weights = {"weights": "ema"} if getattr(run.model, "weights", "raw") == "ema" else {}
-        runs.append_eval(run.folder, {**result, **weights, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+        runs.append_eval(run.folder, {**result, **weights,
+                                      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds")})
     except GenzooError as e:
         print(f"genzoo: note: the result is not kept in the run folder ({e})", file=sys.stderr)
@@ -200,7 +204,8 @@ def measure(args, run: runs.Run, ds, device) -> tuple[dict, str]:
                    f"reference, {q['reference_n']} others the floor)" if q["reference_n"] < q["fid_n"]
                    else f"{q['reference_n']} test images")
         how = f" ({', '.join(f'{k} {v}' for k, v in q['sampler'].items())})" if "sampler" in q else ""
-        text += (f"; {q['fid_n']} samples{how} against {against}: FID {q['fid']:.3f} (held-out floor {q['floor']['fid']:.3f}), "
+        text += (f"; {q['fid_n']} samples{how} against {against}: FID {q['fid']:.3f} (held-out floor "
+                 f"{q['floor']['fid']:.3f}), "
                  f"KID {q['kid']:.4f}, precision {q['precision']:.3f}, recall {q['recall']:.3f}, nearest training "
                  f"image {q['nn_train_distance']:.3f} (floor {q['floor']['nn_train_distance']:.3f})")
     s.update(model=model.name, data=spec["name"], split=args.split, precision=args.precision, run=run.name)
@@ -224,7 +229,8 @@ def run_probe(args) -> int:
                           ("test images", test_ds.labels)):
         if len(labels.unique()) < 2:
             raise GenzooError(f"probe: the {split} of {spec['name']} hold one class only; a classifier needs two "
-                              f"or more" + (" (a larger --limit takes more)" if args.limit and "training" in split else ""))
+                              f"or more" + (" (a larger --limit takes more)" if args.limit and "training" in split
+                                            else ""))
 
     def codes(x):
         return torch.cat([model.encode(c.to(device)).flatten(1).cpu() for c in x.split(256)]).double().numpy()
@@ -240,7 +246,8 @@ def run_probe(args) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"linear probe (logistic regression) on {spec['name']}: {n} train, {len(test_ds)} test images; test accuracy:")
+    print(f"linear probe (logistic regression) on {spec['name']}: {n} train, {len(test_ds)} test images; test "
+          f"accuracy:")
     for name in ("codes", "raw_pixels", "pca", "random_projection"):
         r = result[name]
         print(f"  {name.replace('_', ' '):18s} width {r['width']:5d}: accuracy {r['accuracy']:.4f}")

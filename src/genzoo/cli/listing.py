@@ -12,9 +12,11 @@ from ..likelihood import bound_mark
 
 def add_parsers(sub, argv) -> None:
     p = sub.add_parser("list", help="models (with the kind of likelihood each states) and datasets")
-    p.add_argument("--json", action="store_true", help="print one JSON object: models with their options (defaults and meaning), datasets")
+    p.add_argument("--json", action="store_true", help="print one JSON object: models with their options (defaults and "
+                                                       "meaning), datasets")
     p.set_defaults(run=run_list)
-    r = sub.add_parser("runs", help="the run folders under DIR: model, data, steps, wall time, the test figure (as list and report show it)")
+    r = sub.add_parser("runs", help="the run folders under DIR: model, data, steps, wall time, the test figure (as "
+                                    "list and report show it)")
     r.add_argument("root", metavar="DIR", help="a folder holding run folders (at any depth), or one run folder")
     r.add_argument("--json", action="store_true", help="print one JSON object per run")
     r.set_defaults(run=run_runs)
@@ -27,7 +29,8 @@ def run_list(args) -> int:
                         "options": {k: list(v) if isinstance(v, tuple) else v
                                     for k, v in models.option_defaults(n).items()},
                         "option_help": models.option_help(n)} for n in models.names()],
-            "datasets": [{"name": n, "splits": list(splits), "summary": desc} for n, (splits, desc) in data.DATASETS.items()],
+            "datasets": [{"name": n, "splits": list(splits), "summary": desc}
+                         for n, (splits, desc) in data.DATASETS.items()],
             "pretrained": _pretrained(),
         }))
         return 0
@@ -55,7 +58,8 @@ def _pretrained() -> list[dict]:
         figure = "not evaluated" if best is None else (
             f"{bound_mark(kind)}{best['nll_nats']:.2f} nats = {best['bits_per_dim']:.4f} bits/dim "
             f"({kind}{', IWAE K = ' + str(best['iwae_k']) if 'iwae_k' in best else ''}, {best['count']} test images)")
-        out.append({"run": str(folder), "model": record.get("model"), "data": record["data"].get("name"), "figure": figure})
+        out.append({"run": str(folder), "model": record.get("model"), "data": record["data"].get("name"),
+                    "figure": figure})
     return out
 
 

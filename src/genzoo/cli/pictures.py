@@ -12,7 +12,8 @@ from .. import grids
 from ..evaluation import scoring
 from ..report import views
 from ..errors import GenzooError
-from .common import (open_run, add_data_options, add_device_options, add_output, add_run_dir, add_seed, apply_device_options,
+from .common import (open_run, add_data_options, add_device_options, add_output, add_run_dir, add_seed,
+                     apply_device_options,
                      add_sampler_options, checked_split, latent_run, number, sample_option, sampling_options)
 
 
@@ -23,9 +24,12 @@ def add_parsers(sub, argv) -> None:
     add_output(s)
     add_seed(s, "the samples (the same seed draws the same images)")
     s.add_argument("--temperature", type=number(float, 0, low_open=True), default=1.0,
-                   help="divide the logits (autoregressive) or scale the prior (VAE, flows) by it; below 1: safer samples")
-    s.add_argument("--label", type=number(int, 0), help="class for a conditional model (default: cycle through the classes)")
-    s.add_argument("--scale", type=number(int, 1, 32), help="pixel upscaling in the PNG (default: by image size, 8x for 8x8)")
+                   help="divide the logits (autoregressive) or scale the prior (VAE, flows) by it; below 1: safer "
+                        "samples")
+    s.add_argument("--label", type=number(int, 0), help="class for a conditional model (default: cycle through the "
+                                                        "classes)")
+    s.add_argument("--scale", type=number(int, 1, 32), help="pixel upscaling in the PNG (default: by image size, 8x "
+                                                            "for 8x8)")
     s.add_argument("--naive", action="store_true", help="autoregressive models: one full pass per sub-pixel, no cache")
     s.add_argument("--mean", action="store_true", help="VAE: the decoder's mean instead of a sample of p(x|z)")
     add_sampler_options(s)
@@ -45,7 +49,8 @@ def add_parsers(sub, argv) -> None:
     add_device_options(c)
     c.set_defaults(run=run_complete)
 
-    i = sub.add_parser("interpolate", help="decode the straight line between two test images' codes (models with encode)")
+    i = sub.add_parser("interpolate", help="decode the straight line between two test images' codes (models with "
+                                           "encode)")
     add_run_dir(i)
     add_output(i)
     i.add_argument("--pairs", type=number(int, 1, 32), default=None, help="rows: pairs of test images; default 4")

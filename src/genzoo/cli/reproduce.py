@@ -15,7 +15,8 @@ from .common import number, run_command
 
 
 def add_parsers(sub, argv) -> None:
-    r = sub.add_parser("reproduce", help="train a shipped model's recipe into a run folder, then evaluate it as shipped")
+    r = sub.add_parser("reproduce", help="train a shipped model's recipe into a run folder, then evaluate it as "
+                                         "shipped")
     r.add_argument("name", metavar="NAME", help=f"a shipped model: {', '.join(recipes.names())}")
     r.add_argument("--out", metavar="DIR", help="new run folder (default runs/NAME)")
     r.add_argument("--minutes", type=number(float, 0, low_open=True),
@@ -27,7 +28,8 @@ def add_parsers(sub, argv) -> None:
                    help="score each epoch and the final figure on a seeded subset of N test images (default: the "
                         "recipe's per-epoch subset, the full test set at the end)")
     r.add_argument("--no-compile", action="store_true", help="leave out torch.compile where the recipe uses it")
-    r.add_argument("--data-dir", help="where to look for the data files first (e.g. a copy travelling with the checkout)")
+    r.add_argument("--data-dir", help="where to look for the data files first (e.g. a copy travelling with the "
+                                      "checkout)")
     r.add_argument("--no-eval", action="store_true", help="train only; skip the final evaluation")
     r.add_argument("--print", action="store_true", help="print the genzoo train line and do nothing")
     r.set_defaults(run=run_reproduce)

@@ -57,12 +57,13 @@ def add_parsers(sub, argv) -> None:
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     t.add_argument("--data", help=f"a dataset, one of: {', '.join(data.names())}; or a folder of images (any name "
                                   f"with a /, or an existing folder): class subfolders are labels, train/ and test/ "
-                                  f"subfolders the splits (else a seeded 90/10 split); with --resume, the new place of a run's "
-                                  f"folder that moved")
+                                  f"subfolders the splits (else a seeded 90/10 split); with --resume, the new place of "
+                                  f"a run's folder that moved")
     t.add_argument("--image-size", type=number(int, 2, 1024),
-                   help="a folder of images: centre-crop and resize every image to S x S (default: all must share one size)")
-    t.add_argument("--grayscale", action="store_true", help="a folder of images: one channel (default: RGB unless every "
-                                                            "image is grey)")
+                   help="a folder of images: centre-crop and resize every image to S x S (default: all must share one "
+                        "size)")
+    t.add_argument("--grayscale", action="store_true",
+                   help="a folder of images: one channel (default: RGB unless every image is grey)")
     t.add_argument("--out", metavar="DIR", help="new (or empty) run folder")
     t.add_argument("--data-dir", help="where to look for data files first")
     t.add_argument("--levels", type=number(int, 2, 256), help="re-quantize the data to K levels")
@@ -78,7 +79,8 @@ def add_parsers(sub, argv) -> None:
         group.add_argument(flag, type=kind, default=None, help=f"{help_ + '; ' if help_ else ''}default {default}")
     group.add_argument("--compile", action="store_true", default=None, help="torch.compile the training step")
     t.add_argument("--tensorboard", action="store_true",
-                   help="also write scalars and a sample grid per epoch to DIR/tensorboard (needs the tensorboard package)")
+                   help="also write scalars and a sample grid per epoch to DIR/tensorboard (needs the tensorboard "
+                        "package)")
     add_device_options(t)
     named = _named_model(t, argv[1:]) if argv[:1] == ["train"] else None
     if named:
@@ -119,7 +121,8 @@ def add_model_options(parser, model_name: str) -> None:
         else:
             allowed = config.choices.get(name)
             group.add_argument(flag, dest=dest, default=None, type=choice(allowed) if allowed else str,
-                               metavar="{" + ",".join(allowed) + "}" if allowed else "TEXT", help=f"{what}default {default}")
+                               metavar="{" + ",".join(allowed) + "}" if allowed else "TEXT", help=f"{what}default "
+                                                                                                  f"{default}")
 
 
 @dataclasses.dataclass
@@ -218,7 +221,8 @@ def _launch_plan(args) -> Plan:
 
 def _model(args, plan: Plan, train_ds: data.Dataset, levels: int):
     """The untrained model: the resumed run's config, or the named model with the data's shape and levels."""
-    torch.manual_seed(plan.train.seed)  # the initial weights are a function of --seed (a resume from step 0 rebuilds them)
+    # the initial weights are a function of --seed (a resume from step 0 rebuilds them)
+    torch.manual_seed(plan.train.seed)
     if plan.model_record is not None:
         model = models.build_from_record(plan.model_record, runs.config_path(plan.out))
         data.check_fits(model, train_ds, levels)

@@ -23,11 +23,14 @@ CARD_FILE = "README.md"
 
 
 def add_parsers(sub, argv) -> None:
-    v = sub.add_parser("verify", help="re-evaluate the shipped models on their full test sets; exit 1 if a figure moved")
-    v.add_argument("names", nargs="*", metavar="NAME", help=f"shipped models (default: all): {', '.join(recipes.names())}")
+    v = sub.add_parser("verify", help="re-evaluate the shipped models on their full test sets; exit 1 if a figure "
+                                      "moved")
+    v.add_argument("names", nargs="*", metavar="NAME",
+                   help=f"shipped models (default: all): {', '.join(recipes.names())}")
     v.add_argument("--limit", type=number(int, 1),
                    help="score a seeded subset of N test images only (a smoke test: not compared with the figure)")
-    v.add_argument("--write-card", action="store_true", help="write each verified model's card (README.md) in its folder")
+    v.add_argument("--write-card", action="store_true", help="write each verified model's card (README.md) in its "
+                                                             "folder")
     v.add_argument("--json", action="store_true", help="one JSON object per model")
     add_device_options(v)
     v.set_defaults(run=run_verify)
@@ -68,7 +71,8 @@ def run_verify(args) -> int:
                               "seconds": round(got["seconds"], 1)}), flush=True)
         else:
             print(f"{recipe.name}: {got['nll_nats']:.3f} nats/image on {got['count']} test images "
-                  f"(shipped {recipe.figure:.3f} +- {recipe.tolerance}, {off:+.4f}): {verdict} [{got['seconds']:.0f} s]",
+                  f"(shipped {recipe.figure:.3f} +- {recipe.tolerance}, {off:+.4f}): {verdict} "
+                  f"[{got['seconds']:.0f} s]",
                   flush=True)
         if args.write_card and verdict == "ok":
             ckpt.atomic_write_bytes(folder / CARD_FILE, model_card(recipe, folder).encode())

@@ -7,12 +7,13 @@ folder of the user's own pictures into a memory-mapped cache.
 """
 
 from . import codes, datasets, fetch, formats, imagefolder
-from .datasets import (BINARIZE_MODES, DATASETS, Dataset, binarize, check_fits, dynamic_binarize, fingerprint, fitted_split, load, names,
+from .datasets import (BINARIZE_MODES, DATASETS, Dataset, binarize, check_fits, dynamic_binarize, fingerprint,
+                       fitted_split, load, names,
                        requantize, seen_training_split)
 from .codes import prepare
 from .fetch import cache_dir, download
 from .formats import read_amat, read_cifar, read_idx
 
-__all__ = ["BINARIZE_MODES", "DATASETS", "Dataset", "binarize", "cache_dir", "check_fits", "codes", "datasets", "download",
-           "dynamic_binarize", "fetch", "fingerprint", "fitted_split", "formats", "imagefolder", "load", "names", "prepare", "read_amat", "read_cifar",
-           "read_idx", "requantize", "seen_training_split"]
+__all__ = ["BINARIZE_MODES", "DATASETS", "Dataset", "binarize", "cache_dir", "check_fits", "codes", "datasets",
+           "download", "dynamic_binarize", "fetch", "fingerprint", "fitted_split", "formats", "imagefolder", "load",
+           "names", "prepare", "read_amat", "read_cifar", "read_idx", "requantize", "seen_training_split"]

@@ -38,12 +38,14 @@ def code_split(spec: dict, split: str, batch: int = 256):
     if not isinstance(vq, VQVAE):
         raise DataError(f"--data {spec['name']}: {source(spec)} holds a {vq.name}, not a vq-vae; codes come from a "
                         f"VQ-VAE's run folder")
-    images = datasets.seen_training_split(spec["codes_of"]) if split == "train" else datasets.prepare(spec["codes_of"], split)[0]
+    images = (datasets.seen_training_split(spec["codes_of"]) if split == "train"
+              else datasets.prepare(spec["codes_of"], split)[0])
     datasets.check_fits(vq, images, images.levels, str(source(spec)))
     codes = torch.cat([vq.codes(x) for x in images.images.split(batch)]) if len(images) else \
         torch.zeros(0, *vq.code_shape, dtype=torch.long)
     K = vq.config.codebook_size
-    return datasets.Dataset(spec["name"], split, codes[:, None].to(torch.uint8), images.labels, K, images.num_classes), K, None
+    return datasets.Dataset(spec["name"], split, codes[:, None].to(torch.uint8), images.labels, K,
+                            images.num_classes), K, None
 
 
 def prepare(spec: dict, split: str):

@@ -38,7 +38,8 @@ class Dataset:
 
     def __post_init__(self):
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise DataError(f"{self.name}: images must be uint8 [N, C, H, W], got {self.images.dtype} {tuple(self.images.shape)}")
+            raise DataError(f"{self.name}: images must be uint8 [N, C, H, W], got {self.images.dtype} "
+                            f"{tuple(self.images.shape)}")
         if len(self.labels) != len(self.images):
             raise DataError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels")
         if len(self.images) and int(self.images.max()) >= self.levels:
@@ -130,7 +131,8 @@ def _load_idx_pair(name: str, split: str, data_dir) -> Dataset:
     images, labels = arrays
     if len(images) != len(labels):
         raise DataError(f"{name} {split}: {len(images)} images but {len(labels)} labels")
-    return Dataset(name, split, torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)), 256, 10)
+    return Dataset(name, split, torch.from_numpy(images.copy()).unsqueeze(1),
+                   torch.from_numpy(labels.astype(np.int64)), 256, 10)
 
 
 def _load_binarized(split: str, data_dir) -> Dataset:
@@ -217,7 +219,8 @@ def _load_digits(split: str) -> Dataset:
 DATASETS = {
     # name: (splits, one-line description)
     "digits": (("train", "test"), "scikit-learn's bundled 8x8 digits, 17 levels, 1500/297 (embedded, no files)"),
-    "binarized-mnist": (("train", "valid", "test"), "static binarized MNIST (Larochelle & Murray 2011), 2 levels, 50k/10k/10k"),
+    "binarized-mnist": (("train", "valid", "test"), "static binarized MNIST (Larochelle & Murray 2011), 2 levels, "
+                                                    "50k/10k/10k"),
     "mnist": (("train", "test"), "MNIST 28x28, 256 levels, 60k/10k"),
     "fashion-mnist": (("train", "test"), "Fashion-MNIST 28x28, 256 levels, 60k/10k"),
     "colour-mnist": (("train", "valid", "test"), "static binarized MNIST in colour: 3x28x28, 4 levels a channel, a "
@@ -242,7 +245,8 @@ def load(name: str, split: str = "train", data_dir=None, image_size: int | None 
                             f"is its own place")
         if split not in FOLDER_SPLITS:
             raise DataError(f"a folder of images has the splits {', '.join(FOLDER_SPLITS)}, not {split!r}")
-        images, labels, classes = imagefolder.load(name, split, image_size, grayscale, fetch_mod.cache_dir() / "folders")
+        images, labels, classes = imagefolder.load(name, split, image_size, grayscale,
+                                                   fetch_mod.cache_dir() / "folders")
         return Dataset(str(name), split, images, labels, 256, classes)
     if image_size or grayscale:
         raise DataError(f"--image-size and --grayscale apply to a folder of images, not to the dataset {name!r}")
@@ -281,7 +285,8 @@ def prepare(spec: dict, split: str):
     """Apply a run's data recipe to one split.
 
     spec: {"name" (a dataset or a folder of images), "data_dir", "levels" (None: the dataset's
-    own), "binarize" (none | threshold | dynamic), and for a folder "image_size", "grayscale"}. Returns (dataset with the images the model sees, levels, batch_transform or None).
+    own), "binarize" (none | threshold | dynamic), and for a folder "image_size", "grayscale"}. Returns (dataset
+    with the images the model sees, levels, batch_transform or None).
     Dynamic binarization redraws training batches (batch_transform); the test split is
     binarized once with a fixed seed, so every evaluation scores the same images.
     """

@@ -43,7 +43,8 @@ def read_idx(path: Path, expect_dims: int) -> np.ndarray:
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     count = int(np.prod(shape))
     if len(data) - header != count:
-        raise DataError(f"{path}: IDX header promises {count} bytes of data, file holds {len(data) - header} (truncated or corrupt)")
+        raise DataError(f"{path}: IDX header promises {count} bytes of data, file holds {len(data) - header} "
+                        f"(truncated or corrupt)")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 

@@ -116,7 +116,8 @@ def _open(path: Path, decode: bool = True) -> Image.Image:
             img.load()
     except _PILLOW_ERRORS as e:
         why = str(e).splitlines()[0][:120] if str(e).strip() else ""
-        raise DataError(f"{path}: not an image Pillow can read ({type(e).__name__}{': ' + why if why else ''})") from None
+        detail = f"{type(e).__name__}{': ' + why if why else ''}"
+        raise DataError(f"{path}: not an image Pillow can read ({detail})") from None
     return img
 
 

@@ -16,7 +16,8 @@ def data_changed(record: dict, split: str, now: dict) -> str | None:
     was = record.get("data_fingerprint", {}).get(split)
     if not was or was == now:
         return None
-    count = f"{was['count']} -> {now['count']} images" if was["count"] != now["count"] else f"{now['count']} images, changed"
+    count = (f"{was['count']} -> {now['count']} images" if was["count"] != now["count"]
+             else f"{now['count']} images, changed")
     return f"the {split} data changed since this run was launched ({count})"
 
 

@@ -31,7 +31,8 @@ def compare_to_baselines(train_codes, train_y, test_codes, test_y, train_pixels,
     log(f"probe: fitting on the codes ({width} wide), 1 of 4")
     out = {"codes": {"width": width, "accuracy": linear_probe(train_codes, train_y, test_codes, test_y)}}
     log(f"probe: fitting on the raw pixels ({train_pixels.shape[1]} wide), 2 of 4")
-    out["raw_pixels"] = {"width": train_pixels.shape[1], "accuracy": linear_probe(train_pixels, train_y, test_pixels, test_y)}
+    out["raw_pixels"] = {"width": train_pixels.shape[1], "accuracy": linear_probe(train_pixels, train_y, test_pixels,
+                                                                                  test_y)}
     reduced = min(width, train_pixels.shape[1], len(train_pixels))
     for i, (name, reducer) in enumerate((("pca", PCA(reduced, random_state=seed)),
                                          ("random_projection", GaussianRandomProjection(width, random_state=seed)))):

@@ -99,7 +99,8 @@ def _train(net: FeatureNet, train, test, log) -> dict:
         out = net.head(net.raw(x))
         if labelled:
             return {"kind": "classifier", "test_accuracy": (out.argmax(1) == test.labels[: 2000]).float().mean().item()}
-        return {"kind": "autoencoder", "test_mse": F.mse_loss(torch.sigmoid(out), to_unit(x, net.levels).flatten(1)).item()}
+        mse = F.mse_loss(torch.sigmoid(out), to_unit(x, net.levels).flatten(1)).item()
+        return {"kind": "autoencoder", "test_mse": mse}
 
 
 def feature_network(spec: dict, train, test, levels: int, cache_root: Path, log=lambda m: None):
@@ -144,7 +145,8 @@ def frechet_and_kernel(net: FeatureNet, real: torch.Tensor, fake: torch.Tensor) 
         fid = FrechetInceptionDistance(feature=net)
         # subsets of half of each set (at most 1000): subsets of the whole set would all be the same one,
         # and KID's std over them would say nothing
-        kid = KernelInceptionDistance(feature=net, subsets=50, subset_size=max(2, min(1000, len(real) // 2, len(fake) // 2)))
+        kid = KernelInceptionDistance(feature=net, subsets=50, subset_size=max(2, min(1000, len(real) // 2,
+                                                                                      len(fake) // 2)))
         for metric in (fid, kid):
             for c in real.split(512):
                 metric.update(c, real=True)

@@ -1,5 +1,6 @@
 """genzoo's models: the registry (``names``, ``get``, ``build``), the model folder
-(``save_model``, ``load_model`` = ``genzoo.load``), and one package per family (autoregressive/, flows/, latent/, diffusion/)."""
+(``save_model``, ``load_model`` = ``genzoo.load``), and one package per family (autoregressive/, flows/, latent/,
+                                                                                diffusion/)."""
 
 from .base import GenerativeModel
 from .folder import build_from_record, link_codes, load_model, model_config_record, save_model
@@ -9,4 +10,5 @@ from .registry import build, config_fields, get, names, option_defaults, option_
 from . import autoregressive, latent, flows, diffusion  # noqa: E402,F401,I001
 
 __all__ = ["GenerativeModel", "build", "build_from_record", "config_fields", "get", "link_codes", "load_model",
-           "model_config_record", "names", "option_defaults", "option_help", "register", "register_preset", "save_model", "summary"]
+           "model_config_record", "names", "option_defaults", "option_help", "register", "register_preset",
+           "save_model", "summary"]

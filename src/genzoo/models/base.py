@@ -37,7 +37,8 @@ class ImageConfig:
         if shape is None or len(shape) != 3 or min(shape) < 1:
             raise GenzooError(f"image_shape must be (C, H, W) with positive sizes, got {self.image_shape!r}")
         self.image_shape = shape
-        require(isinstance(self.levels, int) and 2 <= self.levels <= 256, f"levels must be an integer in [2, 256], got {self.levels!r}")
+        require(isinstance(self.levels, int) and 2 <= self.levels <= 256, f"levels must be an integer in [2, 256], got "
+                                                                          f"{self.levels!r}")
 
 
 def require(ok: bool, message: str) -> None:
@@ -55,13 +56,15 @@ def require_positive_ints(cfg, *fields: str) -> None:
 def require_num_classes(cfg) -> None:
     """num_classes: 0 (unconditional) or the number of classes of a class-conditional model."""
     v = cfg.num_classes
-    require(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"num_classes must be an integer >= 0, got {v!r}")
+    require(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"num_classes must be an integer >= 0, got "
+                                                                       f"{v!r}")
 
 
 def require_odd_kernels(cfg, *fields: str, minimum: int = 1) -> None:
     for f in fields:
         v = getattr(cfg, f)
-        require(isinstance(v, int) and v >= minimum and v % 2 == 1, f"{f} must be an odd integer >= {minimum}, got {v!r}")
+        require(isinstance(v, int) and v >= minimum and v % 2 == 1, f"{f} must be an odd integer >= {minimum}, got "
+                                                                    f"{v!r}")
 
 
 # ----------------------------------------------------------------------------- levels <-> numbers
@@ -157,11 +160,13 @@ class GenerativeModel(nn.Module):
             raise GenzooError(f"{self.name}: images must be an integer tensor (uint8 levels), got {x.dtype}; "
                               "scaling and dequantization happen inside the model")
         if x.dim() != 4 or tuple(x.shape[1:]) != tuple(self.image_shape):
-            raise GenzooError(f"{self.name}: images must have shape [B, {', '.join(map(str, self.image_shape))}], got {list(x.shape)}")
+            raise GenzooError(f"{self.name}: images must have shape [B, {', '.join(map(str, self.image_shape))}], got "
+                              f"{list(x.shape)}")
         # The range check reads tensor values, which would break a torch.compile graph; under
         # compilation (the trainer's --compile) the batch comes from a Dataset, which checked it.
         if x.numel() and not torch.compiler.is_compiling() and (int(x.min()) < 0 or int(x.max()) >= self.levels):
-            raise GenzooError(f"{self.name}: pixel values must lie in [0, {self.levels}), got [{int(x.min())}, {int(x.max())}]")
+            raise GenzooError(f"{self.name}: pixel values must lie in [0, {self.levels}), got [{int(x.min())}, "
+                              f"{int(x.max())}]")
 
     def check_labels(self, y, batch: int):
         """Labels for a conditional model ([B] ints in [0, num_classes)); ignored otherwise."""
@@ -170,7 +175,8 @@ class GenerativeModel(nn.Module):
         if y is None:
             raise GenzooError(f"{self.name}: this model is class-conditional ({self.num_classes} classes); pass labels")
         y = torch.as_tensor(y)
-        if y.shape != (batch,) or y.is_floating_point() or (y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes)):
+        out_of_range = y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes)
+        if y.shape != (batch,) or y.is_floating_point() or out_of_range:
             raise GenzooError(f"{self.name}: labels must be {batch} integers in [0, {self.num_classes})")
         return y.long()
 
@@ -217,7 +223,13 @@ class GenerativeModel(nn.Module):
 def adam_with_decay(module: nn.Module, lr: float, weight_decay: float) -> torch.optim.Adam:
     """Adam whose weight decay (its L2 term) applies to matrices and kernels only (parameters of >= 2
     dimensions), never to biases, gains or normalisations: nanoGPT's ``configure_optimizers``. A group that
-    would be empty is left out, so a model without biases has one group."""
+    would be empty is left out, so a model without biases has one group.
+
+    Example: a linear layer's matrix decays, its bias does not.
+        >>> opt = adam_with_decay(nn.Linear(3, 2), lr=1e-3, weight_decay=0.1)
+        >>> [(g["weight_decay"], [tuple(p.shape) for p in g["params"]]) for g in opt.param_groups]
+        [(0.1, [(2, 3)]), (0.0, [(2,)])]
+    """
     params = [p for p in module.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]

@@ -104,7 +104,13 @@ def option_help(name: str) -> dict:
 
 
 def build(name: str, **config):
-    """Construct a model from its registry name and its config's keyword arguments."""
+    """Construct a model from its registry name and its config's keyword arguments.
+
+    Example:
+        >>> model = build("nade", image_shape=(1, 2, 2), levels=2, hidden_units=3)
+        >>> model.likelihood_kind, model.config.hidden_units
+        ('exact', 3)
+    """
     entry = _entry(name)
     valid = {f.name for f in dataclasses.fields(entry.cls.Config)}
     unknown = sorted(set(config) - valid)

@@ -101,7 +101,8 @@ def run_pictures(run: Run, test: data.Dataset, n: int, seed: int, device, train=
         out.append(("reconstructions: " + ", ".join(names), grid_uri(pic, levels, len(names))))
         if len(test) >= 4:
             pic, ncol = views.interpolations(model, test.images[shown[:4]].to(device), 8)
-            out.append(("interpolations: the straight line between two test images' codes", grid_uri(pic, levels, ncol)))
+            out.append(("interpolations: the straight line between two test images' codes", grid_uri(pic, levels,
+                                                                                                     ncol)))
     return out
 
 
@@ -165,7 +166,8 @@ def leaderboard(all_runs: list[Run], anchors: dict) -> str:
     order = {"exact": 0, "bound": 1, "none": 2}
     for name, rs in groups.items():
         shown = {id(r): _shown_figures(r) for r in rs}
-        rs = sorted(rs, key=lambda r: (order[r.kind], shown[id(r)].get("test_nll", shown[id(r)].get("test_mse", math.inf))))
+        rs = sorted(rs, key=lambda r: (order[r.kind], shown[id(r)].get("test_nll", shown[id(r)].get("test_mse",
+                                                                                                    math.inf))))
         rows, rank = [], 0
         for r in rs:
             m = shown[id(r)]
@@ -178,10 +180,13 @@ def leaderboard(all_runs: list[Run], anchors: dict) -> str:
             wall = m.get("elapsed_s")
             speed = np.mean([x["images_per_s"] for x in r.metrics]) if r.metrics else None
             rows.append(
-                f"<tr class=leader><td>{shown_rank}</td><td class=l><a href='#{anchors[id(r)]}'>{html.escape(r.name)}</a></td>"
+                f"<tr class=leader><td>{shown_rank}</td><td class=l><a "
+                f"href='#{anchors[id(r)]}'>{html.escape(r.name)}</a></td>"
                 f"<td class=l>{html.escape(r.model.name)}</td><td>{r.parameters:,}</td><td class=l>{r.kind}</td>"
                 f"<td>{nll}</td><td>{bpd}</td><td>{m.get('test_count', '&mdash;')}</td>"
-                f"<td>{_fmt(wall, '.1f' if wall is not None and wall < 100 else '.0f')}{' s' if wall is not None else ''}</td><td>{_fmt(speed, '.0f')}</td>"
+                f"<td>{_fmt(wall, '.1f' if wall is not None and wall < 100 else '.0f')}"
+                f"{' s' if wall is not None else ''}"
+                f"</td><td>{_fmt(speed, '.0f')}</td>"
                 f"<td class=l>{extra}</td></tr>")
         views_ = [(fig, what) for fig, what in ((comparisons.trade_off_figure(rs, _shown_figures),
                                                  "test bits/dim against FID (genzoo eval --fid N): the likelihood / "
@@ -219,7 +224,8 @@ def run_section(r: Run, anchor: str, test: data.Dataset, pictures: dict, ood: di
              f"<p class=note>config: <code>{html.escape(json.dumps(dataclasses.asdict(r.model.config)))}</code></p>"]
     curves = curves_uri(r)
     if curves:
-        parts.append(f"<figure><img alt='curves' src='{curves}'><figcaption>training and test curves</figcaption></figure>")
+        parts.append(f"<figure><img alt='curves' src='{curves}'><figcaption>training and test "
+                     f"curves</figcaption></figure>")
     for caption, uri in run_pictures(r, test, **pictures):
         parts.append(f"<figure><img alt='{html.escape(caption)}' src='{uri}'>"
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
@@ -269,7 +275,8 @@ def build(folders, samples: int = 16, seed: int = 0, ood: str | None = None, ood
     for r, test, other in zip(loaded, tests, others):
         log(f"report: {r.name}")
         train = data.seen_training_split(r.spec).images if r.model.can_sample else None
-        sections.append(run_section(r, anchors[id(r)], test, {"n": samples, "seed": seed, "device": device, "train": train},
+        sections.append(run_section(r, anchors[id(r)], test, {"n": samples, "seed": seed, "device": device,
+                                                              "train": train},
                                     None if ood is None else {"other": other, "ood_name": ood, "limit": ood_limit,
                                                               "device": device}))
     title = "genzoo report: " + ", ".join(r.name for r in loaded)
@@ -282,5 +289,7 @@ def build(folders, samples: int = 16, seed: int = 0, ood: str | None = None, ood
 def _broken_table(broken: list) -> str:
     if not broken:
         return ""
-    rows = "".join(f"<tr><td class=l>{html.escape(f)}</td><td class=l>{html.escape(why)}</td></tr>" for f, why in broken)
-    return f"<h3>Runs not shown</h3><table class=broken><tr><th class=l>run</th><th class=l>what is wrong</th></tr>{rows}</table>"
+    rows = "".join(f"<tr><td class=l>{html.escape(f)}</td><td class=l>{html.escape(why)}</td></tr>" for f,
+                   why in broken)
+    return (f"<h3>Runs not shown</h3><table class=broken><tr><th class=l>run</th><th class=l>what is wrong</th></tr>"
+            f"{rows}</table>")

@@ -29,7 +29,8 @@ def completions(model, originals, rows: int, samples: int, labels=None, generato
     y = labels.repeat_interleave(samples, 0).to(device) if labels is not None else None
     done = model.sample(len(prefix), generator=generator, prefix=prefix, known=known, y=y, **sample_options).cpu()
     masked = originals.cpu() * known
-    out = torch.cat([originals.cpu()[:, None], masked[:, None], done.view(n, samples, C, H, W)], 1)  # (n, samples+2, C, H, W)
+    out = torch.cat([originals.cpu()[:, None], masked[:, None], done.view(n, samples, C, H, W)],
+                    1)  # (n, samples+2, C, H, W)
     return out.flatten(0, 1), samples + 2
 
 

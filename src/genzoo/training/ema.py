@@ -20,7 +20,17 @@ import torch
 
 
 class WeightAverage:
-    """The moving average of ``model``'s state: a dict name -> tensor of the state_dict's own names and shapes."""
+    """The moving average of ``model``'s state: a dict name -> tensor of the state_dict's own names and shapes.
+
+    Example: the first update's decay is min(0.999, 1/10), so the average moves 90% of the way.
+        >>> model = torch.nn.Linear(1, 1, bias=False)
+        >>> _ = model.weight.data.fill_(0.0)
+        >>> average = WeightAverage(model, 0.999)
+        >>> _ = model.weight.data.fill_(1.0)
+        >>> average.update(model)
+        >>> round(average.state["weight"].item(), 6)
+        0.9
+    """
 
     def __init__(self, model: torch.nn.Module, decay: float):
         if not 0 < decay < 1:

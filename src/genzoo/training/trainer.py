@@ -105,11 +105,13 @@ class Trainer:
         self.rank = dist.get_rank() if self.distributed else 0
         self.world = dist.get_world_size() if self.distributed else 1
         if config.batch_size % self.world:
-            raise GenzooError(f"batch_size {config.batch_size} must be divisible by the {self.world} distributed processes")
+            raise GenzooError(f"batch_size {config.batch_size} must be divisible by the {self.world} distributed "
+                              f"processes")
         self.local_batch = config.batch_size // self.world
         self.steps_per_epoch = (len(self.train_images) // self.world) // self.local_batch
         if self.steps_per_epoch < 1:
-            raise GenzooError(f"batch_size {config.batch_size} is larger than the {len(self.train_images)} training images")
+            raise GenzooError(f"batch_size {config.batch_size} is larger than the {len(self.train_images)} training "
+                              f"images")
         self.total_steps = config.epochs * self.steps_per_epoch
         self.log = log if self.rank == 0 else (lambda *a, **k: None)
         self.model.to(self.device)
@@ -121,7 +123,8 @@ class Trainer:
         self.ema = WeightAverage(model, config.ema) if config.ema else None
         step_fn = _LossOf(model)
         if self.distributed:
-            step_fn = nn.parallel.DistributedDataParallel(step_fn, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            step_fn = nn.parallel.DistributedDataParallel(step_fn, device_ids=ids)
         self.step_fn = torch.compile(step_fn) if config.compile else step_fn
         self.dims = int(np.prod(self.train_images.shape[1:]))
 
@@ -171,7 +174,8 @@ class Trainer:
         except (KeyError, ValueError, TypeError, RuntimeError) as e:
             raise GenzooError(f"{trainer}: trainer state does not fit this model ({e})") from None
         if state["step"] != record["step"]:
-            raise GenzooError(f"{trainer}: step {state['step']} disagrees with {runs.CHECKPOINT_RECORD} ({record['step']})")
+            raise GenzooError(f"{trainer}: step {state['step']} disagrees with {runs.CHECKPOINT_RECORD} "
+                              f"({record['step']})")
         if self.rank == 0:
             runs.truncate_metrics(self.out, state["step"])
             runs.sweep(self.out)
@@ -193,7 +197,8 @@ class Trainer:
         idx = torch.arange(self.rank, len(self.test_images), self.world, device=self.device)
         figures = scoring.per_image(self.model, self.test_images[idx], self.test_labels[idx], self.cfg.eval_batch_size)
         names = sorted(k for k in figures if k != "loss")
-        sums = torch.stack([torch.tensor(float(len(idx)), dtype=torch.float64, device=self.device), figures["loss"].sum()]
+        sums = torch.stack([torch.tensor(float(len(idx)), dtype=torch.float64, device=self.device),
+                            figures["loss"].sum()]
                            + [figures[k].sum() for k in names])  # n, loss * n, per-image sums
         if self.distributed:
             dist.all_reduce(sums)

@@ -38,7 +38,8 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from ...likelihood import (at_least_fp32, bits_per_dim, categorical_nll, full_precision, logistic_mixture_level_log_probs,
+from ...likelihood import (at_least_fp32, bits_per_dim, categorical_nll, full_precision,
+                           logistic_mixture_level_log_probs,
                           logistic_mixture_log_prob)
 from ..base import GenerativeModel, ImageConfig, from_signed, require, require_positive_ints, to_signed
 from .layers import pointwise
@@ -281,12 +282,23 @@ def expand_bernoulli(model, out: torch.Tensor) -> torch.Tensor:
 
 def raster(x: torch.Tensor) -> torch.Tensor:
     """[B, C, H, W, ..] -> [B, D, ..]: the sub-pixels in raster order, channels innermost (d = (i W + j) C + c).
-    Cutting rows off the image cuts the end of the sequence (so a model of the sequence crops rows)."""
+    Cutting rows off the image cuts the end of the sequence (so a model of the sequence crops rows).
+
+    Example: an RGB image of 1 x 2 pixels; R, G, B of pixel (0, 0), then of pixel (0, 1).
+        >>> raster(torch.arange(6).view(1, 3, 1, 2)).tolist()
+        [[0, 2, 4, 1, 3, 5]]
+    """
     return x.permute(0, 2, 3, 1, *range(4, x.dim())).flatten(1, 3)  # (B, H, W, C, ..) -> (B, D, ..)
 
 
 def unraster(v: torch.Tensor, image_shape) -> torch.Tensor:
-    """[B, k, D'] logits over the first D' = C H' W sub-pixels -> [B, k, C, H', W]."""
+    """[B, k, D'] logits over the first D' = C H' W sub-pixels -> [B, k, C, H', W]: ``raster``'s inverse.
+
+    Example:
+        >>> x = torch.arange(12).view(1, 3, 2, 2)
+        >>> torch.equal(unraster(raster(x)[:, None], (3, 2, 2))[:, 0], x)
+        True
+    """
     C, _, W = image_shape
     B, k, D = v.shape
     return v.view(B, k, D // (C * W), W, C).permute(0, 1, 4, 2, 3)  # (B, k, C, H', W)
@@ -295,7 +307,8 @@ def unraster(v: torch.Tensor, image_shape) -> torch.Tensor:
 class SequenceSampler:
     """Cached sampling for a model of the raster sequence: ``absorb(d, v)`` folds the final value v [n]
     (the network's input) of sub-pixel d into the state, ``output(d)`` gives the log-probabilities [n, k]
-    over the levels of sub-pixel d from it (``pixel_input(d)``: the network's input at d's pixel, for a mixture). ``logits(x, c, i, j)`` (what ``sample`` calls) first absorbs every sub-pixel before
+    over the levels of sub-pixel d from it (``pixel_input(d)``: the network's input at d's pixel, for a mixture).
+    ``logits(x, c, i, j)`` (what ``sample`` calls) first absorbs every sub-pixel before
     (c, i, j) not yet absorbed, read from x: drawn ones, and known ones that completion skips."""
 
     def __init__(self, model: AutoregressiveModel):

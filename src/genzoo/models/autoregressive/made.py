@@ -156,7 +156,8 @@ class MADE(AutoregressiveModel):
             return super().logits(x, y)
         M = self.config.num_masks
         direct = None if self.direct is None else self.direct_term(raster(x))  # once for the M masks
-        lp = torch.stack([raster(self.log_probs_of_mask(x, m, direct).movedim(1, -1)) for m in range(M)])  # (M, B, D', k)
+        lp = torch.stack([raster(self.log_probs_of_mask(x, m, direct).movedim(1,
+                                                                              -1)) for m in range(M)])  # (M, B, D', k)
         levels = raster(self.levels_of(x))  # (B, D'): the drawn levels
         seen = lp.gather(-1, levels.expand(M, -1, -1)[..., None])[..., 0]  # (M, B, D'): log p_m(x_d | x_<d)
         # log p_m(x_<d) sums up to D terms (thousands of nats on colour images): in float64, as the cached
@@ -207,7 +208,8 @@ class _MADESampler(SequenceSampler):
             h = F.relu(a)
             for layer, w in zip(m.hidden[1:], above):
                 h = F.relu(F.linear(h, w, layer.bias))
-            o = expand_bernoulli(m, F.linear(h, outw[d * k:(d + 1) * k], m.out.bias[d * k:(d + 1) * k]) + direct)  # (n, P)
+            o = expand_bernoulli(m, F.linear(h, outw[d * k:(d + 1) * k],
+                                             m.out.bias[d * k:(d + 1) * k]) + direct)  # (n, P)
             lp = m.pixel_log_probs(o, pixel, d % self.C)  # (n, k): normalised below for the ensemble's weights
             out.append(F.log_softmax(lp, dim=-1) if self.ensemble else lp)
         self.cached = (d, torch.stack(out))  # (masks, n, k)

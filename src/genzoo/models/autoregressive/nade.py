@@ -10,7 +10,8 @@ The image is the raster sequence of its D sub-pixels (``autoregressive.raster``)
     (or ``--output mixture``: V_d h_d + b_d are the P numbers of a discretized logistic mixture)
 
 with the input weights W shared across the D conditionals: a_{d+1} = a_d + W_d x_d, so the whole
-likelihood costs O(D H) (an exclusive cumulative sum here, by blocks of one image row) and so does sampling, where the running
+likelihood costs O(D H) (an exclusive cumulative sum here,
+                         by blocks of one image row) and so does sampling, where the running
 pre-activation a is the natural cache. x_d is the level scaled to [0, 1] (0 and 1 for binary
 images, as in the paper). On static binarized MNIST the literature quotes about 88.3-88.9 nats
 for a fixed-order NADE of 500 hidden units (Larochelle & Murray 2011; Uria et al. 2016); the recipe
@@ -27,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ar_base import AutoregressiveConfig, AutoregressiveModel, SequenceSampler, bernoulli, expand_bernoulli, raster, unraster
+from .ar_base import (AutoregressiveConfig, AutoregressiveModel, SequenceSampler, bernoulli, expand_bernoulli, raster,
+                      unraster)
 from ...likelihood import num_dims
 from ..base import from_unit, require_positive_ints, to_unit
 from ..registry import register
@@ -82,7 +84,8 @@ class NADE(AutoregressiveModel):
         within = torch.einsum("bks,ts,ksh->ktbh", rows, strictly, Wr)  # (K, L, B, H): the row's earlier ones
         a = (within + before[:, None]).reshape(D, B, -1)  # (D', B, H)
         out = torch.baddbmm(self.b[:D, None, :], torch.sigmoid(a), self.V[:D].transpose(1, 2))  # (D', B, P')
-        return unraster(expand_bernoulli(self, out).permute(1, 2, 0), self.image_shape)  # (B, P, D') -> [B, P, C, H', W]
+        return unraster(expand_bernoulli(self, out).permute(1, 2, 0),
+                        self.image_shape)  # (B, P, D') -> [B, P, C, H', W]
 
     def cached_sampler(self, n, y=None):
         return _NADESampler(self, n)

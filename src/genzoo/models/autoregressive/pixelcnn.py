@@ -205,7 +205,8 @@ class _GatedPixelCNNSampler(IncrementalSampler):
         self.v_in = [None] + [ref.new_zeros(n, F_, self.H, self.W) for _ in self.layers[1:]]  # vertical inputs
         self.h_in = [None] + [sampling_store(ref, n, F_, self.H, self.W) for _ in self.layers]  # horizontal inputs
         self.link = [ref.new_zeros(n, 2 * F_, self.H, self.W) for _ in self.layers]  # link(v_pre), by row
-        self.horizontal = [WindowConv(effective_weight(L.horizontal), L.horizontal.bias, 0, L.horizontal.weight.shape[-1] // 2)
+        self.horizontal = [WindowConv(effective_weight(L.horizontal), L.horizontal.bias, 0,
+                                      L.horizontal.weight.shape[-1] // 2)
                            for L in self.layers]
         self.out = [pointwise(L.out) for L in self.layers]
         cond = F.one_hot(y, model.num_classes).to(ref.dtype) if model.num_classes else None

@@ -1,7 +1,8 @@
 """PixelCNN++: Salimans, Karpathy, Chen & Kingma, "PixelCNN++: Improving the PixelCNN with Discretized Logistic
 Mixture Likelihood and Other Modifications", ICLR 2017 (arXiv:1701.05517; reference code openai/pixel-cnn).
 
-The network (section 2.3-2.6, Fig. 2): two streams of shifted convolutions (``models/autoregressive/shifted.py``), a "down"
+The network (section 2.3-2.6,
+             Fig. 2): two streams of shifted convolutions (``models/autoregressive/shifted.py``), a "down"
 stream u that sees the rows above and a "down-right" stream ul that also sees the row's pixels to the left (the
 two together have no blind spot); gated ResNet blocks with concat-ELU; ``num_scales`` resolutions, downsampled by
 stride-2 shifted convolutions on the way up and upsampled by stride-2 transposed ones on the way down, every
@@ -201,7 +202,9 @@ class _PixelCNNPPSampler(PixelSampler):
 
     def resnet(self, R, x, aux, r, c):
         """GatedResnet.forward of the ul stream at (r, c): x [n, F], aux [n, A] -> [n, F]."""
-        return gated_resnet_at(R, x, aux, lambda v: self.windows[R.conv1](r, c, v), lambda v: self.windows[R.conv2](r, c, v))
+        return gated_resnet_at(R, x, aux, lambda v: self.windows[R.conv1](r, c, v), lambda v: self.windows[R.conv2](r,
+                                                                                                                    c,
+                                                                                                                    v))
 
     def start_row(self, x, i):
         """At row i's first pixel, what is blind to row i: ul_in[0]'s part of ul, and the down stream u at every

@@ -43,7 +43,8 @@ from torch import nn
 from .ar_base import AutoregressiveConfig, AutoregressiveModel, IncrementalSampler
 from ..base import (require_num_classes, require_odd_kernels,
                    require_positive_ints)
-from .layers import MaskedConv2d, WindowConv, effective_weight, sampling_store, output_head, pointwise, shift_down, skew, to_logits, unskew
+from .layers import (MaskedConv2d, WindowConv, effective_weight, output_head, pointwise, sampling_store, shift_down,
+                     skew, to_logits, unskew)
 from ..registry import register
 
 
@@ -219,7 +220,8 @@ class _RowLSTMSampler(_PixelRNNSampler):
         super().__init__(model, n, y)
         h = model.config.hidden_channels
         self.w = [(WindowConv(effective_weight(layer.input_to_state), layer.input_to_state.bias, 0,
-                              layer.input_to_state.weight.shape[-1] // 2), pointwise(layer.up)) for layer in model.layers]
+                              layer.input_to_state.weight.shape[-1] // 2),
+                   pointwise(layer.up)) for layer in model.layers]
         # the state-to-state part of the current row, from the row above (zeros above row 0)
         self.from_above = [layer.state_to_state(self.inp[0].new_zeros(n, h, self.W)) for layer in model.layers]
 

@@ -2,7 +2,7 @@
 ICML 2018 (arXiv:1712.09763; reference code neocxi/pixelsnail-public).
 
 Blocks of (section 3, Fig. 3): ``num_resnet`` gated ResNet blocks of 2x2 down-right-shifted convolutions (the
-"residual block" of PixelCNN++, ``models/autoregressive/shifted.py``), then a causal self-attention block: the query of pixel p is
+"residual block" of PixelCNN++, ``shifted.py``), then a causal self-attention block: the query of pixel p is
 a 1x1 projection (through a 1x1 gated block) of its features and a 2-channel background of pixel coordinates;
 keys and values are projections of the features, the *image* and the background at every earlier pixel q < p
 (strictly: they hold x_q), so one attention block gives every pixel the whole of its context, with no blind
@@ -146,8 +146,10 @@ class _PixelSNAILSampler(PixelSampler):
         self.border = model.first(ref.new_zeros(1, C, self.H, self.W))[0]  # (F, H, W): biases + the ones channel
         self.in_down = WindowConv(model.in_down.weight[:, :C], None, 1, 1)  # reads row i - 1, columns j - 1 .. j + 1
         self.in_right = WindowConv(model.in_right.weight[:, :C], None, 1, 1)  # reads (i - 1, j - 1) and (i, j - 1)
-        self.resnets = [[(WindowConv(r.conv1.weight, r.conv1.bias, 1, 1), WindowConv(r.conv2.weight, r.conv2.bias, 1, 1),
-                          sampling_store(ref, n, 2 * F_, self.H, self.W), sampling_store(ref, n, 2 * F_, self.H, self.W))
+        self.resnets = [[(WindowConv(r.conv1.weight, r.conv1.bias, 1, 1), WindowConv(r.conv2.weight, r.conv2.bias, 1,
+                                                                                     1),
+                          sampling_store(ref, n, 2 * F_, self.H, self.W), sampling_store(ref, n, 2 * F_, self.H,
+                                                                                         self.W))
                          for r in block.resnets] for block in model.blocks]
         T = self.H * self.W
         self.keys = [ref.new_zeros(n, 1 + T, cfg.key_channels) for _ in model.blocks]
@@ -160,7 +162,8 @@ class _PixelSNAILSampler(PixelSampler):
         here = m.background[0, :, i, j].to(ul.dtype).expand(n, -1)  # (n, 2)
         if p:
             pi, pj = divmod(p - 1, self.W)
-            before = torch.cat([x[:, :, pi, pj], m.background[0, :, pi, pj].to(ul.dtype).expand(n, -1)], dim=1)  # x_{p-1}
+            before = torch.cat([x[:, :, pi, pj], m.background[0, :, pi, pj].to(ul.dtype).expand(n, -1)],
+                               dim=1)  # x_{p-1}
         for b, (block, resnets, keys, values) in enumerate(zip(m.blocks, self.resnets, self.keys, self.values)):
             for conv1, conv2, in1, in2 in resnets:  # GatedResnet.forward at one pixel
                 in1[:, :, i, j] = concat_elu(ul)

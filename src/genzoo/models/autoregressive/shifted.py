@@ -183,5 +183,6 @@ class PixelSampler:
         while self.done <= p:
             self.params = self.pixel_params(x, *divmod(self.done, self.W))
             self.done += 1
-        out = pixel_outputs(self.model, self.params[:, :, None, None], x[:, :, i:i + 1, j:j + 1], c + 1)  # (n, P, c + 1, 1, 1)
+        out = pixel_outputs(self.model, self.params[:, :, None, None], x[:, :, i:i + 1, j:j + 1],
+                            c + 1)  # (n, P, c + 1, 1, 1)
         return self.model.pixel_log_probs(out[:, :, c, 0, 0], x[:, :, i, j], c)  # (n, k)

@@ -64,7 +64,8 @@ class PixelTransformerConfig(AutoregressiveConfig):
         require(self.embed_dim % self.num_heads == 0, "embed_dim must be a multiple of num_heads")
         require(isinstance(self.attention_rows, int) and not isinstance(self.attention_rows, bool)
                 and self.attention_rows >= 0, f"attention_rows must be an integer >= 0, got {self.attention_rows!r}")
-        require(isinstance(self.relative_bias, bool), f"relative_bias must be true or false, got {self.relative_bias!r}")
+        require(isinstance(self.relative_bias, bool), f"relative_bias must be true or false, got "
+                                                      f"{self.relative_bias!r}")
         require_num_classes(self)
 
 
@@ -138,7 +139,8 @@ class CausalSelfAttention(nn.Module):
         # the bias of a full window (row R of a tall image), then the padding rows of the first R rows masked
         pos = torch.arange((R + 1) * L, device=q.device)
         mask = self.scores_bias(pos[R * L:], pos)  # (nh or 1, L, (R + 1) L)
-        slot_row = torch.arange(H, device=q.device)[:, None] - R + torch.arange(R + 1, device=q.device).repeat_interleave(L)
+        slot_row = torch.arange(H, device=q.device)[:, None] - R + torch.arange(R + 1,
+                                                                                device=q.device).repeat_interleave(L)
         pad_mask = torch.zeros(H, (R + 1) * L, device=q.device).masked_fill(slot_row < 0, float("-inf"))
         mask = mask[:, None] + pad_mask[None, :, None]  # (nh or 1, H, L, (R + 1) L)
         y = F.scaled_dot_product_attention(q.view(B, nh, H, L, hs), kw, vw, attn_mask=mask.to(q.dtype))
@@ -190,7 +192,8 @@ class PixelTransformer(AutoregressiveModel):
         self.class_embedding = nn.Embedding(config.num_classes, d) if config.num_classes else None
         self.blocks = nn.ModuleList([
             Block(d, config.num_heads, config.mlp_ratio,
-                  CausalSelfAttention(d, config.num_heads, config.image_shape, config.attention_rows, config.relative_bias))
+                  CausalSelfAttention(d, config.num_heads, config.image_shape, config.attention_rows,
+                                      config.relative_bias))
             for _ in range(config.num_layers)])
         self.ln_f = nn.LayerNorm(d)
         self.head = nn.Linear(d, self.output_size)

@@ -51,7 +51,8 @@ class Attention(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.norm, self.qkv, self.proj = group_norm(channels), nn.Conv2d(channels, 3 * channels, 1), nn.Conv2d(channels, channels, 1)
+        self.norm, self.qkv, self.proj = group_norm(channels), nn.Conv2d(channels, 3 * channels,
+                                                                         1), nn.Conv2d(channels, channels, 1)
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 

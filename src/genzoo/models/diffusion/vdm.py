@@ -186,13 +186,17 @@ class Diffusion(GenerativeModel):
         x: uint8 [B, C, H, W]; t: [B] times to use (default: low-discrepancy uniform ones)."""
         B, dt = x.shape[0], self.dtype
         xs = to_signed(x, self.levels, dt)  # (B, C, H, W) in [-1, 1]
-        draw = (lambda *shape: torch.randn(shape, generator=generator, dtype=dt).to(x.device))
+
+        def draw(*shape):
+            return torch.randn(shape, generator=generator, dtype=dt).to(x.device)
+
         if t is None:  # one uniform offset, then evenly spaced: t_b = (u + b/B) mod 1 (VDM's variance reduction)
             u = torch.rand((), generator=generator, dtype=dt)
             t = ((u + torch.arange(B, dtype=dt) / B) % 1).to(x.device)
         g0, g1 = self.schedule.endpoints()
         a1, s1 = alpha_sigma(g1)
-        prior = 0.5 * (s1 ** 2 + (a1 * xs) ** 2 - 1 - torch.log(s1 ** 2)).flatten(1).sum(1)  # KL(N(a1 x, s1^2) || N(0, 1))
+        # KL(N(a1 x, s1^2) || N(0, 1))
+        prior = 0.5 * (s1 ** 2 + (a1 * xs) ** 2 - 1 - torch.log(s1 ** 2)).flatten(1).sum(1)
         a0, s0 = alpha_sigma(g0)
         z0 = a0 * xs + s0 * draw(*xs.shape)
         recon = -self.level_log_probs(z0).gather(-1, x.long()[..., None]).flatten(1).sum(1)
@@ -236,7 +240,8 @@ class Diffusion(GenerativeModel):
         (and noises), with "nll_var": the sample variance of the total over those draws (0 for one), from
         which ``genzoo eval --t-samples K`` states the Monte-Carlo standard error."""
         self.check_images(x)
-        require(isinstance(t_samples, int) and t_samples >= 1, f"t_samples must be a positive integer, got {t_samples!r}")
+        require(isinstance(t_samples, int) and t_samples >= 1, f"t_samples must be a positive integer, got "
+                                                               f"{t_samples!r}")
         g = generator if generator is not None else torch.Generator().manual_seed(0)
         draws = [self.terms(x, y, g, t=self._stratified(len(x), i, t_samples, g, x.device)) for i in range(t_samples)]
         out = {k: torch.stack([d[k] for d in draws]).mean(0) for k in draws[0]}
@@ -290,7 +295,8 @@ class Diffusion(GenerativeModel):
         return (1 - c) * (a_s / a_t) * z + c * a_s * x_hat + (s_s ** 2 * c).sqrt() * noise
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, y=None, prefix=None, known=None, steps: int = 100,
+    def sample(self, n: int, generator: torch.Generator | None = None, y=None, prefix=None, known=None,
+               steps: int = 100,
                ddim: bool = False, guidance: float = 0.0, progress=None) -> torch.Tensor:
         """Draw n images uint8 [n, C, H, W] in ``steps`` steps from t = 1 to 0 (ancestral, or ``ddim``:
         deterministic given z_1, the last step taking the most likely level). ``guidance`` w: classifier-

@@ -1,4 +1,5 @@
-"""Normalizing flows on images: NICE and RealNVP on the image flow of ``flow_base`` (Glow, on the same ``Flow``, is ``glow.py``).
+"""Normalizing flows on images: NICE and RealNVP on the image flow of ``flow_base`` (Glow, on the same ``Flow``,
+is ``glow.py``).
 
 * NICE: Dinh, Krueger & Bengio, "NICE: Non-linear Independent Components Estimation", ICLR
   2015 workshop (arXiv:1410.8516): additive couplings y2 = x2 + m(x1) of MLPs on the flattened
@@ -77,7 +78,8 @@ class NICE(Flow):
         super().__init__(config)
         D = self.dims
         steps = [Logit(config.logit_alpha)] if config.logit_alpha else []
-        steps += [AdditiveCoupling(alternating_mask(D, i % 2), coupling_mlp(D, config.hidden_features, config.num_hidden, D))
+        steps += [AdditiveCoupling(alternating_mask(D, i % 2), coupling_mlp(D, config.hidden_features,
+                                                                            config.num_hidden, D))
                   for i in range(config.num_couplings)]
         self.transform = Sequential(*steps, DiagonalScaling(D))
         self.prior = _prior(config.prior)
@@ -129,7 +131,8 @@ class RealNVPConfig(ImageConfig):
     def __post_init__(self):
         super().__post_init__()
         require_positive_ints(self, "num_scales", "hidden_channels", "num_blocks")
-        require(isinstance(self.space_to_depth, bool), f"space_to_depth must be true or false, got {self.space_to_depth!r}")
+        require(isinstance(self.space_to_depth, bool), f"space_to_depth must be true or false, got "
+                                                       f"{self.space_to_depth!r}")
         require(isinstance(self.logit_alpha, (int, float)) and 0 < self.logit_alpha < 0.5,
                 "logit_alpha must be in (0, 0.5)")
 

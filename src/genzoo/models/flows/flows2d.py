@@ -1,6 +1,7 @@
 """2-D toy flows for intuition: two moons, eight Gaussians, checkerboard.
 
-``genzoo toy realnvp --data moons -o density.png`` (``cli/toy.py``, which draws the picture) trains a small flow of the same transforms
+``genzoo toy realnvp --data moons -o density.png`` (``cli/toy.py``,
+                                                    which draws the picture) trains a small flow of the same transforms
 as the image models (affine couplings for RealNVP; additive couplings and a diagonal scaling
 for NICE) on samples of a 2-D density in seconds, and plots the data, the learned density
 exp(log p) on a grid, and samples drawn through the inverse.

@@ -38,7 +38,8 @@ from torch import nn
 from ..base import ImageConfig, require, require_num_classes, require_positive_ints
 from .flow_base import Flow
 from ..registry import register
-from .transforms import ActNorm, ChannelCoupling, InvertibleConv1x1, Logit, Sequential, Squeeze, StandardNormal, sum_per_example
+from .transforms import (ActNorm, ChannelCoupling, InvertibleConv1x1, Logit, Sequential, Squeeze, StandardNormal,
+                         sum_per_example)
 
 
 @dataclasses.dataclass
@@ -61,7 +62,8 @@ class GlowConfig(ImageConfig):
         require(isinstance(self.logit_alpha, (int, float)) and 0 <= self.logit_alpha < 0.5,
                 f"logit_alpha must be in [0, 0.5), got {self.logit_alpha!r}")
         _, H, W = self.image_shape
-        require(H % 2 == 0 and W % 2 == 0, f"glow squeezes the image at every scale: H and W must be even, got {H} x {W}")
+        require(H % 2 == 0 and W % 2 == 0, f"glow squeezes the image at every scale: H and W must be even, got {H} x "
+                                           f"{W}")
 
 
 def zero_conv(c_in: int, c_out: int) -> nn.Conv2d:

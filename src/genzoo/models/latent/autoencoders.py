@@ -58,7 +58,8 @@ class AutoencoderConfig(ImageConfig):
         super().__post_init__()
         check_coder_config(self)
         require(self.corruption in CORRUPTIONS, f"corruption must be one of {', '.join(CORRUPTIONS)}")
-        require(isinstance(self.noise_level, (int, float)) and 0 <= self.noise_level <= 1, "noise_level must be in [0, 1]")
+        require(isinstance(self.noise_level, (int, float)) and 0 <= self.noise_level <= 1, "noise_level must be in [0, "
+                                                                                           "1]")
         require(isinstance(self.l1, (int, float)) and self.l1 >= 0, "l1 must be >= 0")
 
 
@@ -130,5 +131,6 @@ class Autoencoder(GenerativeModel):
 register_preset("denoising-autoencoder", Autoencoder,
                 "Denoising autoencoder (Vincent et al. 2008): reconstructs the clean image from a corrupted one.",
                 corruption="gaussian", noise_level=0.3)
-register_preset("sparse-autoencoder", Autoencoder, "Sparse autoencoder: an L1 penalty lambda * sum_j |h_j| on the code.",
+register_preset("sparse-autoencoder", Autoencoder, "Sparse autoencoder: an L1 penalty lambda * sum_j |h_j| on the "
+                                                   "code.",
                 l1=0.1)

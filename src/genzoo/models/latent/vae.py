@@ -121,7 +121,8 @@ class VAE(GenerativeModel):
         if kl == "analytic":
             kl_term = gaussian_kl(mu, logvar)
         else:
-            kl_term = gaussian_log_density(z, mu, logvar) - gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
+            kl_term = gaussian_log_density(z, mu, logvar) - gaussian_log_density(z, torch.zeros_like(z),
+                                                                                 torch.zeros_like(z))
         return rec - kl_term, rec, kl_term
 
     @property

@@ -198,7 +198,8 @@ class VQVAE(GenerativeModel):
     def check_codes(self, codes):
         K, (h, w) = self.config.codebook_size, self.code_shape
         if codes.dim() != 3 or tuple(codes.shape[1:]) != (h, w) or codes.is_floating_point():
-            raise GenzooError(f"{self.name}: code grids must be integers of shape [B, {h}, {w}], got {list(codes.shape)}")
+            raise GenzooError(f"{self.name}: code grids must be integers of shape [B, {h}, {w}], got "
+                              f"{list(codes.shape)}")
         if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= K):
             raise GenzooError(f"{self.name}: codes must lie in [0, {K})")
 
