@@ -1,5 +1,6 @@
-"""The examples the docs show run as shown (as zuko runs its docstrings): the README's Python block,
-and every `genzoo ...` line of the README's command blocks that names a command genzoo has."""
+"""The examples the docs show run as shown: the README's Python block, every `genzoo ...` line of the README's
+command blocks that names a command genzoo has, and the model lists and capability table of README and CONTRACT
+against the registry. (The docstrings' Example: blocks run as doctests in tests/test_layout.py, as zuko's do.)"""
 
 import re
 from pathlib import Path
@@ -48,3 +49,33 @@ def test_every_command_line_in_a_docstring_parses():
     for where, argv in lines:
         if "--help" not in argv:
             build_parser(argv).parse_args(argv)  # raises GenzooError on a stale command or flag
+
+
+CONTRACT = (Path(__file__).resolve().parents[1] / "docs" / "CONTRACT.md").read_text()
+
+
+def test_the_readme_table_and_the_contract_list_every_registered_model():
+    import genzoo
+
+    names = genzoo.models.names()
+    table = re.findall(r"^\| `([a-z0-9-]+)` \| ", README.split("| model | paper |")[1].split("\n\n")[0], re.M)
+    assert sorted(table) == sorted(names) and len(table) == len(set(table))  # each model once, none missing
+    listed = re.search(r"genzoo\.models\.names\(\)\s+# the registry, in this order:\n((?:# .*\n)+)", CONTRACT).group(1)
+    assert re.findall(r"'([a-z0-9-]+)'", listed) == names
+
+
+def test_the_contract_capability_table_says_what_the_registry_declares():
+    import genzoo
+
+    rows = re.findall(r"^\| `(\w+)` \| .* \| ((?:`[a-z0-9-]+`(?:, )?)+) \|$", CONTRACT, re.M)
+    assert len(rows) >= 7
+    for capability, cell in rows:
+        declared = [n for n in genzoo.models.names() if getattr(genzoo.models.get(n), capability)]
+        assert re.findall(r"`([a-z0-9-]+)`", cell) == declared, capability
+
+
+def test_the_contract_names_every_shipped_model():
+    from genzoo import recipes
+
+    shipped = re.search(r"Shipped: one folder per recipe.*?\(figures", CONTRACT, re.S).group(0)
+    assert sorted(re.findall(r"`([a-z0-9-]+)`", shipped)) == sorted(recipes.names())

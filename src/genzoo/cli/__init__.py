@@ -21,16 +21,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from .. import __version__, runs
+from .. import __version__, models, runs
 from ..errors import GenzooError
 from . import evaluate, listing, pictures, reporting, reproduce, toy, train, verify
 from .common import Parser
 
 FAMILIES = (listing, train, reproduce, evaluate, verify, pictures, reporting, toy)
 
-EXAMPLES = """examples:
+EXAMPLE_MODEL = models.names()[1]  # a model of the registry's, not a name written here
+EXAMPLES = f"""examples:
   genzoo list                                                   the models and datasets
-  genzoo train gated-pixelcnn --data digits --out runs/g --epochs 10
+  genzoo train {EXAMPLE_MODEL} --data digits --out runs/g --epochs 10
   genzoo eval runs/g                                            test NLL: nats/image, bits/dim, exact or bound
   genzoo sample runs/g -n 64 -o samples.png
   genzoo runs runs                                              every run under runs/, with its best figure

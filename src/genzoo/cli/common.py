@@ -4,6 +4,7 @@ options, and opening a run with the test split it was trained on."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ..evaluation import figures
-from .. import data, runs
+from .. import data, models, runs
 from ..errors import GenzooError
 
 
@@ -196,41 +197,73 @@ def where_now(run: runs.Run, spec: dict) -> None:
                           f"to train on)")
 
 
+def renamed(new: str):
+    """An argparse action for an option's old name: it sets the new one's value and says the new name, once."""
+    class Renamed(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            print(f"genzoo: note: {option_string} is now {new}", file=sys.stderr, flush=True)
+            setattr(namespace, self.dest, values)
+    return Renamed
+
+
+def able(capability: str) -> str:
+    """The registered models that declare ``capability`` (e.g. "has_code"), for a refusal to name them."""
+    return ", ".join(n for n in models.names() if getattr(models.get(n), capability))
+
+
 def latent_run(args, what: str) -> runs.Run:
     """The run in args.dir, whose model must have a code (encode / decode) to ``what``."""
     run = open_run(args, args.dir)
     if not run.model.has_code:
-        raise GenzooError(f"{run.model.name} has no code to {what} (autoencoders, the VAE, flows and diffusion do)")
+        raise GenzooError(f"{run.model.name} has no code to {what} (these models have one: {able('has_code')})")
     return run
 
 
-def sample_option(model, option: str, flag: str, who: str) -> None:
-    if option not in model.sample_options:
-        raise GenzooError(f"{flag}: {model.name} has {who}")
+def add_model_options(p, kind: str, title: str) -> None:
+    """One flag per option of ``kind`` ("SampleOptions" or "EvalOptions") that a registered model declares, its help
+    the model's own words and the models that take it; a model refuses one it does not declare (model_options)."""
+    group = p.add_argument_group(title)
+    for o in models.run_options(kind).values():
+        flag = "--" + o.name.replace("_", "-")
+        text = f"{o.help}; taken by {', '.join(o.models)}".replace("%", "%%")
+        if o.kind is bool:
+            group.add_argument(flag, action="store_true", default=None, help=text)
+        elif o.choices:
+            group.add_argument(flag, type=choice(o.choices), default=None, metavar="{" + ",".join(o.choices) + "}",
+                               help=text)
+        else:
+            group.add_argument(flag, type=number(o.kind, *o.limits, low_open=o.low_open), default=None,
+                               metavar=o.kind.__name__.upper(), help=text)
 
 
-def add_sampler_options(p) -> None:
-    """The diffusion sampler's flags (sample, complete, eval --fid); each is refused where the model has no such
-    option."""
-    p.add_argument("--steps", type=number(int, 1, 100000), help="diffusion: denoising steps from t = 1 to 0 (default "
-                                                                "100)")
-    p.add_argument("--ddim", action="store_true", help="diffusion: the deterministic DDIM sampler (same z_1, same "
-                                                       "image)")
-    p.add_argument("--guidance", type=number(float, 0), help="diffusion, class-conditional: classifier-free guidance "
-                                                             "weight w (0: the plain conditional draw)")
+def model_options(model, args, kind: str) -> dict:
+    """The options of ``kind`` given on the command line, checked against ``model``: one it does not declare is
+    refused in one line naming the models that do; the model's Options class checks the values together."""
+    declared = {f.name for f in dataclasses.fields(getattr(model, kind))}
+    given = {}
+    for name, option in models.run_options(kind).items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if name not in declared:
+            raise GenzooError(f"--{name.replace('_', '-')}: {model.name} takes no such option (it is "
+                              f"{', '.join(option.models)}'s)")
+        given[name] = value
+    getattr(model, kind)(**given)
+    return given
 
 
 def sampling_options(model, args) -> dict:
-    """The sampler options given on the command line, each checked against what the model's sampler takes."""
-    out = {}
-    if getattr(args, "naive", False):
-        sample_option(model, "naive", "--naive", "no naive sampler (autoregressive models do)")
-        out["naive"] = True
-    for option, flag, given, who in (("steps", "--steps", args.steps, "no denoising steps (diffusion does)"),
-                                     ("ddim", "--ddim", args.ddim or None, "no DDIM sampler (diffusion does)"),
-                                     ("guidance", "--guidance", args.guidance, "no guidance (conditional diffusion "
-                                                                               "does)")):
-        if given is not None:
-            sample_option(model, option, flag, who)
-            out[option] = given
-    return out
+    """The sampling options given (sample, complete, eval --fid), checked against the model; its sample() defaults
+    stand for the others."""
+    return model_options(model, args, "SampleOptions")
+
+
+def eval_options(model, args) -> dict:
+    """Every estimator option of the model (eval): those given, checked, and the model's defaults."""
+    return dataclasses.asdict(model.EvalOptions(**model_options(model, args, "EvalOptions")))
+
+
+def given_options(args, kind: str) -> list[str]:
+    """The flags of ``kind`` options given on the command line, whatever the model."""
+    return ["--" + n.replace("_", "-") for n in models.run_options(kind) if getattr(args, n, None) is not None]

@@ -12,12 +12,11 @@ import torch
 from .. import data, likelihood, runs
 from ..evaluation import probe, quality, scoring
 from ..errors import GenzooError
-from ..models.latent.autoencoders import CORRUPTIONS
 from ..models.base import to_unit
 from ..training.precision import PRECISIONS, autocast
-from .common import (open_run, add_data_options, add_device_options, add_run_dir, add_sampler_options,
-                     apply_device_options,
-                     checked_split, latent_run, number, sampling_options, spec_of)
+from .common import (add_data_options, add_device_options, add_model_options, add_run_dir, apply_device_options,
+                     checked_split, eval_options, given_options, latent_run, number, open_run, sampling_options,
+                     spec_of)
 
 
 def add_parsers(sub, argv) -> None:
@@ -25,26 +24,20 @@ def add_parsers(sub, argv) -> None:
     add_run_dir(e, several=True)
     add_data_options(e)
     e.add_argument("--split", default="test", help="the split to score (test; binarized-mnist also has valid; train)")
-    e.add_argument("--batch-size", type=number(int, 1), default=256, help="images per forward pass (16 with --iwae-k)")
+    e.add_argument("--batch-size", type=number(int, 1), default=256, help="images per forward pass (a model whose "
+                                                                          "estimator holds many samples per image "
+                                                                          "splits it further)")
     e.add_argument("--limit", type=number(int, 0), default=0,
                    help="score a fixed, seeded random subset of N images (stratified by class); 0 = all")
     e.add_argument("--json", action="store_true", help="print one JSON object per run")
     e.add_argument("--precision", choices=PRECISIONS, default="fp32", help="a bf16-trained model is scored exactly in "
                                                                            "fp32")
-    e.add_argument("--iwae-k", type=number(int, 1, 1_000_000), help="VAE: the importance-weighted bound with K samples")
-    e.add_argument("--t-samples", type=number(int, 1, 100_000), metavar="K",
-                   help="diffusion: average the bound over K stratified times per image, with its terms and the "
-                        "Monte-Carlo standard error (default: one time per image, the training estimate)")
-    e.add_argument("--corruption", choices=CORRUPTIONS, default="none",
-                   help="autoencoders: reconstruct test images corrupted this way (the error is against the clean "
-                        "ones)")
+    add_model_options(e, "EvalOptions", "estimator options (the model's own; a model refuses one it does not take)")
     e.add_argument("--fid", type=number(int, 10, 5000), metavar="N",
                    help="also draw N samples and add sample quality: FID, KID, precision, recall and the nearest "
                         "training image, in a feature network trained on the dataset (and the same for N held-out "
                         "test images: the floor)")
-    add_sampler_options(e)  # with --fid: how the samples are drawn
-    e.add_argument("--noise-level", type=number(float, 0, 1), default=None,
-                   help="with --corruption: gaussian std or fraction of pixels (default 0.3)")
+    add_model_options(e, "SampleOptions", "with --fid: how the samples are drawn (the model's own sampling options)")
     add_device_options(e)
     e.set_defaults(run=run_eval)
 
@@ -57,71 +50,45 @@ def add_parsers(sub, argv) -> None:
     pr.set_defaults(run=run_probe)
 
 
-def _figures(args):
-    """The per-image figures this eval asks for: the IWAE bound, reconstruction error, or the model's own nll."""
+def _figures(options: dict):
+    """The per-image figures of a model's eval_figures with its estimator options (seeded: reproducible)."""
     g = torch.Generator().manual_seed(0)
 
     def figures(model, x, y):
-        if args.iwae_k:
-            return {"nll": -model.log_prob(x, k=args.iwae_k, generator=g)}
-        if model.monte_carlo_bound:  # the bound with its terms, and each image's Monte-Carlo variance
-            return model.estimate(x, y, args.t_samples or 1, generator=g)
-        if model.scored_by_reconstruction:
-            return {"mse": model.reconstruction_error(x, args.corruption, args.noise_level, generator=g),
-                    "near_zero": model.loss(x)["near_zero"]}
-        out = model.loss(x, y)
-        return {"nll": out["nll"], **{t: out[t] for t in model.bound_terms}}
+        return model.eval_figures(x, y, generator=g, **options)
     return figures
 
 
-def _reconstruction_result(args, model, means: dict, count: int, where: str) -> tuple[dict, str]:
-    mse = means["mse"]
+def _reconstruction_result(options, model, means: dict, count: int, where: str) -> tuple[dict, str]:
+    mse, corruption = means["mse"], options.get("corruption", "none")
     s = {"likelihood_kind": "none", "count": count, "mse": mse, "psnr_db": 10 * math.log10(1 / max(mse, 1e-12)),
-         "near_zero_fraction": means["near_zero"], "corruption": args.corruption}
-    corrupted = args.corruption != "none"
+         "near_zero_fraction": means["near_zero"], "corruption": corruption}
+    corrupted = corruption != "none"
     if corrupted:
-        s["noise_level"] = args.noise_level
-    text = (f"{where}: reconstruction MSE {mse:.5f} (per pixel, [0, 1] scale), PSNR {s['psnr_db']:.2f} dB"
-            f"{f' from {args.corruption} corruption at {args.noise_level}' if corrupted else ''}; "
+        s["noise_level"] = options["noise_level"]
+    how = f" from {corruption} corruption at {options['noise_level']}" if corrupted else ""
+    text = (f"{where}: reconstruction MSE {mse:.5f} (per dimension, [0, 1] scale), PSNR {s['psnr_db']:.2f} dB{how}; "
             f"{100 * s['near_zero_fraction']:.1f}% of code units near zero (|h| < 0.01); {count} images; "
             f"no likelihood (this model defines none)")
     return s, text
 
 
-def _likelihood_result(args, model, means: dict, count: int, where: str) -> tuple[dict, str]:
+def _likelihood_result(options, model, means: dict, count: int, where: str) -> tuple[dict, str]:
     s = likelihood.summary(means["nll"], model.dims, model.likelihood_kind, count, conditional=bool(model.num_classes))
     text = f"{where}: {likelihood.describe(s)}"
-    if model.monte_carlo_bound:
-        k = args.t_samples or 1
-        s.update(t_samples=k, terms={t: means[t] for t in ("prior", "reconstruction", "diffusion")})
-        text += (f", {k} time(s) per image: prior {means['prior']:.3f} + reconstruction "
-                 f"{means['reconstruction']:.3f} + diffusion {means['diffusion']:.3f}")
-        if k > 1:  # the estimate's Monte-Carlo standard error over the test set (the images themselves are fixed)
-            s["standard_error"] = math.sqrt(means["nll_var"] / k / count)
-            text += f", Monte-Carlo standard error {s['standard_error']:.3f}"
+    entries, words = model.eval_summary(options, means, count)
     if model.bound_terms:
         s["terms"] = {t: means[t] for t in model.bound_terms}
         text += ": " + " + ".join(f"{t} {means[t]:.3f}" for t in model.bound_terms)
-    if args.iwae_k:
-        s["iwae_k"] = args.iwae_k
-        text += f", IWAE bound with K = {args.iwae_k}"
-    elif model.importance_weighted and model.loss_k > 1:  # the bound it trained on: IWAE_K, not the ELBO
-        s["iwae_k"] = model.loss_k
-        text += f", IWAE bound with K = {model.loss_k} (its training objective; --iwae-k K for a tighter one)"
-    elif model.importance_weighted:
-        text += ", the ELBO (analytic KL; --iwae-k K for the tighter bound)"
-    return s, text
+    s.update(entries)
+    return s, text + words
 
 
 def _check_eval_options(args) -> None:
-    if args.noise_level is not None and args.corruption == "none":
-        raise GenzooError("--noise-level needs --corruption gaussian|masking|salt-pepper (it sets that corruption's "
-                          "strength); without --corruption the clean images are scored")
-    if args.noise_level is None:
-        args.noise_level = 0.3
-    if not args.fid and (args.steps is not None or args.ddim or args.guidance is not None):
-        raise GenzooError("--steps, --ddim and --guidance choose how eval --fid N draws its samples; without --fid "
-                          "eval draws none")
+    sampling = given_options(args, "SampleOptions")
+    if sampling and not args.fid:
+        raise GenzooError(f"{', '.join(sampling)} choose how eval --fid N draws its samples; without --fid eval draws "
+                          f"none")
 
 
 def _check_model(args, model, test) -> None:
@@ -132,12 +99,7 @@ def _check_model(args, model, test) -> None:
         sampling_options(model, args)  # a sampler option this model does not take: refused before any scoring
     if args.fid and len(test) < 20:
         raise GenzooError(f"--fid: the test split has {len(test)} images; at least 20 are needed")
-    if args.t_samples and not model.monte_carlo_bound:
-        raise GenzooError(f"--t-samples: {model.name} has no bound sampled over time (diffusion does)")
-    if args.iwae_k and not model.importance_weighted:
-        raise GenzooError(f"--iwae-k: {model.name} has no importance-weighted bound (the VAE does)")
-    if args.corruption != "none" and not model.scored_by_reconstruction:
-        raise GenzooError(f"--corruption: {model.name} is not an autoencoder")
+    eval_options(model, args)  # an estimator option this model does not take, or a bad combination: refused here
 
 
 @torch.no_grad()
@@ -188,15 +150,15 @@ def measure(args, run: runs.Run, ds, device) -> tuple[dict, str]:
     model, spec = run.model.to(device), spec_of(run, args)
     idx = scoring.subset(ds.labels, args.limit)
     x, y = ds.images[idx], ds.labels[idx]
-    batch = min(args.batch_size, 16) if args.iwae_k else args.batch_size  # K samples per image in memory
-    per_image = scoring.per_image(model, x, y, batch, _figures(args), device=device,
+    options = eval_options(model, args)
+    per_image = scoring.per_image(model, x, y, args.batch_size, _figures(options), device=device,
                                   context=lambda: autocast(device, args.precision), progress="evaluating")
     means = {k: v.sum().item() / len(x) for k, v in per_image.items()}
     where = f"{model.name} on {spec['name']} {args.split}"
     if len(x) < len(ds):
         where += f" (a seeded random subset of {len(x)} of {len(ds)} images)"
     result = _reconstruction_result if model.scored_by_reconstruction else _likelihood_result
-    s, text = result(args, model, means, len(x), where)
+    s, text = result(options, model, means, len(x), where)
     if args.fid:
         s["quality"] = _quality(args, run, model, ds)
         q = s["quality"]
@@ -235,12 +197,12 @@ def run_probe(args) -> int:
     def codes(x):
         return torch.cat([model.encode(c.to(device)).flatten(1).cpu() for c in x.split(256)]).double().numpy()
 
-    def pixels(x):
+    def flattened(x):
         return to_unit(x.flatten(1), model.levels, torch.float64).numpy()
 
     print(f"probe: encoding {n} train and {len(test_ds)} test images", file=sys.stderr, flush=True)
     result = probe.compare_to_baselines(codes(train_ds.images[:n]), train_ds.labels[:n].numpy(), codes(test_ds.images),
-                           test_ds.labels.numpy(), pixels(train_ds.images[:n]), pixels(test_ds.images),
+                           test_ds.labels.numpy(), flattened(train_ds.images[:n]), flattened(test_ds.images),
                            log=lambda m: print(m, file=sys.stderr, flush=True))
     result.update(model=model.name, data=spec["name"], train_images=n, test_images=len(test_ds))
     if args.json:

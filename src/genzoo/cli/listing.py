@@ -57,7 +57,7 @@ def _pretrained() -> list[dict]:
         kind = models.get(record["model"]).likelihood_kind if record.get("model") in models.names() else "?"
         figure = "not evaluated" if best is None else (
             f"{bound_mark(kind)}{best['nll_nats']:.2f} nats = {best['bits_per_dim']:.4f} bits/dim "
-            f"({kind}{', IWAE K = ' + str(best['iwae_k']) if 'iwae_k' in best else ''}, {best['count']} test images)")
+            f"({kind}{figures.estimator_note(best)}, {best['count']} test images)")
         out.append({"run": str(folder), "model": record.get("model"), "data": record["data"].get("name"),
                     "figure": figure})
     return out

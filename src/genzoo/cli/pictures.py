@@ -12,9 +12,10 @@ from .. import grids
 from ..evaluation import scoring
 from ..report import views
 from ..errors import GenzooError
-from .common import (open_run, add_data_options, add_device_options, add_output, add_run_dir, add_seed,
-                     apply_device_options,
-                     add_sampler_options, checked_split, latent_run, number, sample_option, sampling_options)
+from .common import (able, add_data_options, add_device_options, add_model_options, add_output, add_run_dir, add_seed,
+                     apply_device_options, checked_split, latent_run, number, open_run, renamed, sampling_options)
+
+SAMPLING = "sampling options (the model's own; a model refuses one it does not take)"
 
 
 def add_parsers(sub, argv) -> None:
@@ -23,20 +24,15 @@ def add_parsers(sub, argv) -> None:
     s.add_argument("-n", type=number(int, 1, 4096), default=64, help="images to draw")
     add_output(s)
     add_seed(s, "the samples (the same seed draws the same images)")
-    s.add_argument("--temperature", type=number(float, 0, low_open=True), default=1.0,
-                   help="divide the logits (autoregressive) or scale the prior (VAE, flows) by it; below 1: safer "
-                        "samples")
     s.add_argument("--label", type=number(int, 0), help="class for a conditional model (default: cycle through the "
                                                         "classes)")
-    s.add_argument("--scale", type=number(int, 1, 32), help="pixel upscaling in the PNG (default: by image size, 8x "
-                                                            "for 8x8)")
-    s.add_argument("--naive", action="store_true", help="autoregressive models: one full pass per sub-pixel, no cache")
-    s.add_argument("--mean", action="store_true", help="VAE: the decoder's mean instead of a sample of p(x|z)")
-    add_sampler_options(s)
+    s.add_argument("--scale", type=number(int, 1, 32),
+                   help="upscaling of each image in the PNG (default: by image size, 8x for 8x8)")
+    add_model_options(s, "SampleOptions", SAMPLING)
     add_device_options(s)
     s.set_defaults(run=run_sample)
 
-    c = sub.add_parser("complete", help="complete the lower part of test images (autoregressive models, diffusion)")
+    c = sub.add_parser("complete", help="complete the lower part of test images (models that can complete)")
     add_run_dir(c)
     add_output(c)
     c.add_argument("-n", type=number(int, 1, 64), default=8, help="test images to complete")
@@ -44,8 +40,7 @@ def add_parsers(sub, argv) -> None:
     c.add_argument("--rows", type=number(int, 1), help="rows kept from each image (default: half)")
     add_data_options(c)
     add_seed(c, "the completions")
-    c.add_argument("--naive", action="store_true", help="one full pass per sub-pixel instead of the cached sampler")
-    add_sampler_options(c)
+    add_model_options(c, "SampleOptions", SAMPLING)
     add_device_options(c)
     c.set_defaults(run=run_complete)
 
@@ -54,7 +49,9 @@ def add_parsers(sub, argv) -> None:
     add_run_dir(i)
     add_output(i)
     i.add_argument("--pairs", type=number(int, 1, 32), default=None, help="rows: pairs of test images; default 4")
-    i.add_argument("--steps", type=number(int, 2, 32), default=8, help="columns: points from one image to the other")
+    i.add_argument("--columns", type=number(int, 2, 32), default=8, help="points from one image to the other")
+    i.add_argument("--steps", type=number(int, 2, 32), action=renamed("--columns"), dest="columns",
+                   help="the old name of --columns")
     add_data_options(i)
     add_device_options(i)
     i.set_defaults(run=run_interpolate)
@@ -96,17 +93,11 @@ def run_sample(args) -> int:
     model = run.model.to(device)
     g = torch.Generator().manual_seed(args.seed)
     kwargs = {}
-    if args.temperature != 1.0:
-        sample_option(model, "temperature", "--temperature", "no temperature (its sampler takes none)")
-        kwargs["temperature"] = args.temperature
     if args.label is not None:
         if not model.num_classes or args.label >= model.num_classes:
             raise GenzooError(f"--label: this model has {model.num_classes or 'no'} classes")
         kwargs["y"] = torch.full((args.n,), args.label)
     kwargs.update(sampling_options(model, args))
-    if args.mean:
-        sample_option(model, "mean", "--mean", "no decoder mean (the VAE does)")
-        kwargs["mean"] = True
     with _row_progress(model, kwargs, "sampling"):
         x = model.sample(args.n, generator=g, **kwargs)
     _save_grid(x, model, args.output, scale=args.scale)
@@ -121,7 +112,7 @@ def run_complete(args) -> int:
     run = open_run(args, args.dir)
     model = run.model
     if not model.can_complete:
-        raise GenzooError(f"{model.name} does not complete images (autoregressive models and diffusion do)")
+        raise GenzooError(f"{model.name} does not complete images (these models do: {able('can_complete')})")
     ds = checked_split(run, args)
     model.to(device)
     H = model.image_shape[1]
@@ -161,10 +152,12 @@ def run_interpolate(args) -> int:
         raise GenzooError(f"{'--pairs ' + str(args.pairs) if given else 'interpolate'}: {args.pairs} pair(s) need "
                           f"{2 * args.pairs} test images and the test split has {len(ds)}{fits}")
     model.to(device)
-    out, ncol = views.interpolations(model, ds.images[scoring.subset(ds.labels, 2 * args.pairs)].to(device), args.steps)
+    pairs = ds.images[scoring.subset(ds.labels, 2 * args.pairs)].to(device)
+    out, ncol = views.interpolations(model, pairs, args.columns)
     _save_grid(out, model, args.output, nrow=ncol)
-    print(f"wrote {args.pairs} interpolations x {args.steps} steps to {args.output}; "
-          f"each row: from a test image (left) to another (right) along the straight line between their codes")
+    print(f"wrote {args.pairs} interpolations x {args.columns} columns to {args.output}; each row: from a test image "
+          f"(left) to another (right) along the model's path between their codes (code_path: a straight line, or "
+          f"the sphere for codes of Gaussian noise)")
     return 0
 
 

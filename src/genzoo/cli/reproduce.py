@@ -2,7 +2,7 @@
 measure it as the shipped figure was measured.
 
     genzoo reproduce row-lstm-binarized-mnist --out runs/again              # the whole recipe (about an hour)
-    genzoo reproduce vae-binarized-mnist --minutes 1                        # the recipe for one minute
+    genzoo reproduce NAME --minutes 1                                      # the recipe for one minute
 """
 
 from __future__ import annotations

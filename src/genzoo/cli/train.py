@@ -189,15 +189,14 @@ def _check_apart(out: Path, folder: Path) -> None:
 
 
 def _codes_spec(args) -> dict:
-    """--data codes:RUN: the code grids of the VQ-VAE trained in RUN, and that run's own data recipe."""
+    """--data codes:RUN: the code grids of the model trained in RUN, and that run's own data recipe."""
     source = data.codes.source({"name": args.data})
     if args.data_dir or args.levels or args.binarize or args.image_size or args.grayscale:
-        raise GenzooError("--data codes:RUN takes the VQ-VAE run's own data as it was prepared: give no --data-dir, "
+        raise GenzooError("--data codes:RUN takes the coding run's own data as it was prepared: give no --data-dir, "
                           "--levels, --binarize, --image-size or --grayscale")
-    vq = runs.open_run(source, need_record=True)
-    if vq.model.name != "vq-vae":
-        raise GenzooError(f"--data {args.data}: {source} is a {vq.model.name} run; codes come from a vq-vae run")
-    return {"name": data.codes.PREFIX + str(source.resolve()), "codes_of": vq.spec}
+    coder = runs.open_run(source, need_record=True)
+    data.codes.check_coder(coder.model, f"--data {args.data}: {source}")
+    return {"name": data.codes.PREFIX + str(source.resolve()), "codes_of": coder.spec}
 
 
 def _launch_plan(args) -> Plan:
@@ -248,7 +247,7 @@ def _write_run_folder(args, plan: Plan, model, trainer: Trainer) -> None:
         runs.create(plan.out, {"model": args.model, "data": plan.spec, "train": dataclasses.asdict(plan.train),
                                "threads": args.threads, "tensorboard": plan.tensorboard,
                                "genzoo_version": __version__, "data_fingerprint": plan.fingerprint}, model)
-        if data.codes.is_codes_name(plan.spec["name"]):  # the prior loads with its VQ-VAE, as one model of images
+        if data.codes.is_codes_name(plan.spec["name"]):  # the prior loads with its coder, as one model of images
             models.link_codes(plan.out, data.codes.source(plan.spec))
         return
     updated = {**plan.record, "train": dataclasses.asdict(plan.train), "data": plan.spec,

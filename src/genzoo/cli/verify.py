@@ -96,11 +96,7 @@ def model_card(recipe: recipes.Recipe, folder) -> str:
     model, dims = run.model, run.model.dims
     kind = model.likelihood_kind
     estimator = {"exact": "exact -log P(x)", "bound": "an upper bound on -log P(x)"}[kind]
-    if "iwae_k" in recipe.evaluate:
-        estimator += f": the importance-weighted bound, K = {recipe.evaluate['iwae_k']}"
-    if "t_samples" in recipe.evaluate:
-        estimator += (f": the variational diffusion bound averaged over {recipe.evaluate['t_samples']} seeded times "
-                      f"per image (`genzoo eval --t-samples {recipe.evaluate['t_samples']}`)")
+    estimator += model.estimator_words(recipe.evaluate)
     sign = bound_mark(kind)
     metrics = run.metrics
     options = ", ".join(f"{k} {v}" for k, v in runs.model_record(folder)["config"].items())

@@ -29,6 +29,12 @@ def source(spec: dict) -> Path:
     return Path(spec["name"][len(PREFIX):])
 
 
+def check_coder(model, where: str) -> None:
+    """Codes come from a VQ-VAE: one clear error for any other model."""
+    if not isinstance(model, VQVAE):
+        raise DataError(f"{where} is a {model.name} run; codes come from a vq-vae run")
+
+
 @torch.no_grad()
 def code_split(spec: dict, split: str, batch: int = 256):
     """(the split's code grids as a Dataset, K levels, None: no batch transform), as ``prepare`` returns."""

@@ -37,6 +37,13 @@ def tightest_likelihood(evals: list, data: str, split: str = "test") -> dict | N
     return min(whole, key=lambda e: e["nll_nats"])
 
 
+def estimator_note(e: dict) -> str:
+    """The estimator of a kept figure where it is not the model's training one, as ", K = ..." words ('' else)."""
+    if "iwae_k" in e:
+        return f", IWAE K = {e['iwae_k']}"
+    return f", {e['t_samples']} time(s) per image" if "t_samples" in e else ""
+
+
 def eval_label(e: dict) -> str:
     """Where a kept `genzoo eval` figure comes from, in words."""
     what = (f"IWAE bound, K = {e['iwae_k']}" if "iwae_k" in e else

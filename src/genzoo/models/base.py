@@ -41,6 +41,21 @@ class ImageConfig:
                                                                           f"{self.levels!r}")
 
 
+@dataclasses.dataclass
+class Options:
+    """Run-time options of a model, declared as its Config declares build options: one field per option (its
+    default; its meaning in the comment beside or above it, which --help prints), ``limits`` {field: (low, high)}
+    for numbers (either may be None; ``exclusive``: fields whose low limit is refused), ``choices`` {field: values}
+    for strings. A model's ``SampleOptions`` are
+    keyword arguments of its ``sample`` (sample, complete, eval --fid), its ``EvalOptions`` of its
+    ``eval_figures`` (eval); the command line makes its flags from every registered model's and refuses an option
+    the model at hand lacks, naming the models that have it. This one, with no field: a model with none."""
+
+    limits: ClassVar[dict] = {}
+    choices: ClassVar[dict] = {}
+    exclusive: ClassVar[frozenset] = frozenset()  # fields whose low limit is itself refused
+
+
 def require(ok: bool, message: str) -> None:
     """Config validation: a clear GenzooError instead of a failure deep inside torch."""
     if not ok:
@@ -109,8 +124,8 @@ class GenerativeModel(nn.Module):
 
     # -- what the model can do, declared (the CLI, the report and the views read these)
     can_sample: ClassVar[bool] = True  # sample() draws images (autoencoders define no distribution)
-    can_complete: ClassVar[bool] = False  # sample(prefix=, known=) completes images (autoregressive models)
-    has_code: ClassVar[bool] = False  # encode(x) -> z and decode(z) -> images (autoencoders, the VAE, flows)
+    can_complete: ClassVar[bool] = False  # sample(prefix=, known=) completes images (autoregressive models, diffusion)
+    has_code: ClassVar[bool] = False  # encode(x) -> z and decode(z) -> images (latent models, flows, diffusion)
     importance_weighted: ClassVar[bool] = False  # log_prob(x, k=K): the IWAE bound (the VAE)
     scored_by_reconstruction: ClassVar[bool] = False  # reconstruction_error() instead of nats (autoencoders)
     monte_carlo_bound: ClassVar[bool] = False  # estimate(x, t_samples=K): a bound sampled over K times (diffusion)
@@ -118,6 +133,9 @@ class GenerativeModel(nn.Module):
     raster_order: ClassVar[bool] = False  # an exact product of conditionals in raster order (autoregressive models)
     # keyword options sample() takes beyond n, generator and y, e.g. "naive", "temperature", "mean", "progress"
     sample_options: ClassVar[frozenset] = frozenset()
+    # the run-time options a user sets (``Options`` subclasses): how sample() draws, how eval estimates the figure
+    SampleOptions: ClassVar[type] = Options
+    EvalOptions: ClassVar[type] = Options
 
     def __init__(self, config):
         super().__init__()
@@ -193,6 +211,21 @@ class GenerativeModel(nn.Module):
 
     def sample(self, n: int, generator: torch.Generator | None = None, **kwargs) -> torch.Tensor:
         raise NotImplementedError
+
+    # -- evaluation (genzoo eval averages these over the test set; the options are the model's EvalOptions)
+    def eval_figures(self, x: torch.Tensor, y=None, generator=None, **options) -> dict:
+        """Per-image figures [B] of a batch: ``nll`` in nats (and the ``bound_terms``), or a model's own."""
+        out = self.loss(x, y)
+        return {"nll": out["nll"], **{t: out[t] for t in self.bound_terms}}
+
+    def eval_summary(self, options: dict, means: dict, count: int) -> tuple[dict, str]:
+        """What ``genzoo eval`` adds beside the figure: JSON entries and the words that say how it was estimated
+        (means: the test-set means of ``eval_figures``; count: the images)."""
+        return {}, ""
+
+    def estimator_words(self, options: dict) -> str:
+        """How a figure measured with these EvalOptions was estimated, for a model card ('' for the default)."""
+        return ""
 
     # -- training (the trainer calls these; it knows no model)
     def configure_optimizers(self, lr: float, weight_decay: float) -> list[torch.optim.Optimizer]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import typing
 
 from ..errors import GenzooError
 
@@ -78,7 +79,45 @@ def option_help(name: str) -> dict:
     """{option: what it means} for the config fields under ``name``: the comment on a field's line
     of its Config's source, after the comment lines just above it (the config's comments are its
     documentation, so ``genzoo train MODEL --help`` prints the same words the source has)."""
-    config = get(name).Config
+    return field_help(get(name).Config)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOption:
+    """One run-time option as the command line offers it: declared by one or more registered models."""
+
+    name: str  # the field, and the keyword argument of sample() / eval_figures()
+    kind: type  # int, float, bool or str
+    help: str  # the first declaring model's comment
+    limits: tuple  # (low, high), either None
+    low_open: bool  # the low limit itself is refused (a temperature > 0)
+    choices: tuple  # the allowed strings, or ()
+    models: tuple  # the registered names that declare it
+
+
+def run_options(kind: str) -> dict[str, RunOption]:
+    """Every option of ``kind`` ("SampleOptions" or "EvalOptions") that a registered model declares, by name, in
+    the registry's order: the command line's flags for sample, complete, eval --fid (SampleOptions) and eval."""
+    found: dict = {}
+    for name, entry in _REGISTRY.items():
+        options = getattr(entry.cls, kind)
+        hints, meaning = typing.get_type_hints(options), field_help(options)
+        for f in dataclasses.fields(options):
+            if f.name in found:
+                found[f.name]["models"].append(name)
+                continue
+            kind_ = hints[f.name]
+            kind_ = next(a for a in typing.get_args(kind_) if a is not type(None)) if typing.get_args(kind_) else kind_
+            found[f.name] = {"name": f.name, "kind": kind_, "help": meaning.get(f.name, ""),
+                             "limits": tuple(options.limits.get(f.name, (None, None))),
+                             "low_open": f.name in options.exclusive,
+                             "choices": tuple(options.choices.get(f.name, ())), "models": [name]}
+    return {k: RunOption(**{**v, "models": tuple(v["models"])}) for k, v in found.items()}
+
+
+def field_help(config: type) -> dict:
+    """{field: what it means} of a dataclass: the comment on a field's line of its source, after the comment lines
+    just above it (base classes first; a subclass's comment wins)."""
     fields = {f.name for f in dataclasses.fields(config)}
     out: dict = {}
     for cls in reversed(config.__mro__):  # a subclass's comment wins

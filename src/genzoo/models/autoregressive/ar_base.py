@@ -34,6 +34,7 @@ pixel by pixel and R, G, B within a pixel (``raster`` / ``unraster``): the same 
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -41,10 +42,20 @@ import torch.nn.functional as F
 from ...likelihood import (at_least_fp32, bits_per_dim, categorical_nll, full_precision,
                            logistic_mixture_level_log_probs,
                           logistic_mixture_log_prob)
-from ..base import GenerativeModel, ImageConfig, from_signed, require, require_positive_ints, to_signed
+from ..base import GenerativeModel, ImageConfig, Options, from_signed, require, require_positive_ints, to_signed
 from .layers import pointwise
 
 OUTPUTS = ("softmax", "mixture")
+
+
+@dataclasses.dataclass
+class AutoregressiveSampling(Options):
+    # below 1: safer, less varied samples (it divides the logits of an autoregressive model, scales the prior's
+    # noise of a VAE or a flow)
+    temperature: float = 1.0
+    naive: bool = False  # one full pass of the network per sub-pixel instead of the cached sampler (the same images)
+    limits: ClassVar[dict] = {"temperature": (0, None)}
+    exclusive: ClassVar[frozenset] = frozenset({"temperature"})
 
 
 @dataclasses.dataclass
@@ -63,6 +74,7 @@ class AutoregressiveModel(GenerativeModel):
     likelihood_kind = "exact"
     can_complete = True
     raster_order = True
+    SampleOptions = AutoregressiveSampling
     sample_options = frozenset({"prefix", "known", "temperature", "naive", "progress"})
     # True when rows below i cannot change the logits of row i, so naive sampling of row i may
     # run the network on rows 0..i only (true of every model here; tested per model).

@@ -37,14 +37,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ...likelihood import bits_per_dim
-from ..base import GenerativeModel, ImageConfig, require, require_num_classes, require_positive_ints, to_signed
+from ..base import (GenerativeModel, ImageConfig, Options, require, require_num_classes, require_positive_ints,
+                    to_signed)
 from ..registry import register
+from .samplers import alpha_sigma, posterior_step, spherical_path
 from .unet import UNet
 
 SCHEDULES = ("learned", "cosine", "linear")
@@ -137,9 +140,21 @@ class NoiseSchedule(nn.Module):
         return (self.gamma_0, self.gamma_1) if self.kind == "learned" else (self.ends[0], self.ends[1])
 
 
-def alpha_sigma(gamma):
-    """(alpha, sigma) of the variance-preserving process at -log SNR gamma (any shape)."""
-    return torch.sigmoid(-gamma).sqrt(), torch.sigmoid(gamma).sqrt()
+@dataclasses.dataclass
+class DiffusionSampling(Options):
+    steps: int = 100  # denoising steps from t = 1 to 0 (one network pass each)
+    ddim: bool = False  # the deterministic DDIM sampler (the same z_1 gives the same image)
+    # classifier-free guidance weight w of a class-conditional model (0: the plain conditional draw)
+    guidance: float = 0.0
+    limits: ClassVar[dict] = {"steps": (1, 100_000), "guidance": (0, None)}
+
+
+@dataclasses.dataclass
+class DiffusionEvaluation(Options):
+    # average the bound over K stratified times per image, with its terms and the Monte-Carlo standard error
+    # (1: one time per image, the training estimate)
+    t_samples: int = 1
+    limits: ClassVar[dict] = {"t_samples": (1, 100_000)}
 
 
 @register
@@ -153,6 +168,8 @@ class Diffusion(GenerativeModel):
     has_code = True  # encode / decode: the deterministic sampler's noise z_1 (interpolate, reconstruct, probe)
     can_complete = True  # by replacement: the known sub-pixels are re-noised from q(z_s | x) at every step
     sample_options = frozenset({"steps", "ddim", "guidance", "progress"})
+    SampleOptions = DiffusionSampling
+    EvalOptions = DiffusionEvaluation
 
     def __init__(self, config: DiffusionConfig):
         super().__init__(config)
@@ -250,6 +267,27 @@ class Diffusion(GenerativeModel):
         out["nll_var"] = totals.var(0) if t_samples > 1 else torch.zeros_like(out["nll"])
         return out
 
+    def eval_figures(self, x, y=None, generator=None, t_samples: int = 1):
+        """The bound with its terms, and each image's Monte-Carlo variance over its ``t_samples`` times."""
+        return self.estimate(x, y, t_samples, generator=generator)
+
+    def eval_summary(self, options: dict, means: dict, count: int) -> tuple[dict, str]:
+        k = options.get("t_samples", 1)
+        entries = {"t_samples": k, "terms": {t: means[t] for t in ("prior", "reconstruction", "diffusion")}}
+        text = (f", {k} time(s) per image: prior {means['prior']:.3f} + reconstruction "
+                f"{means['reconstruction']:.3f} + diffusion {means['diffusion']:.3f}")
+        if k > 1:  # the estimate's Monte-Carlo standard error over the test set (the images themselves are fixed)
+            entries["standard_error"] = math.sqrt(means["nll_var"] / k / count)
+            text += f", Monte-Carlo standard error {entries['standard_error']:.3f}"
+        return entries, text
+
+    def estimator_words(self, options: dict) -> str:
+        if "t_samples" not in options:
+            return ""
+        k = options["t_samples"]
+        return (f": the variational diffusion bound averaged over {k} seeded times per image "
+                f"(`genzoo eval --t-samples {k}`)")
+
     def log_prob(self, x, y=None, t_samples: int = 1, generator=None):
         """-(the bound) [B] in nats, averaged over ``t_samples`` stratified times per image."""
         return -self.estimate(x, y, t_samples, generator)["nll"]
@@ -281,19 +319,6 @@ class Diffusion(GenerativeModel):
             return y.to(device)
         return self._sampling_labels(y, n, device)
 
-    def _step(self, z, eps, g_t, g_s, ddim: bool, noise, clip: bool = True):
-        """z_t -> z_s: the posterior q(z_s | z_t, x_hat) (ancestral, s < t), or the DDIM update (either way;
-        ``clip``: x_hat clipped to the data's range, as DDPM's sampler does; inversion must not)."""
-        (a_t, s_t), (a_s, s_s) = alpha_sigma(g_t), alpha_sigma(g_s)
-        x_hat = (z - s_t * eps) / a_t  # the prediction of x [-1, 1], clipped to the data's range (both samplers)
-        x_hat = x_hat.clamp(-1, 1) if clip else x_hat
-        if ddim:
-            return a_s * x_hat + s_s * eps
-        c = -torch.expm1(g_s - g_t)  # 1 - SNR(t) / SNR(s) = sigma_{t|s}^2 / sigma_t^2
-        # q(z_s | z_t, x_hat): mean (1 - c) (alpha_s / alpha_t) z_t + c alpha_s x_hat, variance c sigma_s^2 (VDM
-        # appendix A); unclipped, x_hat = (z - sigma_t eps) / alpha_t makes it (alpha_s / alpha_t)(z - c sigma_t eps)
-        return (1 - c) * (a_s / a_t) * z + c * a_s * x_hat + (s_s ** 2 * c).sqrt() * noise
-
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, y=None, prefix=None, known=None,
                steps: int = 100,
@@ -322,7 +347,7 @@ class Diffusion(GenerativeModel):
         z = draw()  # z_1
         for i in range(steps, 0, -1):
             g_t, g_s = self._gamma(i / steps, z), self._gamma((i - 1) / steps, z)
-            z = self._step(z, self._guided_eps(z, i / steps, y, guidance), g_t, g_s, ddim, draw())
+            z = posterior_step(z, self._guided_eps(z, i / steps, y, guidance), g_t, g_s, ddim, draw())
             if keep is not None:
                 a_s, s_s = alpha_sigma(g_s)
                 z = torch.where(keep, a_s * x_known + s_s * draw(), z)
@@ -345,7 +370,8 @@ class Diffusion(GenerativeModel):
         y = self._code_labels(y, len(x), z.device)
         for i in range(steps):
             eps = self._guided_eps(z, i / steps, y, 0.0)
-            z = self._step(z, eps, self._gamma(i / steps, z), self._gamma((i + 1) / steps, z), True, None, clip=False)
+            g_t, g_s = self._gamma(i / steps, z), self._gamma((i + 1) / steps, z)
+            z = posterior_step(z, eps, g_t, g_s, True, None, clip=False)
         return z
 
     @torch.no_grad()
@@ -355,19 +381,10 @@ class Diffusion(GenerativeModel):
         y = self._code_labels(y, len(z), z.device)
         for i in range(steps, 0, -1):
             eps = self._guided_eps(z, i / steps, y, 0.0)
-            z = self._step(z, eps, self._gamma(i / steps, z), self._gamma((i - 1) / steps, z), True, None)
+            z = posterior_step(z, eps, self._gamma(i / steps, z), self._gamma((i - 1) / steps, z), True, None)
         return self._decode(z, True, None, None, None)
 
-    @staticmethod
-    def code_path(z0, z1, t):
-        """Spherical interpolation between noises: z0, z1 [P, ...], t [S] -> [P, S, ...]. A straight line
-        passes through noise of too small a norm, which the sampler turns into flat grey (DDIM section 5.3)."""
-        a, b = z0.flatten(1), z1.flatten(1)  # (P, D)
-        omega = torch.acos((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))).clamp(1e-6, math.pi - 1e-6)  # (P,)
-        w0 = torch.sin((1 - t[None, :]) * omega[:, None]) / torch.sin(omega)[:, None]  # (P, S)
-        w1 = torch.sin(t[None, :] * omega[:, None]) / torch.sin(omega)[:, None]
-        shape = (*w0.shape, *[1] * (z0.dim() - 1))
-        return w0.view(shape) * z0[:, None] + w1.view(shape) * z1[:, None]  # (P, S, ...)
+    code_path = staticmethod(spherical_path)  # noise codes walk the sphere (DDIM section 5.3)
 
     def _decode(self, z0, most_likely: bool, generator, prefix, keep):
         """z_0 -> levels: a draw from p(x | z_0) over the k levels (or its most likely level)."""

@@ -6,10 +6,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import ClassVar
+
 import torch
 
 from ...likelihood import bits_per_dim, dequantized_nll_bound
-from ..base import GenerativeModel, dequantize
+from ..base import GenerativeModel, Options, dequantize
+
+
+@dataclasses.dataclass
+class FlowSampling(Options):
+    temperature: float = 1.0  # the prior's noise scaled by it; below 1: safer, less varied samples (Glow section 5)
+    limits: ClassVar[dict] = {"temperature": (0, None)}
+    exclusive: ClassVar[frozenset] = frozenset({"temperature"})
 
 
 class Flow(GenerativeModel):
@@ -22,6 +32,7 @@ class Flow(GenerativeModel):
     likelihood_kind = "bound"
     has_code = True
     sample_options = frozenset({"temperature"})
+    SampleOptions = FlowSampling
     flat = False  # the transform works on the flattened image [B, D]
 
     def forward(self, u, y=None):

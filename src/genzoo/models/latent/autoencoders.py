@@ -22,7 +22,7 @@ from typing import ClassVar
 import torch
 
 from ...errors import GenzooError
-from ..base import GenerativeModel, ImageConfig, from_unit, require, to_unit
+from ..base import GenerativeModel, ImageConfig, Options, from_unit, require, to_unit
 from .coders import ARCHITECTURES, check_coder_config, decoder, encoder
 from ..registry import register, register_preset
 
@@ -63,6 +63,22 @@ class AutoencoderConfig(ImageConfig):
         require(isinstance(self.l1, (int, float)) and self.l1 >= 0, "l1 must be >= 0")
 
 
+@dataclasses.dataclass
+class ReconstructionEvaluation(Options):
+    # reconstruct test images corrupted this way (the error is against the clean ones)
+    corruption: str = "none"
+    # with a corruption: gaussian std or fraction of pixels (default 0.3)
+    noise_level: float | None = None
+    choices: ClassVar[dict] = {"corruption": CORRUPTIONS}
+    limits: ClassVar[dict] = {"noise_level": (0, 1)}
+
+    def __post_init__(self):
+        if self.noise_level is not None and self.corruption == "none":
+            raise GenzooError("--noise-level needs --corruption gaussian|masking|salt-pepper (it sets that "
+                              "corruption's strength); without --corruption the clean images are scored")
+        self.noise_level = 0.3 if self.noise_level is None else self.noise_level
+
+
 @register
 class Autoencoder(GenerativeModel):
     """Bottleneck autoencoder (overcomplete when latent_dim > C*H*W); scored by reconstruction error."""
@@ -73,6 +89,7 @@ class Autoencoder(GenerativeModel):
     can_sample = False
     has_code = True
     scored_by_reconstruction = True
+    EvalOptions = ReconstructionEvaluation
 
     def __init__(self, config: AutoencoderConfig):
         super().__init__(config)
@@ -112,6 +129,11 @@ class Autoencoder(GenerativeModel):
         loss = (sse + self.config.l1 * h.abs().sum(1)).mean() / self.dims
         return {"loss": loss, "mse": sse.detach() / self.dims,
                 "near_zero": (h.detach().abs() < NEAR_ZERO).float().mean(1)}
+
+    def eval_figures(self, x, y=None, generator=None, corruption: str = "none", noise_level: float = 0.3):
+        """mse [B] of reconstructing x from x corrupted as asked, and the fraction of code units near zero."""
+        return {"mse": self.reconstruction_error(x, corruption, noise_level, generator=generator),
+                "near_zero": self.loss(x)["near_zero"]}
 
     @torch.no_grad()
     def reconstruction_error(self, x, corruption: str = "none", noise_level: float = 0.0, generator=None):

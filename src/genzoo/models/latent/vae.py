@@ -38,7 +38,7 @@ import math
 import torch
 
 from ...likelihood import at_least_fp32, bits_per_dim
-from ..base import GenerativeModel, ImageConfig, from_unit, require, require_positive_ints, to_signed
+from ..base import GenerativeModel, ImageConfig, Options, from_unit, require, require_positive_ints, to_signed
 from .coders import (ARCHITECTURES, DECODERS, DiscreteImageLikelihood, check_coder_config, decoder, encoder)
 from ..registry import register
 
@@ -81,6 +81,22 @@ class VAEConfig(ImageConfig):
                                                            "(the IWAE bound) it must be 1")
 
 
+@dataclasses.dataclass
+class VAESampling(Options):
+    temperature: float = 1.0  # z ~ N(0, temperature^2 I); below 1: safer, less varied samples
+    mean: bool = False  # the decoder's mean E[x | z] instead of a true sample of p(x | z)
+    limits: ClassVar[dict] = {"temperature": (0, None)}
+    exclusive: ClassVar[frozenset] = frozenset({"temperature"})
+
+
+@dataclasses.dataclass
+class VAEEvaluation(Options):
+    # the importance-weighted bound with K samples per image (Burda et al. 2016; tighter as K grows); 0: the bound
+    # the model trains on (the ELBO, or IWAE with its --train-samples)
+    iwae_k: int = 0
+    limits: ClassVar[dict] = {"iwae_k": (1, 1_000_000)}
+
+
 @register
 class VAE(GenerativeModel):
     """VAE (Kingma & Welling 2014): Gaussian q(z|x), discrete decoder, ELBO and IWAE bounds."""
@@ -91,6 +107,8 @@ class VAE(GenerativeModel):
     has_code = True
     importance_weighted = True
     sample_options = frozenset({"mean", "temperature"})
+    SampleOptions = VAESampling
+    EvalOptions = VAEEvaluation
 
     def __init__(self, config: VAEConfig):
         super().__init__(config)
@@ -176,6 +194,24 @@ class VAE(GenerativeModel):
         self.check_images(x)
         require(isinstance(k, int) and k >= 1, f"k must be a positive integer, got {k!r}")
         return self.importance_weighted_bound(x, k, chunk, generator)[0]
+
+    def eval_figures(self, x, y=None, generator=None, iwae_k: int = 0):
+        """nll [B]: IWAE_K with ``iwae_k`` samples (16 images at a time: K samples each are in memory), else the
+        training bound."""
+        if not iwae_k:
+            return super().eval_figures(x, y)
+        return {"nll": torch.cat([-self.log_prob(part, k=iwae_k, generator=generator) for part in x.split(16)])}
+
+    def eval_summary(self, options: dict, means: dict, count: int) -> tuple[dict, str]:
+        if options.get("iwae_k"):
+            return {"iwae_k": options["iwae_k"]}, f", IWAE bound with K = {options['iwae_k']}"
+        if self.loss_k > 1:  # the bound it trained on: IWAE_K, not the ELBO
+            return ({"iwae_k": self.loss_k},
+                    f", IWAE bound with K = {self.loss_k} (its training objective; --iwae-k K for a tighter one)")
+        return {}, ", the ELBO (analytic KL; --iwae-k K for the tighter bound)"
+
+    def estimator_words(self, options: dict) -> str:
+        return f": the importance-weighted bound, K = {options['iwae_k']}" if options.get("iwae_k") else ""
 
     @torch.no_grad()
     def encode(self, x):

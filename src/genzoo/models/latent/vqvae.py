@@ -34,7 +34,7 @@ from torch import nn
 
 from ...errors import GenzooError
 from ...likelihood import bits_per_dim
-from ..base import GenerativeModel, ImageConfig, from_unit, require, require_positive_ints, to_signed
+from ..base import GenerativeModel, ImageConfig, Options, from_unit, require, require_positive_ints, to_signed
 from .coders import DECODERS, DiscreteImageLikelihood
 from ..registry import PAIRS, register
 
@@ -153,6 +153,19 @@ class VectorQuantizer(nn.Module):
         return perplexity, float((self.ema_count >= self.threshold).sum())
 
 
+@dataclasses.dataclass
+class VQVAESampling(Options):
+    mean: bool = False  # the decoder's mean given the codes instead of a true sample of p(x | z)
+
+
+@dataclasses.dataclass
+class CodePriorSampling(VQVAESampling):
+    temperature: float = 1.0  # the prior's logits divided by it; below 1: safer, less varied code grids
+    naive: bool = False  # the prior's naive sampler, one full pass per code (the same images)
+    limits: ClassVar[dict] = {"temperature": (0, None)}
+    exclusive: ClassVar[frozenset] = frozenset({"temperature"})
+
+
 @register
 class VQVAE(GenerativeModel):
     """VQ-VAE (van den Oord et al. 2017): a grid of codes from a K-vector codebook; a bound with any code prior."""
@@ -162,6 +175,7 @@ class VQVAE(GenerativeModel):
     likelihood_kind = "bound"
     has_code = True
     sample_options = frozenset({"mean"})
+    SampleOptions = VQVAESampling
     bound_terms = ("prior_nll", "decoder_nll")
 
     def __init__(self, config: VQVAEConfig):
@@ -260,6 +274,7 @@ class CodePrior(GenerativeModel):
     likelihood_kind = "bound"
     can_complete = True
     sample_options = frozenset({"naive", "temperature", "mean", "progress"})
+    SampleOptions = CodePriorSampling
     bound_terms = ("prior_nll", "decoder_nll")
 
     def __init__(self, vqvae: VQVAE, prior: GenerativeModel):
