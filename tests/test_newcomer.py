@@ -2,6 +2,7 @@
 huge seeds), the silent cases answered, help that documents itself, runs you can find."""
 
 import argparse
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -176,6 +177,27 @@ def test_every_option_documents_itself():
             if getattr(action.type, "limits", None):
                 assert action.type.limits in shown, f"{name} {flags}: no limits in {shown!r}"
         assert "usage:" in text
+
+
+def test_model_and_training_options_whose_flag_default_is_none_state_their_true_default_by_hand():
+    """The flags of model and training options default to None (so --resume can tell what was given); their help
+    is written with the real default, read here from the Config and TrainConfig themselves, not the formatter."""
+    from genzoo.training.config import TrainConfig
+
+    checked = 0
+    for model in genzoo.models.names():
+        sub = next(a for a in build_parser(["train", model])._actions if isinstance(a, argparse._SubParsersAction))
+        truth = genzoo.models.option_defaults(model)
+        for action in sub.choices["train"]._actions:
+            if action.dest.startswith("model_"):
+                expected = truth[action.dest[len("model_"):]]
+            elif action.dest in {f.name for f in dataclasses.fields(TrainConfig)}:
+                expected = getattr(TrainConfig(), action.dest)
+            else:
+                continue
+            assert action.default is None and f"default {expected}" in action.help, (model, action.dest)
+            checked += 1
+    assert checked > 20 * len(genzoo.models.names())
 
 
 def test_limits_and_model_choices_appear_in_help(capsys):

@@ -123,7 +123,7 @@ def test_a_killed_diffusion_run_resumes_bitwise_with_its_moving_average(tmp_path
     ("glow", ["--hidden-channels", "4", "--steps-per-scale", "1", "--conditional"]),  # ActNorm's init, class prior
     ("vq-vae", ["--hidden-channels", "4", "--codebook-size", "16", "--num-res-blocks", "1"]),  # EMA codebook, restarts
 ])
-def test_the_new_models_resume_bitwise_after_a_kill(name, options, tmp_path):
+def test_models_that_draw_at_every_step_resume_bitwise_after_a_kill(name, options, tmp_path):
     # MADE's masks and the dropout of PixelCNN++ / PixelSNAIL are drawn from the global generator at every step
     train = ["train", name, "--data", "digits", "--epochs", "2", "--batch-size", "250", "--warmup-steps", "2",
              "--eval-limit", "40", "--threads", "1", "--checkpoint-every", "4", *options]

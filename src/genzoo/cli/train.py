@@ -77,7 +77,8 @@ def add_parsers(sub, argv) -> None:
     for flag, kind, help_ in TRAIN_OPTIONS:
         default = getattr(defaults, flag[2:].replace("-", "_"))
         group.add_argument(flag, type=kind, default=None, help=f"{help_ + '; ' if help_ else ''}default {default}")
-    group.add_argument("--compile", action="store_true", default=None, help="torch.compile the training step")
+    group.add_argument("--compile", action="store_true", default=None,
+                       help="torch.compile the training step; default False (eager)")
     t.add_argument("--tensorboard", action="store_true",
                    help="also write scalars and a sample grid per epoch to DIR/tensorboard (needs the tensorboard "
                         "package)")

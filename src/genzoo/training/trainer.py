@@ -361,7 +361,8 @@ class Trainer:
                   "lr": lr_at(max(0, state["step"] - 1), self.total_steps, self.cfg),
                   "train_loss": state["train_loss_sum"] / max(1, state["train_count"]),
                   "train_nll": state["train_nll_sum"] / max(1, state["train_count"]),
-                  "images_per_s": seen * self.world / max(seconds, 1e-9), "skipped_steps": state["skipped"]}
+                  "images_per_s": seen * self.world / max(seconds, 1e-9), "skipped_steps": state["skipped"],
+                  "epoch_s": seconds}
         record["train_bpd"] = float(bits_per_dim(record["train_nll"], self.dims))
         record.update(self.evaluate())
         if "test_nll" not in record:  # the model reports no likelihood: no nats to show
@@ -393,4 +394,5 @@ class Trainer:
         count = (f"{record['test_count']} of {record['test_total']} test images, a seeded random subset"
                  if "test_total" in record else f"{record['test_count']} images")
         return (f"epoch {record['epoch']}{' (stopped early: time budget)' if not finished else ''} "
-                f"step {record['step']}: {scores} ({count}), {record['images_per_s']:.0f} img/s")
+                f"step {record['step']}: {scores} ({count}), {record['images_per_s']:.0f} img/s, "
+                f"{record['epoch_s']:.1f} s ({record['elapsed_s'] / 60:.1f} min trained in all)")
