@@ -1,11 +1,12 @@
 """A trained diffusion model's sampling time and sample quality against the number of steps, in one run.
 
-For each step count N and each sampler (ancestral; DDIM, deterministic): the seconds to draw 64
+For each step count N and each solver (ancestral; DDIM; DPM-Solver++(2M)): the seconds to draw 64
 images (one process, the stated threads), and with ``--fid M`` the FID of M samples against M
 seeded test images in the dataset's feature network (``genzoo eval --fid``'s figures, floor
 included). Not a test; run it on a quiet machine. Figures go in docs/RESULTS.md.
 
-    .venv/bin/python bench/diffusion_steps.py RUN [--steps 10,25,50,100,250] [--fid 1000] [--threads 2]
+    .venv/bin/python bench/diffusion_steps.py RUN [--steps 10,25,50,100,250] [--fid 1000] [--threads 2] \
+        [--solvers ancestral,ddim,dpm++]
 """
 
 import argparse
@@ -23,6 +24,7 @@ p.add_argument("--steps", default="10,25,50,100,250")
 p.add_argument("--n", type=int, default=64)
 p.add_argument("--fid", type=int, default=0, metavar="M")
 p.add_argument("--threads", type=int, default=2)
+p.add_argument("--solvers", default="ancestral,ddim,dpm++")
 args = p.parse_args()
 torch.set_num_threads(args.threads)
 run = runs.open_run(args.run)
@@ -33,13 +35,12 @@ if args.fid:
     net, _ = quality.feature_network(spec, train, test, train.levels, data.cache_dir() / "features", print)
 rows = []
 for steps in [int(s) for s in args.steps.split(",")]:
-    for ddim in (False, True):
+    for solver in args.solvers.split(","):
         t0 = time.perf_counter()
-        model.sample(args.n, generator=torch.Generator().manual_seed(0), steps=steps, ddim=ddim)
-        row = {"steps": steps, "sampler": "ddim" if ddim else "ancestral",
-               f"seconds_{args.n}": time.perf_counter() - t0}
+        model.sample(args.n, generator=torch.Generator().manual_seed(0), steps=steps, solver=solver)
+        row = {"steps": steps, "sampler": solver, f"seconds_{args.n}": time.perf_counter() - t0}
         if args.fid:
-            q = quality.measure(model, args.fid, net, test, train, seed=0, steps=steps, ddim=ddim)
+            q = quality.measure(model, args.fid, net, test, train, seed=0, steps=steps, solver=solver)
             row.update(fid=q["fid"], fid_floor=q["floor"]["fid"], precision=q["precision"], recall=q["recall"])
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -246,3 +246,67 @@ def test_a_sampled_bound_kept_by_eval_is_the_one_with_the_most_times_not_the_luc
     best = figures.tightest_likelihood(evals, "d")
     assert best["nll_nats"] == 99.5 and "sampled at 16 time(s) per image" in figures.eval_label(best)
     assert figures.tightest_likelihood([*evals, kept(99.7, 16)], "d")["nll_nats"] == 99.7  # the latest of equals
+
+
+def _oracle_model(probs, images, **kw):
+    model = build(tuple(images.shape[1:]), len(probs) if images.shape[1:] == (1, 1, 1) else 2, **kw).double().eval()
+    model.eps_hat = oracle_denoiser(model, images, probs)
+    return model
+
+
+@pytest.mark.parametrize("solver,steps", [("ancestral", 100), ("ddim", 100), ("dpm++", 20)])
+def test_with_the_exact_denoiser_every_solver_draws_the_known_distribution(solver, steps):
+    # a chi-square test of 4000 draws against p over the 3 levels of a one-sub-pixel image
+    from scipy.stats import chisquare
+
+    probs = torch.tensor([0.6, 0.1, 0.3], dtype=torch.float64)
+    model = _oracle_model(probs, all_images((1, 1, 1), 3))
+    x = model.sample(4000, generator=torch.Generator().manual_seed(0), steps=steps, solver=solver)
+    counts = torch.bincount(x.flatten().long(), minlength=3).double()
+    assert chisquare(counts.numpy(), (4000 * probs).numpy()).pvalue > 1e-3, counts.tolist()
+
+
+def test_at_ten_steps_dpm_solver_pp_is_closer_to_the_known_distribution_than_ddim():
+    # three point masses make the flow near t = 0 stiff: ten steps cannot be exact, but the second-order solver
+    # (with its log-SNR spacing) lands nearer p than DDIM (measured: total variation 0.043 against 0.093)
+    probs = torch.tensor([0.6, 0.1, 0.3], dtype=torch.float64)
+    model = _oracle_model(probs, all_images((1, 1, 1), 3))
+
+    def distance(solver):
+        x = model.sample(4000, generator=torch.Generator().manual_seed(0), steps=10, solver=solver)
+        return 0.5 * (torch.bincount(x.flatten().long(), minlength=3).double() / 4000 - probs).abs().sum().item()
+    assert distance("dpm++") < 0.6 * distance("ddim")
+
+
+def test_dpm_solver_pp_converges_to_the_ode_solution_faster_than_ddim():
+    # the same z_1 through the probability-flow ODE of a known two-pixel distribution: DDIM is first order,
+    # DPM-Solver++(2M) second, so at 20 steps its distance to the 4000-step solution is far smaller, and at 200
+    # steps the two agree
+    from genzoo.models.diffusion.samplers import solve
+
+    images = all_images((1, 1, 2), 2)
+    probs = torch.tensor([0.4, 0.1, 0.2, 0.3], dtype=torch.float64)
+    model = _oracle_model(probs, images, schedule="cosine")
+    z1 = torch.randn(500, 1, 1, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+    def run(solver, steps):
+        return solve(z1, steps, solver, lambda z, t: model.eps_hat(z, torch.full((len(z),), t, dtype=z.dtype)),
+                     lambda t: model._gamma(t, z1), lambda: None)
+
+    with torch.no_grad():
+        exact = run("ddim", 4000)
+        ddim_error = (run("ddim", 20) - exact).abs().mean().item()
+        dpm_error = (run("dpm++", 20) - exact).abs().mean().item()
+        assert dpm_error < ddim_error / 3, (dpm_error, ddim_error)
+        assert (run("dpm++", 200) - exact).abs().mean().item() < 0.02 * exact.abs().mean().item()
+
+
+def test_the_solver_option_is_checked_and_ddim_is_its_old_name():
+    model = build((1, 4, 4), 2)
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    assert torch.equal(model.sample(3, generator=g(), steps=5, ddim=True), model.sample(3, generator=g(), steps=5,
+                                                                                        solver="ddim"))
+    with pytest.raises(genzoo.GenzooError, match="solver must be one of"):
+        model.sample(2, steps=5, solver="heun")
+    with pytest.raises(genzoo.GenzooError, match="--ddim is --solver ddim"):
+        model.sample(2, steps=5, solver="dpm++", ddim=True)

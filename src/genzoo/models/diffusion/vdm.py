@@ -28,9 +28,8 @@ variance of the diffusion term (the continuous-time bound does not depend on the
 estimator's variance does; VDM section 5.2): its gradient is 2 (L - mean L) dL/dshape, scaled by
 1/mean L.
 
-Sampling: ancestral (``steps`` N, any N) or the deterministic DDIM update (Song et al. 2021),
-classifier-free guidance (Ho & Salimans 2022) for a class-conditional model trained with
-``class_dropout``: eps = (1 + w) eps(z, y) - w eps(z, none); w = 0 is the conditional draw.
+Sampling (``samplers.py``, any ``steps`` N): ancestral, DDIM or DPM-Solver++(2M); classifier-free guidance
+(Ho & Salimans 2022) of a model trained with ``class_dropout``: eps = (1 + w) eps(z, y) - w eps(z, none).
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ from ...likelihood import bits_per_dim
 from ..base import (GenerativeModel, ImageConfig, Options, require, require_num_classes, require_positive_ints,
                     to_signed)
 from ..registry import register
-from .samplers import alpha_sigma, posterior_step, spherical_path
+from .samplers import DiffusionSampling, alpha_sigma, log_snr_uniform_times, posterior_step, solve, spherical_path
 from .unet import UNet
 
 SCHEDULES = ("learned", "cosine", "linear")
@@ -141,15 +140,6 @@ class NoiseSchedule(nn.Module):
 
 
 @dataclasses.dataclass
-class DiffusionSampling(Options):
-    steps: int = 100  # denoising steps from t = 1 to 0 (one network pass each)
-    ddim: bool = False  # the deterministic DDIM sampler (the same z_1 gives the same image)
-    # classifier-free guidance weight w of a class-conditional model (0: the plain conditional draw)
-    guidance: float = 0.0
-    limits: ClassVar[dict] = {"steps": (1, 100_000), "guidance": (0, None)}
-
-
-@dataclasses.dataclass
 class DiffusionEvaluation(Options):
     # average the bound over K stratified times per image, with its terms and the Monte-Carlo standard error
     # (1: one time per image, the training estimate)
@@ -167,7 +157,7 @@ class Diffusion(GenerativeModel):
     monte_carlo_bound = True  # log_prob(x, t_samples=K) / estimate(): the bound averaged over K times per image
     has_code = True  # encode / decode: the deterministic sampler's noise z_1 (interpolate, reconstruct, probe)
     can_complete = True  # by replacement: the known sub-pixels are re-noised from q(z_s | x) at every step
-    sample_options = frozenset({"steps", "ddim", "guidance", "progress"})
+    sample_options = frozenset({"steps", "solver", "ddim", "guidance", "progress"})
     SampleOptions = DiffusionSampling
     EvalOptions = DiffusionEvaluation
 
@@ -321,16 +311,18 @@ class Diffusion(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, y=None, prefix=None, known=None,
-               steps: int = 100,
-               ddim: bool = False, guidance: float = 0.0, progress=None) -> torch.Tensor:
-        """Draw n images uint8 [n, C, H, W] in ``steps`` steps from t = 1 to 0 (ancestral, or ``ddim``:
-        deterministic given z_1, the last step taking the most likely level). ``guidance`` w: classifier-
-        free guidance of a conditional model (y: [n] classes, default 0, 1, 2, ...). ``prefix`` with
-        ``known`` (bool [C, H, W] or [n, C, H, W]): completion by replacement, the known sub-pixels' z_s
-        drawn from q(z_s | x) at every step (Lugmayr et al. 2022, RePaint, without resampling).
-        ``progress``: called with the share of the work done, in image rows."""
+               steps: int = 100, solver: str = "ancestral", ddim: bool = False, guidance: float = 0.0,
+               progress=None) -> torch.Tensor:
+        """Draw n images uint8 [n, C, H, W] in ``steps`` steps from t = 1 to 0 with ``solver`` (samplers.py:
+        ancestral; ddim, the same as ``ddim=True``; dpm++), a deterministic solver's last step taking the most
+        likely level. ``guidance`` w: classifier-free guidance of a conditional model (y: [n] classes, default
+        0, 1, 2, ...). ``prefix`` with ``known`` (bool [C, H, W] or [n, C, H, W]): completion by replacement, the
+        known sub-pixels' z_s drawn from q(z_s | x) at every step (Lugmayr et al. 2022, RePaint, without
+        resampling). ``progress``: called with the share of the work done, in image rows."""
         require(isinstance(steps, int) and steps >= 1, f"steps must be a positive integer, got {steps!r}")
         require(not guidance or self.num_classes, "guidance needs a class-conditional model")
+        DiffusionSampling(steps=steps, solver=solver, ddim=ddim, guidance=guidance)  # the solver's name, checked
+        solver = "ddim" if ddim else solver
         C, H, W = self.image_shape
         dt, device = self.dtype, next(self.parameters()).device
         y = self._sampling_labels(y, n, device)
@@ -338,22 +330,21 @@ class Diffusion(GenerativeModel):
         def draw():
             return torch.randn((n, C, H, W), generator=generator, dtype=dt).to(device)
 
-        keep = None
+        keep = after = None
         if prefix is not None:
             self.check_images(prefix)
             require(prefix.shape[0] == n and known is not None, "completion needs prefix of n images and a known mask")
             keep = torch.as_tensor(known, dtype=torch.bool, device=device).expand(n, C, H, W)
             x_known = to_signed(prefix.to(device), self.levels, dt)
-        z = draw()  # z_1
-        for i in range(steps, 0, -1):
-            g_t, g_s = self._gamma(i / steps, z), self._gamma((i - 1) / steps, z)
-            z = posterior_step(z, self._guided_eps(z, i / steps, y, guidance), g_t, g_s, ddim, draw())
-            if keep is not None:
+
+            def after(z, g_s):
                 a_s, s_s = alpha_sigma(g_s)
-                z = torch.where(keep, a_s * x_known + s_s * draw(), z)
-            if progress is not None:
-                progress(round(H * (steps - i + 1) / steps))
-        return self._decode(z, ddim, generator, prefix if keep is not None else None, keep)
+                return torch.where(keep, a_s * x_known + s_s * draw(), z)
+        z1 = draw()
+        times = log_snr_uniform_times(lambda t: self.schedule(t)[0], steps, z1) if solver == "dpm++" else None
+        z = solve(z1, steps, solver, lambda z, t: self._guided_eps(z, t, y, guidance), lambda t: self._gamma(t, z1),
+                  draw, after, None if progress is None else lambda share: progress(round(H * share)), times)
+        return self._decode(z, solver != "ancestral", generator, prefix if keep is not None else None, keep)
 
     def _gamma(self, t: float, like):
         """gamma at one time t, a 1-element tensor of like's dtype and device."""
@@ -379,9 +370,8 @@ class Diffusion(GenerativeModel):
         """Noise z_1 [B, C, H, W] -> uint8 images: the DDIM sampler started from z."""
         require(isinstance(steps, int) and steps >= 1, f"steps must be a positive integer, got {steps!r}")
         y = self._code_labels(y, len(z), z.device)
-        for i in range(steps, 0, -1):
-            eps = self._guided_eps(z, i / steps, y, 0.0)
-            z = posterior_step(z, eps, self._gamma(i / steps, z), self._gamma((i - 1) / steps, z), True, None)
+        z = solve(z, steps, "ddim", lambda z_, t: self._guided_eps(z_, t, y, 0.0), lambda t: self._gamma(t, z),
+                  lambda: None)
         return self._decode(z, True, None, None, None)
 
     code_path = staticmethod(spherical_path)  # noise codes walk the sphere (DDIM section 5.3)
