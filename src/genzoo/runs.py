@@ -149,6 +149,12 @@ def open_run(folder, need_record: bool = False, ema: bool = True) -> Run:
     return Run(str(folder), path, model, record, read_metrics(path))
 
 
+def is_shipped(folder) -> bool:
+    """Is ``folder`` one of the shipped models (under pretrained/), which no command but verify --write-card writes?"""
+    root, path = recipes.pretrained_root().resolve(), Path(folder).resolve()
+    return path == root or root in path.parents
+
+
 def find(root) -> list[Path]:
     """The run folders (holding run.json) at or below ``root``, sorted by path; nothing inside a run is searched."""
     root = Path(root)

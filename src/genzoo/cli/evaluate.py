@@ -136,6 +136,10 @@ def _keep(run: runs.Run, result: dict) -> None:
     cannot be written (read-only, say) keeps nothing and says so, the result stands."""
     if not run.record:
         return  # a bare model folder, not a run
+    if runs.is_shipped(run.folder):
+        print(f"genzoo: note: {run.name} is a shipped model: this figure is not kept in its folder (only genzoo verify "
+              f"--write-card writes there)", file=sys.stderr)
+        return
     try:
         weights = {"weights": "ema"} if getattr(run.model, "weights", "raw") == "ema" else {}
         runs.append_eval(run.folder, {**result, **weights,

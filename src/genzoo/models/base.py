@@ -170,6 +170,38 @@ class GenerativeModel(nn.Module):
         d["image_shape"] = list(d["image_shape"])
         return d
 
+    # -- what users hold, as the model's images
+    def images(self, x) -> torch.Tensor:
+        """Images as this model takes them, uint8 levels [B, C, H, W], from what a user holds: integer (uint8,
+        int64) levels; float tensors or arrays in [0, 1], quantized to the nearest of the k levels
+        (round(x (k - 1))); bool (0 and 1); numpy arrays; PIL images (their 256 levels requantized to k:
+        floor(v k / 256), so a binary model thresholds at 128); a single image [C, H, W] (or [H, W] for one
+        channel). Anything else, or a float outside [0, 1], is one clear error.
+
+        Example:
+            >>> import genzoo
+            >>> m = genzoo.models.build("nade", image_shape=(1, 2, 2), levels=2, hidden_units=3)
+            >>> m.images(torch.tensor([[0.1, 0.9], [0.6, 0.2]])).tolist()
+            [[[[0, 1], [1, 0]]]]
+        """
+        if type(x).__module__.startswith("PIL."):
+            x = _pil_levels(x, self.image_shape[0], self.levels)
+        x = torch.from_numpy(x.copy()) if type(x).__module__ == "numpy" else x
+        if not isinstance(x, torch.Tensor):
+            raise GenzooError(f"{self.name}: images must be a tensor, a numpy array or a PIL image, got "
+                              f"{type(x).__name__}")
+        if x.dtype == torch.bool:
+            x = x.to(torch.uint8)
+        elif x.is_floating_point():
+            if x.numel() and not (torch.isfinite(x).all() and x.min() >= 0 and x.max() <= 1):
+                raise GenzooError(f"{self.name}: float images must lie in [0, 1] (they are quantized to the "
+                                  f"{self.levels} levels), got [{x.min().item():g}, {x.max().item():g}]")
+            x = (x * (self.levels - 1)).round().to(torch.uint8)
+        x = x.view(1, 1, *x.shape) if x.dim() == 2 and self.image_shape[0] == 1 else x
+        x = x.unsqueeze(0) if x.dim() == 3 else x
+        self.check_images(x)
+        return x
+
     # -- input checking: one clear error for a batch this model cannot score
     def check_images(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor):
@@ -202,12 +234,26 @@ class GenerativeModel(nn.Module):
     def loss(self, x: torch.Tensor, y=None) -> dict:
         raise NotImplementedError
 
-    def log_prob(self, x: torch.Tensor, y=None) -> torch.Tensor:
-        """[B] log-probability in nats: exact, or the bound ``likelihood_kind`` states."""
+    def log_prob(self, x, y=None, grad: bool = False) -> torch.Tensor:
+        """[B] log-probability in nats: exact, or the bound ``likelihood_kind`` states. x: anything ``images``
+        takes. Computed without gradients unless ``grad``."""
         if self.likelihood_kind == "none":
             raise GenzooError(f"{self.name} defines no likelihood (likelihood_kind = 'none'): it is scored by "
                               "reconstruction error, not log_prob")
-        return -self.loss(x, y)["nll"]
+        with torch.set_grad_enabled(grad):
+            return -self.loss(self.images(x), y)["nll"]
+
+    def complete(self, images, known, generator: torch.Generator | None = None, **options) -> torch.Tensor:
+        """Complete images (anything ``images`` takes) where ``known`` (bool [C, H, W] or [B, C, H, W]) is False:
+        one draw per image, uint8 [B, C, H, W], known sub-pixels kept; ``options``: the model's SampleOptions."""
+        if not self.can_complete:
+            raise GenzooError(f"{self.name} does not complete images (can_complete is False)")
+        x = self.images(images)
+        known = torch.as_tensor(known, dtype=torch.bool)
+        if tuple(known.shape[-3:]) != tuple(self.image_shape) or known.dim() not in (3, 4):
+            raise GenzooError(f"{self.name}: known must be a bool mask [C, H, W] or [B, C, H, W] of the images' shape, "
+                              f"got {list(known.shape)}")
+        return self.sample(len(x), generator=generator, prefix=x, known=known, **options)
 
     def sample(self, n: int, generator: torch.Generator | None = None, **kwargs) -> torch.Tensor:
         raise NotImplementedError
@@ -248,9 +294,24 @@ class GenerativeModel(nn.Module):
         t = t.view(1, -1, *[1] * (z0.dim() - 1))
         return (1 - t) * z0[:, None] + t * z1[:, None]
 
-    def save(self, path) -> None:
-        """Write this model as a folder: config.json + model.safetensors (``genzoo.load`` reads it)."""
-        save_model(self, path)
+    def save(self, path, overwrite: bool = False) -> None:
+        """Write this model as a folder: config.json + model.safetensors (``genzoo.load`` reads it); a folder holding
+        a saved model already is refused unless ``overwrite``."""
+        save_model(self, path, overwrite)
+
+
+def _pil_levels(picture, channels: int, levels: int) -> torch.Tensor:
+    """A PIL image as uint8 levels [C, H, W] of ``channels`` (L or RGB) requantized from 256 to ``levels``."""
+    import numpy as np
+
+    array = np.asarray(picture.convert("L" if channels == 1 else "RGB"), dtype=np.int64)
+    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    return torch.from_numpy(array * levels // 256).to(torch.uint8)
+
+
+def require_count(n) -> None:
+    """How many images to draw: a positive integer (a bool, a float, 0 or fewer is one clear error)."""
+    require(isinstance(n, int) and not isinstance(n, bool) and n >= 1, f"n must be a positive integer, got {n!r}")
 
 
 def adam_with_decay(module: nn.Module, lr: float, weight_decay: float) -> torch.optim.Adam:

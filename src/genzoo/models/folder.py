@@ -31,11 +31,15 @@ def model_config_record(model) -> dict:
     return {"format": FORMAT, "model": model.name, "config": model.config_dict()}
 
 
-def save_model(model, folder) -> None:
-    """Write ``model`` as a folder: config.json + model.safetensors (each atomically)."""
+def save_model(model, folder, overwrite: bool = False) -> None:
+    """Write ``model`` as a folder: config.json + model.safetensors (each atomically). A folder that holds a saved
+    model already (another model, or a run's) is refused unless ``overwrite``."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise CheckpointError(f"{folder}: exists and is not a folder")
+    if not overwrite and (folder / CONFIG_FILE).exists():
+        raise CheckpointError(f"{folder}: holds a saved model already (a run's, or another save); "
+                              f"save(path, overwrite=True) replaces it")
     folder.mkdir(parents=True, exist_ok=True)
     save_weights(folder / WEIGHTS_FILE, model.state_dict())
     (folder / EMA_WEIGHTS_FILE).unlink(missing_ok=True)  # an older average is not of these weights

@@ -42,7 +42,8 @@ import torch.nn.functional as F
 from ...likelihood import (at_least_fp32, bits_per_dim, categorical_nll, full_precision,
                            logistic_mixture_level_log_probs,
                           logistic_mixture_log_prob)
-from ..base import GenerativeModel, ImageConfig, Options, from_signed, require, require_positive_ints, to_signed
+from ..base import (GenerativeModel, ImageConfig, Options, from_signed, require, require_count, require_positive_ints,
+                    to_signed)
 from .layers import pointwise
 
 OUTPUTS = ("softmax", "mixture")
@@ -171,6 +172,7 @@ class AutoregressiveModel(GenerativeModel):
         naive: run the whole network once per sub-pixel instead of the cached sampler.
         progress: called with the number of finished rows after each row (e.g. a tqdm update).
         """
+        require_count(n)
         C, H, W = self.image_shape
         device = next(self.parameters()).device
         if self.num_classes and y is None:

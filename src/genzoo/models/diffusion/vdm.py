@@ -43,8 +43,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...likelihood import bits_per_dim
-from ..base import (GenerativeModel, ImageConfig, Options, require, require_num_classes, require_positive_ints,
-                    to_signed)
+from ..base import (GenerativeModel, ImageConfig, Options, require, require_count, require_num_classes,
+                    require_positive_ints, to_signed)
 from ..registry import register
 from .samplers import DiffusionSampling, alpha_sigma, log_snr_uniform_times, posterior_step, solve, spherical_path
 from .unet import UNet
@@ -279,7 +279,9 @@ class Diffusion(GenerativeModel):
                 f"(`genzoo eval --t-samples {k}`)")
 
     def log_prob(self, x, y=None, t_samples: int = 1, generator=None):
-        """-(the bound) [B] in nats, averaged over ``t_samples`` stratified times per image."""
+        """-(the bound) [B] in nats, averaged over ``t_samples`` stratified times per image (x: anything ``images``
+        takes). Random over the times and noises drawn, but seeded (seed 0) unless ``generator`` is given."""
+        x = self.images(x)
         return -self.estimate(x, y, t_samples, generator)["nll"]
 
     def _stratified(self, n, i, k, g, device):
@@ -319,6 +321,7 @@ class Diffusion(GenerativeModel):
         0, 1, 2, ...). ``prefix`` with ``known`` (bool [C, H, W] or [n, C, H, W]): completion by replacement, the
         known sub-pixels' z_s drawn from q(z_s | x) at every step (Lugmayr et al. 2022, RePaint, without
         resampling). ``progress``: called with the share of the work done, in image rows."""
+        require_count(n)
         require(isinstance(steps, int) and steps >= 1, f"steps must be a positive integer, got {steps!r}")
         require(not guidance or self.num_classes, "guidance needs a class-conditional model")
         DiffusionSampling(steps=steps, solver=solver, ddim=ddim, guidance=guidance)  # the solver's name, checked

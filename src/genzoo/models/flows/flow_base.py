@@ -12,7 +12,7 @@ from typing import ClassVar
 import torch
 
 from ...likelihood import bits_per_dim, dequantized_nll_bound
-from ..base import GenerativeModel, Options, dequantize
+from ..base import GenerativeModel, Options, dequantize, require_count
 
 
 @dataclasses.dataclass
@@ -71,6 +71,7 @@ class Flow(GenerativeModel):
     def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0, y=None):
         """uint8 [n, C, H, W]: z ~ prior (scaled by temperature), u = f^-1(z), x = floor(k u).
         A class-conditional flow draws classes y ([n] ints), by default 0, 1, 2, ..."""
+        require_count(n)
         device = next(self.parameters()).device
         if self.num_classes and y is None:
             y = torch.arange(n) % self.num_classes

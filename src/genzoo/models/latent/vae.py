@@ -38,7 +38,8 @@ import math
 import torch
 
 from ...likelihood import at_least_fp32, bits_per_dim
-from ..base import GenerativeModel, ImageConfig, Options, from_unit, require, require_positive_ints, to_signed
+from ..base import (GenerativeModel, ImageConfig, Options, from_unit, require, require_count, require_positive_ints,
+                    to_signed)
 from .coders import (ARCHITECTURES, DECODERS, DiscreteImageLikelihood, check_coder_config, decoder, encoder)
 from ..registry import register
 
@@ -190,8 +191,10 @@ class VAE(GenerativeModel):
 
     @torch.no_grad()
     def log_prob(self, x, y=None, k: int = 1, chunk: int = 500, generator=None):
-        """The importance-weighted bound IWAE_k [B] in nats (k = 1: a one-sample ELBO), chunked over samples."""
-        self.check_images(x)
+        """The importance-weighted bound IWAE_k [B] in nats (k = 1: a one-sample ELBO), chunked over samples; x:
+        anything ``images`` takes. Random: each call draws its own z ~ q(z | x) unless ``generator`` is given
+        (genzoo eval seeds one), so two calls differ by the Monte-Carlo error, smaller as k grows."""
+        x = self.images(x)
         require(isinstance(k, int) and k >= 1, f"k must be a positive integer, got {k!r}")
         return self.importance_weighted_bound(x, k, chunk, generator)[0]
 
@@ -232,6 +235,7 @@ class VAE(GenerativeModel):
     @torch.no_grad()
     def sample(self, n, generator=None, mean: bool = False, temperature: float = 1.0, y=None):
         """z ~ N(0, temperature^2 I), then x ~ p(x|z) (a true sample), or the decoder's mean if ``mean``."""
+        require_count(n)
         device = next(self.parameters()).device
         z = temperature * torch.randn((n, self.config.latent_dim), generator=generator, dtype=self.dtype).to(device)
         if mean:

@@ -34,7 +34,8 @@ from torch import nn
 
 from ...errors import GenzooError
 from ...likelihood import bits_per_dim
-from ..base import GenerativeModel, ImageConfig, Options, from_unit, require, require_positive_ints, to_signed
+from ..base import (GenerativeModel, ImageConfig, Options, from_unit, require, require_count, require_positive_ints,
+                    to_signed)
 from .coders import DECODERS, DiscreteImageLikelihood
 from ..registry import PAIRS, register
 
@@ -248,6 +249,7 @@ class VQVAE(GenerativeModel):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, mean: bool = False, y=None):
         """Codes from the uniform prior (the VQ-VAE alone has no other), decoded: x ~ p(x | z), or its mean."""
+        require_count(n)
         h, w = self.code_shape
         codes = torch.randint(0, self.config.codebook_size, (n, h, w), generator=generator)
         return self.decode_codes(codes.to(next(self.parameters()).device), mean, generator)
@@ -311,6 +313,7 @@ class CodePrior(GenerativeModel):
                temperature: float = 1.0, naive: bool = False, mean: bool = False, progress=None) -> torch.Tensor:
         """uint8 [n, C, H, W]: z ~ the prior (cached sampler unless ``naive``), then x ~ p(x | z) or its
         mean. prefix (uint8 [n, C, H, W]) with known (bool [C, H, W] or [n, C, H, W]): completion."""
+        require_count(n)
         code_prefix = code_known = keep = None
         if prefix is not None:
             self.check_images(prefix)
