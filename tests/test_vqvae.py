@@ -187,3 +187,8 @@ def test_cli_two_stages_train_sample_complete_eval_report(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("genzoo: error:")
     assert not any((tmp_path / b).exists() for b in ("b1", "b2", "b3"))
+    for model in [n for n in genzoo.models.names() if not genzoo.models.get(n).raster_order]:  # before any training
+        assert main(["train", model, "--data", f"codes:{vq_run}", "--out", str(tmp_path / model)]) == 2
+        err = capsys.readouterr().err
+        assert f"{model} cannot be a prior of codes" in err and "pixelcnn" in err and err.count("\n") == 1
+        assert not (tmp_path / model).exists()

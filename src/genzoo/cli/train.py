@@ -20,7 +20,7 @@ from ..errors import GenzooError
 from ..training.precision import TRAIN_PRECISIONS, describe, resolve, warn_if_emulated
 from ..training.config import TrainConfig
 from ..training.trainer import Trainer
-from .common import SEED, add_device_options, apply_device_options, choice, number
+from .common import SEED, able, add_device_options, apply_device_options, choice, number
 
 # (flag, type, help) of every TrainConfig field; the default is read from TrainConfig.
 TRAIN_OPTIONS = [
@@ -209,6 +209,9 @@ def _launch_plan(args) -> Plan:
     out = Path(args.out)
     runs.check_new_folder(out)
     if data.codes.is_codes_name(args.data):
+        if not models.get(args.model).raster_order:  # the pair samples and completes through the prior's sampler
+            raise GenzooError(f"--data codes:RUN: {args.model} cannot be a prior of codes; a prior is an exact "
+                              f"model of the code grid in raster order: {able('raster_order')}")
         return Plan(out, TrainConfig(**_given_train_options(args)), _codes_spec(args), args.tensorboard)
     name = str(Path(args.data).resolve()) if data.imagefolder.is_folder_name(args.data) else args.data
     if data.imagefolder.is_folder_name(args.data):
