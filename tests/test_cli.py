@@ -222,3 +222,15 @@ def test_model_options_are_taken_anywhere_after_train_and_a_model_name_as_a_valu
                  "--eval-limit", "20", "--threads", "1"]) == 0
     model = genzoo.load(out)
     assert model.name == "nade" and model.config.hidden_units == 7
+
+
+@pytest.mark.parametrize("argv", [["diffusion", "--channels", "3"], ["made", "--hidden-units", "99999999"]])
+def test_options_the_config_accepts_but_the_network_cannot_run_are_one_line_and_leave_no_folder(argv, tmp_path,
+                                                                                                capsys):
+    out = tmp_path / "run"
+    assert main(["train", *argv, "--data", "digits", "--out", str(out), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("genzoo: error:") and argv[0] in err
+    assert not out.exists()
+    assert main(["train", argv[0], "--data", "digits", "--out", str(out), "--epochs", "1", "--train-limit", "50",
+                 "--threads", "1"]) == 0  # the same --out then works

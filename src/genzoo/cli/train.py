@@ -7,6 +7,7 @@ the folder then appears whole (run.json + config.json) or not at all.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import typing
 from pathlib import Path
@@ -240,7 +241,25 @@ def _model(args, plan: Plan, train_ds: data.Dataset, levels: int):
             raise GenzooError(f"--conditional: {args.data} has one class only; a label that never varies tells "
                               f"the model nothing (train without --conditional)")
         options["num_classes"] = train_ds.num_classes
-    return models.build(args.model, image_shape=train_ds.image_shape, levels=levels, **options)
+    model = models.build(args.model, image_shape=train_ds.image_shape, levels=levels, **options)
+    _dry_run(model, train_ds)
+    return model
+
+
+def _dry_run(model, train_ds: data.Dataset) -> None:
+    """One forward pass of a copy on two training images before any folder exists, so that options the config
+    accepts but the network cannot run with (shapes that do not meet) are one line, not a traceback mid-run. The
+    copy and the saved random state leave the run exactly as without it."""
+    state = torch.get_rng_state()
+    try:
+        with torch.no_grad():
+            probe = copy.deepcopy(model).eval()
+            probe.loss(train_ds.images[:2], train_ds.labels[:2] if model.num_classes else None)
+    except (RuntimeError, ValueError, IndexError) as e:
+        raise GenzooError(f"{model.name} cannot run on these images with these options: "
+                          f"{str(e).strip().splitlines()[0]}") from None
+    finally:
+        torch.set_rng_state(state)
 
 
 def _write_run_folder(args, plan: Plan, model, trainer: Trainer) -> None:

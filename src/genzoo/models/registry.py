@@ -161,6 +161,9 @@ def build(name: str, **config):
         raise GenzooError(f"{name}: bad config ({e})") from None
     except GenzooError as e:
         raise GenzooError(f"{name}: {e}") from None
-    model = entry.cls(cfg)
+    try:
+        model = entry.cls(cfg)
+    except (RuntimeError, MemoryError) as e:  # e.g. weights larger than memory: one line, not a traceback
+        raise GenzooError(f"{name}: cannot build with these options ({str(e).strip().splitlines()[0][:200]})") from None
     model.name = name  # a preset's models carry its name (config.json records it; genzoo.load rebuilds it)
     return model
