@@ -234,3 +234,17 @@ def test_options_the_config_accepts_but_the_network_cannot_run_are_one_line_and_
     assert not out.exists()
     assert main(["train", argv[0], "--data", "digits", "--out", str(out), "--epochs", "1", "--train-limit", "50",
                  "--threads", "1"]) == 0  # the same --out then works
+
+
+def test_a_kept_eval_of_older_weights_is_not_shown_after_a_resume_trains_further(tmp_path, capsys):
+    from genzoo.cli.listing import describe_run
+
+    run = tmp_path / "r"
+    assert main(["train", "nade", "--data", "digits", "--out", str(run), "--epochs", "1", "--hidden-units", "4",
+                 "--threads", "1"]) == 0
+    assert main(["eval", str(run)]) == 0
+    assert "genzoo eval" in describe_run(run)["figure"]["source"]
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
+    shown = describe_run(run)["figure"]
+    assert shown["source"].startswith("last epoch's test figure (epoch 2")  # the eval was of step 23's weights
+    assert shown["value"] == pytest.approx(json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["test_nll"])

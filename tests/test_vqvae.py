@@ -170,6 +170,9 @@ def test_cli_two_stages_train_sample_complete_eval_report(tmp_path, capsys):
                  "1",
                  "--head-channels", "8"]) == 0
     assert main(["train", "--resume", str(prior_run), "--epochs", "2"]) == 0  # a prior resumes on the same codes
+    from genzoo.cli.listing import describe_run
+
+    assert describe_run(prior_run)["figure"] is None  # its epochs scored the codes: no figure of the images yet
     assert main(["sample", str(prior_run), "-n", "4", "-o", str(tmp_path / "s.png"), "--label", "3"]) == 0
     assert main(["complete", str(prior_run), "-o", str(tmp_path / "c.png"), "-n", "2"]) == 0
     capsys.readouterr()
@@ -177,6 +180,7 @@ def test_cli_two_stages_train_sample_complete_eval_report(tmp_path, capsys):
     s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert s["likelihood_kind"] == "bound" and s["count"] == 297 and s["dims"] == 64  # the images' test set
     assert s["nll_nats"] == pytest.approx(s["terms"]["prior_nll"] + s["terms"]["decoder_nll"])
+    assert describe_run(prior_run)["figure"]["value"] == pytest.approx(s["nll_nats"])  # the images' bound
     assert main(["report", str(vq_run), str(prior_run), "-o", str(tmp_path / "r.html"), "--samples", "4"]) == 0
     assert "vq-vae+prior" in (tmp_path / "r.html").read_text()
     capsys.readouterr()

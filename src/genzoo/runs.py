@@ -32,7 +32,7 @@ from . import checkpoint as ckpt
 from . import models, recipes
 from .errors import GenzooError
 from .evaluation.figures import eval_label, tightest_likelihood
-from .models.folder import CONFIG_FILE, EMA_WEIGHTS_FILE, WEIGHTS_FILE
+from .models.folder import CODES_OF_FILE, CONFIG_FILE, EMA_WEIGHTS_FILE, WEIGHTS_FILE
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
@@ -264,14 +264,22 @@ def read_evals(folder: Path) -> list[dict]:
 def shown_figures(folder: Path, record: dict, metrics: list) -> dict:
     """What every listing shows of a run (``genzoo runs``, the report): the tightest likelihood that
     `genzoo eval` kept for the whole test set, else the last epoch's test figures; "source" says
-    which, and for a last epoch scored on a seeded subset, that it was one. {} before any epoch."""
+    which, and for a last epoch scored on a seeded subset, that it was one. {} before any epoch.
+    Only figures of the weights that exist count: an eval kept at another step (before a resume trained further) is
+    not shown. A prior of a VQ-VAE's codes scored the codes in its epochs: its figure is the pair's bound on the
+    images, which only `genzoo eval` measures, or none."""
     last = metrics[-1] if metrics else {}
-    best = tightest_likelihood(read_evals(folder), record.get("data", {}).get("name"))
+    spec = record.get("data", {})
+    kept = [e for e in read_evals(folder) if e.get("step", last.get("step")) == last.get("step")]
+    best = tightest_likelihood(kept, spec.get("codes_of", spec).get("name"))
     if best is not None:
         return {**last, "test_nll": best["nll_nats"], "test_bpd": best["bits_per_dim"], "test_count": best["count"],
                 "source": eval_label(best)}
     if not last:
         return {}
+    if (Path(folder) / CODES_OF_FILE).is_file():  # the epochs' figures are the code grids' NLL, not the images'
+        return {**{k: v for k, v in last.items() if not k.startswith("test_")},
+                "source": "not measured on the images yet (genzoo eval RUN: the VQ-VAE and prior's bound)"}
     subset = (f", a seeded subset of {last['test_count']} of {last['test_total']} test images"
               if "test_total" in last else "")
     return {**last, "source": f"last epoch's test figure (epoch {last.get('epoch', '?')}{subset})"}

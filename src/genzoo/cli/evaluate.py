@@ -141,8 +141,10 @@ def _keep(run: runs.Run, result: dict) -> None:
               f"--write-card writes there)", file=sys.stderr)
         return
     try:
-        weights = {"weights": "ema"} if getattr(run.model, "weights", "raw") == "ema" else {}
-        runs.append_eval(run.folder, {**result, **weights,
+        which = {"weights": "ema"} if getattr(run.model, "weights", "raw") == "ema" else {}
+        step = runs.committed_step(run.folder)  # the figure is of the weights of this step (a resume moves them)
+        which.update({} if step is None else {"step": step})
+        runs.append_eval(run.folder, {**result, **which,
                                       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds")})
     except GenzooError as e:
