@@ -18,7 +18,7 @@ from ..evaluation import figures
 from .. import __version__, data, models, runs
 from ..training import distributed, tensorboard_log
 from ..errors import GenzooError
-from ..training.precision import TRAIN_PRECISIONS, describe, resolve, warn_if_emulated
+from ..training.precision import TRAIN_PRECISIONS, describe, measured, resolve, warn_if_emulated
 from ..training.config import TrainConfig
 from ..training.trainer import Trainer
 from .common import SEED, able, add_device_options, apply_device_options, choice, number
@@ -314,13 +314,20 @@ def run(args) -> int:
     else:
         _check_data(args, plan, plan.fingerprint)
     model = _model(args, plan, train_ds, levels)
+    seconds = None
+    if requested == "auto" and plan.train.precision == "bf16":  # native bf16: take it only where it is faster
+        b = min(plan.train.batch_size, len(train_ds))
+        chosen, seconds = measured(model, train_ds.images[:b], train_ds.labels[:b] if model.num_classes else None,
+                                   device)
+        plan.train = dataclasses.replace(plan.train, precision=chosen)
     trainer = Trainer(model, (train_ds.images, train_ds.labels), (test_ds.images, test_ds.labels), plan.train, plan.out,
                       batch_transform=transform, device=device, log=lambda m: print(m, flush=True))
     if rank == 0:
         _write_run_folder(args, plan, model, trainer)
         print(f"{model.name}: {sum(p.numel() for p in model.parameters()):,} parameters; {plan.spec['name']} "
               f"{list(train_ds.image_shape)} x {len(train_ds)} train, {len(test_ds)} test, {levels} levels; "
-              f"{world} process(es) on {device}, {describe(requested, plan.train.precision, device)}", flush=True)
+              f"{world} process(es) on {device}, {describe(requested, plan.train.precision, device, seconds)}",
+              flush=True)
         if plan.tensorboard:  # inside the run folder, so only once it exists
             trainer.on_epoch = tensorboard_log.TensorBoardLogger(model, runs.tensorboard_dir(plan.out),
                                                                  resume_step=runs.committed_step(plan.out) or 0)

@@ -7,8 +7,10 @@ and Adam moments stay fp32 (autocast casts copies); likelihood reductions opt ou
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
+import time
 
 import torch
 
@@ -46,10 +48,45 @@ def resolve(precision: str, device: torch.device) -> str:
     return precision
 
 
-def describe(requested: str, resolved: str, device: torch.device) -> str:
+def step_seconds(model, x, y, device: torch.device, precision: str, steps: int = 3) -> float:
+    """The median seconds of ``steps`` training passes (forward and backward, no update) of ``model`` on the batch
+    (x, y) in ``precision``, after one pass of warm-up."""
+    times = []
+    for i in range(steps + 1):
+        start = time.perf_counter()
+        with autocast(device, precision):
+            loss = model.loss(x, y)["loss"]
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i:
+            times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def measured(model, x, y, device: torch.device) -> tuple[str, dict]:
+    """--precision auto where bf16 is native: a few timed training passes of a copy of the model in each precision
+    on one batch (native bf16 was 0.78-0.88x fp32's speed for NADE on an AMX Xeon, 1.2-1.75x for others: it is
+    measured, not assumed). Returns the faster and the seconds of each; the random state is left as it was, so
+    the run trains as it would have without the measurement."""
+    state = torch.get_rng_state()
+    try:
+        probe = copy.deepcopy(model).to(device).train()
+        seconds = {p: step_seconds(probe, x.to(device), None if y is None else y.to(device), device, p)
+                   for p in PRECISIONS}
+    finally:
+        torch.set_rng_state(state)
+    return min(PRECISIONS, key=lambda p: seconds[p]), seconds
+
+
+def describe(requested: str, resolved: str, device: torch.device, seconds: dict | None = None) -> str:
     """How the precision was chosen, for the line every run starts with."""
     if requested != "auto":
         return resolved
+    if seconds:
+        speed = seconds["fp32"] / seconds["bf16"]
+        return f"{resolved} (auto: native bf16 here, measured {speed:.2f}x fp32's training speed on this model)"
     why = "native bf16 here" if resolved == "bf16" else f"no native bf16 on this {device.type.upper()}"
     return f"{resolved} (auto: {why})"
 
