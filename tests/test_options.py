@@ -97,16 +97,16 @@ def test_a_model_registered_in_a_test_file_alone_gets_its_flags_and_another_mode
     help_text = "".join(capsys.readouterr().out.split())  # argparse wraps lines, at hyphens too
     assert "howmucheachdemosamplewobbles;takenbydemo-model" in help_text
     assert main(["sample", str(pixel_run), "-n", "2", "-o", str(tmp_path / "s.png"), "--wobble", "0.2"]) == 2
-    assert "--wobble: pixelcnn takes no such option (it is demo-model's)" in capsys.readouterr().err
+    assert "--wobble: pixelcnn takes no such option (taken by demo-model)" in capsys.readouterr().err
     assert main(["sample", str(pixel_run), "-n", "2", "-o", str(tmp_path / "s.png"), "--wobble", "3"]) == 2
     assert "must be <= 1" in capsys.readouterr().err  # the declared limit
 
 
 def test_an_option_of_another_family_is_refused_naming_its_models(pixel_run, tmp_path, capsys):
     assert main(["sample", str(pixel_run), "-n", "2", "-o", str(tmp_path / "s.png"), "--steps", "5"]) == 2
-    assert "--steps: pixelcnn takes no such option (it is diffusion's)" in capsys.readouterr().err
+    assert "--steps: pixelcnn takes no such option (taken by diffusion, masked-diffusion)" in capsys.readouterr().err
     assert main(["eval", str(pixel_run), "--iwae-k", "5"]) == 2
-    assert "--iwae-k: pixelcnn takes no such option (it is vae's)" in capsys.readouterr().err
+    assert "--iwae-k: pixelcnn takes no such option (taken by vae)" in capsys.readouterr().err
     assert main(["eval", str(pixel_run), "--ddim"]) == 2
     assert "--ddim choose how eval --fid N draws its samples" in capsys.readouterr().err
     assert main(["sample", str(pixel_run), "-n", "2", "-o", str(tmp_path / "s.png"), "--temperature", "0"]) == 2

@@ -246,8 +246,8 @@ def model_options(model, args, kind: str) -> dict:
         if value is None:
             continue
         if name not in declared:
-            raise GenzooError(f"--{name.replace('_', '-')}: {model.name} takes no such option (it is "
-                              f"{', '.join(option.models)}'s)")
+            raise GenzooError(f"--{name.replace('_', '-')}: {model.name} takes no such option (taken by "
+                              f"{', '.join(option.models)})")
         given[name] = value
     getattr(model, kind)(**given)
     return given
