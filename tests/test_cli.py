@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 import genzoo
-from genzoo.cli import main
+from genzoo.cli import build_parser, main
 from conftest import TINY
 
 TINY_ARGS = ["--hidden-channels", "8", "--num-layers", "2", "--head-channels", "16", "--threads", "1"]
@@ -248,3 +248,28 @@ def test_a_kept_eval_of_older_weights_is_not_shown_after_a_resume_trains_further
     shown = describe_run(run)["figure"]
     assert shown["source"].startswith("last epoch's test figure (epoch 2")  # the eval was of step 23's weights
     assert shown["value"] == pytest.approx(json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["test_nll"])
+
+
+def test_a_subset_figure_carries_its_standard_error_and_the_full_one_does_not(tmp_path, capsys):
+    run = tmp_path / "r"
+    assert main(["train", "nade", "--data", "digits", "--out", str(run), "--epochs", "1", "--hidden-units", "4",
+                 "--threads", "1", "--train-limit", "300"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--limit", "50", "--json"]) == 0
+    sub = json.loads(capsys.readouterr().out)
+    assert sub["subset_of"] == 297 and 0 < sub["subset_standard_error"] < sub["nll_nats"]
+    assert main(["eval", str(run), "--json"]) == 0
+    assert "subset_standard_error" not in json.loads(capsys.readouterr().out)
+
+
+def test_the_header_counts_the_images_trained_on_and_an_output_under_a_file_says_so(tmp_path, capsys):
+    run = tmp_path / "r"
+    assert main(["train", "nade", "--data", "digits", "--out", str(run), "--epochs", "1", "--hidden-units", "4",
+                 "--threads", "1", "--train-limit", "512", "--eval-limit", "100"]) == 0
+    assert "x 512 of 1500 train, 100 of 297 test" in capsys.readouterr().out
+    (tmp_path / "afile").write_text("x")
+    assert main(["sample", str(run), "-o", str(tmp_path / "afile" / "x.png")]) == 2
+    assert "afile: is a file, not a folder for the output" in capsys.readouterr().err
+    parser = build_parser(["complete"])
+    complete = parser._subparsers._group_actions[0].choices["complete"]
+    assert "take the test images to complete from" in next(a.help for a in complete._actions if a.dest == "data")

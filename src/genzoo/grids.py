@@ -54,6 +54,8 @@ def check_output_path(path, suffixes=(".png",)) -> Path:
     path = Path(path)
     if path.suffix.lower() not in suffixes:
         raise GenzooError(f"{path}: the output must be a {' or '.join(suffixes)} file")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise GenzooError(f"{path.parent}: is a file, not a folder for the output")
     if not path.parent.is_dir():
         raise GenzooError(f"{path.parent}: no such folder for the output")
     check_writable(path)

@@ -87,7 +87,8 @@ RECIPES = {r.name: r for r in (
         paper="van den Oord et al. 2016, Pixel Recurrent Neural Networks, section 3.1 (Row LSTM, 7 layers: 80.54 nats)",
         data={"name": "binarized-mnist"},
         options={"hidden_channels": 24, "num_layers": 3, "head_channels": 64},
-        train={"batch_size": 64, "lr": 2e-3, "warmup_steps": 200, "epochs": 8, "minutes": 56, "eval_limit": 2000,
+        train={"precision": "fp32",  # as trained: the card says fp32, and auto may pick bf16 elsewhere
+               "batch_size": 64, "lr": 2e-3, "warmup_steps": 200, "epochs": 8, "minutes": 56, "eval_limit": 2000,
                "compile": True},
         threads=2, evaluate={}, figure=84.06796070442199, tolerance=0.01, training_minutes=49.1, machine=CPU_BOX,
         protocol=BINARIZED_MNIST + "; exact -log P(x)"),
@@ -97,7 +98,8 @@ RECIPES = {r.name: r for r in (
               "nats, as pytorch-generative cites it); Uria et al. 2016 (fixed-order NADE: 88.33)",
         data={"name": "binarized-mnist"},
         options={"hidden_units": 500},
-        train={"batch_size": 100, "lr": 1e-2, "warmup_steps": 200, "epochs": 8, "minutes": 58, "eval_limit": 1000,
+        train={"precision": "fp32",  # as trained: the card says fp32, and auto may pick bf16 elsewhere
+               "batch_size": 100, "lr": 1e-2, "warmup_steps": 200, "epochs": 8, "minutes": 58, "eval_limit": 1000,
                "checkpoint_minutes": 10, "compile": True},
         threads=1, evaluate={}, figure=87.90364095497131, tolerance=0.01, training_minutes=42.5,
         machine=ONE_CORE + " (a MADE run used the other core)",
@@ -109,7 +111,8 @@ RECIPES = {r.name: r for r in (
               "1,000 hidden units, twice the paper's MNIST width, and the authors' direct input-output connections",
         data={"name": "binarized-mnist"},
         options={"hidden_units": 1000, "direct": True},
-        train={"batch_size": 100, "lr": 5e-3, "warmup_steps": 200, "epochs": 8, "minutes": 30, "eval_limit": 1000,
+        train={"precision": "fp32",  # as trained: the card says fp32, and auto may pick bf16 elsewhere
+               "batch_size": 100, "lr": 5e-3, "warmup_steps": 200, "epochs": 8, "minutes": 30, "eval_limit": 1000,
                "checkpoint_minutes": 10},
         threads=1, evaluate={}, figure=89.66534979419708, tolerance=0.01, training_minutes=4.1,
         machine=ONE_CORE + " (another MADE run used the other core)",
@@ -121,7 +124,8 @@ RECIPES = {r.name: r for r in (
               "dynamic binarization)",
         data={"name": "binarized-mnist"},
         options={"latent_dim": 50, "width": 300, "train_samples": 10},
-        train={"batch_size": 100, "lr": 1e-3, "warmup_steps": 200, "epochs": 120, "minutes": 58, "eval_limit": 2000,
+        train={"precision": "fp32",  # as trained: the card says fp32, and auto may pick bf16 elsewhere
+               "batch_size": 100, "lr": 1e-3, "warmup_steps": 200, "epochs": 120, "minutes": 58, "eval_limit": 2000,
                "checkpoint_minutes": 10},
         threads=1, evaluate={"iwae_k": 1000}, figure=88.95337440376282, tolerance=0.05, training_minutes=53.8,
         machine=ONE_CORE,
@@ -132,7 +136,8 @@ RECIPES = {r.name: r for r in (
         paper="Dinh et al. 2017, Density estimation using Real NVP (multi-scale affine couplings)",
         data={"name": "fashion-mnist"},
         options={"num_scales": 2, "hidden_channels": 32, "num_blocks": 2, "space_to_depth": True},
-        train={"batch_size": 64, "lr": 1e-3, "warmup_steps": 200, "epochs": 11, "minutes": 58, "eval_limit": 2000},
+        train={"precision": "fp32",  # as trained: the card says fp32, and auto may pick bf16 elsewhere
+               "batch_size": 64, "lr": 1e-3, "warmup_steps": 200, "epochs": 11, "minutes": 58, "eval_limit": 2000},
         threads=2, evaluate={}, figure=1770.606865991211, tolerance=0.2, training_minutes=53.4, machine=CPU_BOX,
         protocol="Fashion-MNIST, 8-bit (256 levels): 60,000 train, 10,000 test; -log P(x) <= the uniform-"
                  "dequantization bound, one seeded noise draw per image"),
@@ -142,7 +147,8 @@ RECIPES = {r.name: r for r in (
               "learned schedule, Fourier features: 2.65 bits/dim on CIFAR-10)",
         data={"name": "fashion-mnist"},
         options={"channels": 16, "fourier_features": True},
-        train={"batch_size": 64, "lr": 2e-3, "warmup_steps": 200, "epochs": 5, "minutes": 56, "eval_limit": 1000,
+        train={"precision": "fp32",  # as trained: the card says fp32, and auto may pick bf16 elsewhere
+               "batch_size": 64, "lr": 2e-3, "warmup_steps": 200, "epochs": 5, "minutes": 56, "eval_limit": 1000,
                "compile": True},
         threads=2, evaluate={"t_samples": 4}, figure=1779.1115164794921, tolerance=0.05, training_minutes=56.1,
         machine=CPU_BOX + " (the test suite ran beside it for about half the hour)",

@@ -140,9 +140,9 @@ def add_device_options(p) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda when available)")
 
 
-def add_data_options(p) -> None:
-    p.add_argument("--data", help="score the model on this dataset instead, prepared as the run's data "
-                                  "(default: the run's dataset)")
+def add_data_options(p, use: str = "score the model on") -> None:
+    p.add_argument("--data", help=f"{use} this dataset instead, prepared as the run's data (default: the run's "
+                                  f"dataset)")
     p.add_argument("--data-dir", help="where to look for data files first (default: the run's, then the usual places)")
 
 

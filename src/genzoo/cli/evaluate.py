@@ -165,6 +165,10 @@ def measure(args, run: runs.Run, ds, device) -> tuple[dict, str]:
         where += f" (a seeded random subset of {len(x)} of {len(ds)} images)"
     result = _reconstruction_result if model.scored_by_reconstruction else _likelihood_result
     s, text = result(options, model, means, len(x), where)
+    if len(x) < len(ds) and "nll" in per_image and len(x) > 1:  # a subset's mean is an estimate of the whole's
+        s["subset_standard_error"] = per_image["nll"].double().std().item() / math.sqrt(len(x))
+        text += (f"; standard error {s['subset_standard_error']:.3f} nats over the subset's images (the full test set "
+                 f"is the figure to quote)")
     if args.fid:
         s["quality"] = _quality(args, run, model, ds)
         q = s["quality"]

@@ -38,7 +38,7 @@ def add_parsers(sub, argv) -> None:
     c.add_argument("-n", type=number(int, 1, 64), default=8, help="test images to complete")
     c.add_argument("--samples", type=number(int, 1, 16), default=4, help="completions per image")
     c.add_argument("--rows", type=number(int, 1), help="rows kept from each image (default: half)")
-    add_data_options(c)
+    add_data_options(c, "take the test images to complete from")
     add_seed(c, "the completions")
     add_model_options(c, "SampleOptions", SAMPLING)
     add_device_options(c)
@@ -52,7 +52,7 @@ def add_parsers(sub, argv) -> None:
     i.add_argument("--columns", type=number(int, 2, 32), default=8, help="points from one image to the other")
     i.add_argument("--steps", type=number(int, 2, 32), action=renamed("--columns"), dest="columns",
                    help="the old name of --columns")
-    add_data_options(i)
+    add_data_options(i, "take the test images to interpolate between from")
     add_device_options(i)
     i.set_defaults(run=run_interpolate)
 
@@ -60,7 +60,7 @@ def add_parsers(sub, argv) -> None:
     add_run_dir(r)
     add_output(r)
     r.add_argument("-n", type=number(int, 1, 256), default=16, help="test images")
-    add_data_options(r)
+    add_data_options(r, "take the test images to reconstruct from")
     add_seed(r, "the corruption, for a denoising model")
     add_device_options(r)
     r.set_defaults(run=run_reconstruct)

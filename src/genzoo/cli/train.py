@@ -262,6 +262,11 @@ def _dry_run(model, train_ds: data.Dataset) -> None:
         torch.set_rng_state(state)
 
 
+def _share(used, split) -> str:
+    """How many images of a split a run uses: all of them, or (--train-limit, --eval-limit) "N of M"."""
+    return f"{len(used)}" if len(used) == len(split) else f"{len(used)} of {len(split)}"
+
+
 def _write_run_folder(args, plan: Plan, model, trainer: Trainer) -> None:
     """Rank 0: create the run folder (a new run), or, for a resumed one, record its new --epochs or
     --minutes once the trainer finds there is training to do (a resume with nothing to do leaves
@@ -325,7 +330,8 @@ def run(args) -> int:
     if rank == 0:
         _write_run_folder(args, plan, model, trainer)
         print(f"{model.name}: {sum(p.numel() for p in model.parameters()):,} parameters; {plan.spec['name']} "
-              f"{list(train_ds.image_shape)} x {len(train_ds)} train, {len(test_ds)} test, {levels} levels; "
+              f"{list(train_ds.image_shape)} x {_share(trainer.train_images, train_ds)} train, "
+              f"{_share(trainer.test_images, test_ds)} test, {levels} levels; "
               f"{world} process(es) on {device}, {describe(requested, plan.train.precision, device, seconds)}",
               flush=True)
         if plan.tensorboard:  # inside the run folder, so only once it exists
