@@ -38,6 +38,7 @@ from ..base import (GenerativeModel, ImageConfig, Options, require, require_coun
                     require_positive_ints, to_signed)
 from ..registry import register
 from .unet import UNet
+from .vdm import TimeSampledEvaluation, standard_error
 
 SCHEDULES = ("linear", "cosine")
 
@@ -73,14 +74,6 @@ class MaskedSampling(Options):
     exclusive: ClassVar[frozenset] = frozenset({"temperature"})
 
 
-@dataclasses.dataclass
-class MaskedEvaluation(Options):
-    # average the bound over K stratified times per image, with the Monte-Carlo standard error (1: one time per
-    # image, the training estimate)
-    t_samples: int = 1
-    limits: ClassVar[dict] = {"t_samples": (1, 100_000)}
-
-
 @register
 class MaskedDiffusion(GenerativeModel):
     """Masked (absorbing-state) diffusion (MD4, MDLM): a bound on the k levels, no dequantization."""
@@ -92,7 +85,7 @@ class MaskedDiffusion(GenerativeModel):
     monte_carlo_bound = True  # estimate(x, t_samples=K): the bound averaged over K stratified times per image
     sample_options = frozenset({"prefix", "known", "steps", "temperature", "progress"})
     SampleOptions = MaskedSampling
-    EvalOptions = MaskedEvaluation
+    EvalOptions = TimeSampledEvaluation
 
     def __init__(self, config: MaskedDiffusionConfig):
         super().__init__(config)
@@ -164,11 +157,8 @@ class MaskedDiffusion(GenerativeModel):
 
     def eval_summary(self, options: dict, means: dict, count: int) -> tuple[dict, str]:
         k = options.get("t_samples", 1)
-        entries, text = {"t_samples": k}, f", {k} time(s) per image"
-        if k > 1:
-            entries["standard_error"] = math.sqrt(means["nll_var"] / k / count)
-            text += f", Monte-Carlo standard error {entries['standard_error']:.3f}"
-        return entries, text
+        se, words = standard_error(k, means, count)
+        return {"t_samples": k, **se}, f", {k} time(s) per image{words}"
 
     def estimator_words(self, options: dict) -> str:
         k = options.get("t_samples")

@@ -140,11 +140,20 @@ class NoiseSchedule(nn.Module):
 
 
 @dataclasses.dataclass
-class DiffusionEvaluation(Options):
-    # average the bound over K stratified times per image, with its terms and the Monte-Carlo standard error
-    # (1: one time per image, the training estimate)
+class TimeSampledEvaluation(Options):
+    # average the bound over K stratified times per image, with the Monte-Carlo standard error (1: one time per
+    # image, the training estimate)
     t_samples: int = 1
     limits: ClassVar[dict] = {"t_samples": (1, 100_000)}
+
+
+def standard_error(k: int, means: dict, count: int) -> tuple[dict, str]:
+    """The Monte-Carlo standard error of a bound averaged over k times per image, over ``count`` images (the images
+    themselves are fixed): sqrt(mean per-image variance / k / count); none for one time."""
+    if k <= 1:
+        return {}, ""
+    se = math.sqrt(means["nll_var"] / k / count)
+    return {"standard_error": se}, f", Monte-Carlo standard error {se:.3f}"
 
 
 @register
@@ -159,7 +168,7 @@ class Diffusion(GenerativeModel):
     can_complete = True  # by replacement: the known sub-pixels are re-noised from q(z_s | x) at every step
     sample_options = frozenset({"steps", "solver", "ddim", "guidance", "progress"})
     SampleOptions = DiffusionSampling
-    EvalOptions = DiffusionEvaluation
+    EvalOptions = TimeSampledEvaluation
 
     def __init__(self, config: DiffusionConfig):
         super().__init__(config)
@@ -266,10 +275,8 @@ class Diffusion(GenerativeModel):
         entries = {"t_samples": k, "terms": {t: means[t] for t in ("prior", "reconstruction", "diffusion")}}
         text = (f", {k} time(s) per image: prior {means['prior']:.3f} + reconstruction "
                 f"{means['reconstruction']:.3f} + diffusion {means['diffusion']:.3f}")
-        if k > 1:  # the estimate's Monte-Carlo standard error over the test set (the images themselves are fixed)
-            entries["standard_error"] = math.sqrt(means["nll_var"] / k / count)
-            text += f", Monte-Carlo standard error {entries['standard_error']:.3f}"
-        return entries, text
+        se, words = standard_error(k, means, count)
+        return {**entries, **se}, text + words
 
     def estimator_words(self, options: dict) -> str:
         if "t_samples" not in options:
