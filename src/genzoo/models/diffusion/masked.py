@@ -34,22 +34,16 @@ import torch
 import torch.nn.functional as F
 
 from ...likelihood import bits_per_dim
-from ..base import (GenerativeModel, ImageConfig, Options, require, require_count, require_num_classes,
-                    require_positive_ints, to_signed)
+from ..base import GenerativeModel, Options, require, require_count, require_num_classes, to_signed
 from ..registry import register
-from .unet import UNet
+from .unet import UNetConfig
 from .vdm import TimeSampledEvaluation, standard_error
 
 SCHEDULES = ("linear", "cosine")
 
 
 @dataclasses.dataclass
-class MaskedDiffusionConfig(ImageConfig):
-    channels: int = 32  # the U-Net's width at full resolution (2x below it)
-    resolutions: int = 3  # U-Net levels: the image, then halved (resolutions - 1) times
-    num_res_blocks: int = 1  # residual blocks per U-Net level on the way down (one more on the way up)
-    attention: bool = True  # self-attention at the lowest resolution
-    dropout: float = 0.0  # inside the residual blocks
+class MaskedDiffusionConfig(UNetConfig):
     # alpha_t, the share of sub-pixels still unmasked at t: linear 1 - t or cosine cos(pi t / 2) (the same bound;
     # another variance of its estimator)
     schedule: str = "linear"
@@ -58,9 +52,7 @@ class MaskedDiffusionConfig(ImageConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        require_positive_ints(self, "channels", "resolutions", "num_res_blocks")
         require(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        require(0 <= self.dropout < 1, "dropout must be in [0, 1)")
         require_num_classes(self)
 
 
@@ -90,8 +82,7 @@ class MaskedDiffusion(GenerativeModel):
     def __init__(self, config: MaskedDiffusionConfig):
         super().__init__(config)
         C = config.image_shape[0]
-        self.net = UNet(2 * C, C * config.levels, config.channels, config.resolutions, config.num_res_blocks,
-                        config.attention, config.num_classes, config.dropout)
+        self.net = config.unet(2 * C, C * config.levels)
 
     # -- the schedule: alpha_t and the bound's weight -alpha'_t / (1 - alpha_t)
     def alpha(self, t: torch.Tensor) -> torch.Tensor:

@@ -9,11 +9,14 @@ skip's exact size. The output convolution starts at zero, so an untrained net pr
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..base import ImageConfig, require, require_positive_ints
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
@@ -125,3 +128,25 @@ class UNet(nn.Module):
                     h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")
                 h = block(torch.cat([h, skip], dim=1), emb)
         return self.out(F.silu(self.out_norm(h)))
+
+
+@dataclasses.dataclass
+class UNetConfig(ImageConfig):
+    """The U-Net's options, the first of every config of a model with this network (diffusion, masked diffusion)."""
+
+    channels: int = 32  # the U-Net's width at full resolution (2x below it)
+    resolutions: int = 3  # U-Net levels: the image, then halved (resolutions - 1) times
+    num_res_blocks: int = 1  # residual blocks per U-Net level on the way down (one more on the way up)
+    attention: bool = True  # self-attention at the lowest resolution
+    dropout: float = 0.0  # inside the residual blocks
+
+    def __post_init__(self):
+        super().__post_init__()
+        require_positive_ints(self, "channels", "resolutions", "num_res_blocks")
+        require(0 <= self.dropout < 1, "dropout must be in [0, 1)")
+
+    def unet(self, cin: int, cout: int) -> UNet:
+        """The network these options describe, cin channels in and cout out (class-conditional where the config
+        has num_classes > 0)."""
+        return UNet(cin, cout, self.channels, self.resolutions, self.num_res_blocks, self.attention,
+                    getattr(self, "num_classes", 0), self.dropout)

@@ -43,22 +43,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...likelihood import bits_per_dim
-from ..base import (GenerativeModel, ImageConfig, Options, require, require_count, require_num_classes,
-                    require_positive_ints, to_signed)
+from ..base import GenerativeModel, Options, require, require_count, require_num_classes, to_signed
 from ..registry import register
 from .samplers import DiffusionSampling, alpha_sigma, log_snr_uniform_times, posterior_step, solve, spherical_path
-from .unet import UNet
+from .unet import UNetConfig
 
 SCHEDULES = ("learned", "cosine", "linear")
 
 
 @dataclasses.dataclass
-class DiffusionConfig(ImageConfig):
-    channels: int = 32  # the U-Net's width at full resolution (2x below it)
-    resolutions: int = 3  # U-Net levels: the image, then halved (resolutions - 1) times
-    num_res_blocks: int = 1  # residual blocks per U-Net level on the way down (one more on the way up)
-    attention: bool = True  # self-attention at the lowest resolution
-    dropout: float = 0.0  # inside the residual blocks
+class DiffusionConfig(UNetConfig):
     schedule: str = "learned"  # learned (VDM's monotone network), cosine (Nichol & Dhariwal) or linear in log SNR
     gamma_min: float = -13.3  # -log SNR at t = 0 (VDM's initial value; learned: trained from here)
     gamma_max: float = 5.0  # -log SNR at t = 1
@@ -70,11 +64,10 @@ class DiffusionConfig(ImageConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        require_positive_ints(self, "channels", "resolutions", "num_res_blocks")
         require(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         require(self.gamma_min < self.gamma_max, "gamma_min must be below gamma_max")
         require(isinstance(self.timesteps, int) and self.timesteps >= 0, "timesteps must be an integer >= 0")
-        require(0 <= self.dropout < 1 and 0 <= self.class_dropout < 1, "dropout and class_dropout must be in [0, 1)")
+        require(0 <= self.class_dropout < 1, "class_dropout must be in [0, 1)")
         require_num_classes(self)
 
 
@@ -175,8 +168,7 @@ class Diffusion(GenerativeModel):
         C = config.image_shape[0]
         extra = 4 * C if config.fourier_features else 0  # sin and cos at 2 frequencies per channel
         self.schedule = NoiseSchedule(config.schedule, config.gamma_min, config.gamma_max)
-        self.net = UNet(C + extra, C, config.channels, config.resolutions, config.num_res_blocks, config.attention,
-                        config.num_classes, config.dropout)
+        self.net = config.unet(C + extra, C)
         # the level values in [-1, 1]: the reconstruction's k categories
         self.register_buffer("values", to_signed(torch.arange(config.levels), config.levels), persistent=False)
 
