@@ -223,7 +223,7 @@ def _launch_plan(args) -> Plan:
     return Plan(out, TrainConfig(**_given_train_options(args)), spec, args.tensorboard)
 
 
-def _model(args, plan: Plan, train_ds: data.Dataset, levels: int):
+def _model(args, plan: Plan, train_ds: data.Dataset, levels: int, transform=None):
     """The untrained model: the resumed run's config, or the named model with the data's shape and levels."""
     # the initial weights are a function of --seed (a resume from step 0 rebuilds them)
     torch.manual_seed(plan.train.seed)
@@ -242,11 +242,11 @@ def _model(args, plan: Plan, train_ds: data.Dataset, levels: int):
                               f"the model nothing (train without --conditional)")
         options["num_classes"] = train_ds.num_classes
     model = models.build(args.model, image_shape=train_ds.image_shape, levels=levels, **options)
-    _dry_run(model, train_ds)
+    _dry_run(model, train_ds, transform)
     return model
 
 
-def _dry_run(model, train_ds: data.Dataset) -> None:
+def _dry_run(model, train_ds: data.Dataset, transform=None) -> None:
     """One forward pass of a copy on two training images before any folder exists, so that options the config
     accepts but the network cannot run with (shapes that do not meet) are one line, not a traceback mid-run. The
     copy and the saved random state leave the run exactly as without it."""
@@ -254,7 +254,9 @@ def _dry_run(model, train_ds: data.Dataset) -> None:
     try:
         with torch.no_grad():
             probe = copy.deepcopy(model).eval()
-            probe.loss(train_ds.images[:2], train_ds.labels[:2] if model.num_classes else None)
+            x = train_ds.images[:2]  # as training sees them: through the batch transform (dynamic binarization)
+            x = transform(x, torch.Generator().manual_seed(0)) if transform is not None else x
+            probe.loss(x, train_ds.labels[:2] if model.num_classes else None)
     except (RuntimeError, ValueError, IndexError) as e:
         raise GenzooError(f"{model.name} cannot run on these images with these options: "
                           f"{str(e).strip().splitlines()[0]}") from None
@@ -318,7 +320,7 @@ def run(args) -> int:
         plan.train = _batch_that_fits(plan.train, len(train_ds), world)
     else:
         _check_data(args, plan, plan.fingerprint)
-    model = _model(args, plan, train_ds, levels)
+    model = _model(args, plan, train_ds, levels, transform)
     seconds = None
     if requested == "auto" and plan.train.precision == "bf16":  # native bf16: take it only where it is faster
         b = min(plan.train.batch_size, len(train_ds))
