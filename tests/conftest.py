@@ -22,6 +22,7 @@ TINY = {
     "pixelcnn-pp": dict(hidden_channels=4, num_resnet=1, num_scales=2, mixtures=2),
     "pixelsnail": dict(hidden_channels=4, num_blocks=1, num_resnet=1, key_channels=4, value_channels=4, mixtures=2),
     "masked-diffusion": dict(channels=8, resolutions=2, num_res_blocks=1),
+    "flow-matching": dict(channels=8, resolutions=2, num_res_blocks=1),
 }
 # Families and capabilities from the registry, never typed: a model registered anywhere (a test file included)
 # is covered by every test of what it declares.

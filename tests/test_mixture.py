@@ -99,3 +99,16 @@ def test_the_mixture_is_a_few_numbers_per_sub_pixel_not_k():
     assert sum(p.numel() for p in mix.parameters()) < sum(p.numel() for p in soft.parameters())
     with pytest.raises(genzoo.GenzooError, match="output must be one of"):
         genzoo.models.build("pixelcnn", image_shape=(1, 4, 4), levels=4, output="gaussian")
+
+
+def test_mixtures_without_the_mixture_output_is_refused_not_ignored(tmp_path, capsys):
+    from genzoo.cli import main
+
+    argv = ["train", "pixelcnn", "--data", "digits", "--epochs", "1", "--hidden-channels", "4", "--num-layers", "1",
+            "--head-channels", "4", "--threads", "1"]
+    assert main([*argv, "--mixtures", "3", "--out", str(tmp_path / "a")]) == 2
+    assert "--mixtures takes effect only with --output mixture (this pixelcnn has output softmax)" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+    assert main([*argv, "--mixtures", "3", "--output", "mixture", "--out", str(tmp_path / "b"), "--eval-limit",
+                 "20"]) == 0

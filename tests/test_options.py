@@ -102,9 +102,18 @@ def test_a_model_registered_in_a_test_file_alone_gets_its_flags_and_another_mode
     assert "must be <= 1" in capsys.readouterr().err  # the declared limit
 
 
+def test_an_option_two_models_declare_offers_the_values_and_words_of_both():
+    solver = genzoo.models.run_options("SampleOptions")["solver"]
+    assert {"ancestral", "dpm++", "heun", "adaptive"} <= set(solver.choices)
+    assert "| flow-matching:" in solver.help
+
+
 def test_an_option_of_another_family_is_refused_naming_its_models(pixel_run, tmp_path, capsys):
     assert main(["sample", str(pixel_run), "-n", "2", "-o", str(tmp_path / "s.png"), "--steps", "5"]) == 2
-    assert "--steps: pixelcnn takes no such option (taken by diffusion, masked-diffusion)" in capsys.readouterr().err
+    takers = ", ".join(n for n in genzoo.models.names()
+                       if "steps" in {f.name for f in dataclasses.fields(genzoo.models.get(n).SampleOptions)})
+    assert takers.startswith("diffusion, masked-diffusion")
+    assert f"--steps: pixelcnn takes no such option (taken by {takers})" in capsys.readouterr().err
     assert main(["eval", str(pixel_run), "--iwae-k", "5"]) == 2
     assert "--iwae-k: pixelcnn takes no such option (taken by vae)" in capsys.readouterr().err
     assert main(["eval", str(pixel_run), "--ddim"]) == 2

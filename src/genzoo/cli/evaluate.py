@@ -151,12 +151,28 @@ def _keep(run: runs.Run, result: dict) -> None:
         print(f"genzoo: note: the result is not kept in the run folder ({e})", file=sys.stderr)
 
 
+def _fitted(args, run: runs.Run, model, options: dict, device) -> dict:
+    """The estimator options a model fits on held-out images before scoring (``held_out_images``): a seeded subset
+    of the valid split where the data has one, else of the training split; never the test split."""
+    n = model.held_out_images(options)
+    if not n:
+        return {}
+    spec = spec_of(run, args)
+    split = "valid" if "valid" in data.DATASETS.get(spec["name"], ((),))[0] and args.split != "valid" else "train"
+    held = checked_split(run, args, split)
+    idx = scoring.subset(held.labels, n)
+    print(f"eval: fitting the estimator on {len(idx)} images of the {split} split", file=sys.stderr, flush=True)
+    y = held.labels[idx].to(device) if model.num_classes else None
+    return model.fit_estimator(held.images[idx].to(device), options, y)
+
+
 def measure(args, run: runs.Run, ds, device) -> tuple[dict, str]:
     """Score one run on its split (or its seeded subset): the JSON record and the line to print."""
     model, spec = run.model.to(device), spec_of(run, args)
     idx = scoring.subset(ds.labels, args.limit)
     x, y = ds.images[idx], ds.labels[idx]
     options = eval_options(model, args)
+    options.update(_fitted(args, run, model, options, device))
     per_image = scoring.per_image(model, x, y, args.batch_size, _figures(options), device=device,
                                   context=lambda: autocast(device, args.precision), progress="evaluating")
     means = {k: v.sum().item() / len(x) for k, v in per_image.items()}

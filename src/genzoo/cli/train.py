@@ -242,6 +242,10 @@ def _model(args, plan: Plan, train_ds: data.Dataset, levels: int, transform=None
                               f"the model nothing (train without --conditional)")
         options["num_classes"] = train_ds.num_classes
     model = models.build(args.model, image_shape=train_ds.image_shape, levels=levels, **options)
+    for name, (other, value) in model.Config.applies_when.items():
+        if name in options and getattr(model.config, other) != value:
+            raise GenzooError(f"--{name.replace('_', '-')} takes effect only with --{other.replace('_', '-')} {value} "
+                              f"(this {args.model} has {other} {getattr(model.config, other)})")
     _dry_run(model, train_ds, transform)
     return model
 

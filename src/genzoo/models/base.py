@@ -31,6 +31,9 @@ class ImageConfig:
     levels: int = 256
     # {option: allowed values} of the string options (the CLI lists them in --help and checks them)
     choices: ClassVar[dict] = {}
+    # {option: (other option, its value)}: an option that takes effect only when another has that value (the CLI
+    # refuses it given otherwise, rather than ignore it in silence)
+    applies_when: ClassVar[dict] = {}
 
     def __post_init__(self):
         shape = tuple(int(s) for s in self.image_shape) if isinstance(self.image_shape, (list, tuple)) else None
@@ -272,6 +275,16 @@ class GenerativeModel(nn.Module):
     def estimator_words(self, options: dict) -> str:
         """How a figure measured with these EvalOptions was estimated, for a model card ('' for the default)."""
         return ""
+
+    def held_out_images(self, options: dict) -> int:
+        """How many held-out images (never the test split) ``fit_estimator`` needs before eval scores with these
+        EvalOptions (0: none; e.g. a GAN's observation scale for AIS)."""
+        return 0
+
+    def fit_estimator(self, images: torch.Tensor, options: dict, y=None) -> dict:
+        """EvalOptions fitted on held-out images (uint8 [N, C, H, W], labels y [N]), added to the options eval
+        scores with; {} for none."""
+        return {}
 
     # -- training (the trainer calls these; it knows no model)
     def configure_optimizers(self, lr: float, weight_decay: float) -> list[torch.optim.Optimizer]:

@@ -103,8 +103,13 @@ def run_options(kind: str) -> dict[str, RunOption]:
         options = getattr(entry.cls, kind)
         hints, meaning = typing.get_type_hints(options), field_help(options)
         for f in dataclasses.fields(options):
-            if f.name in found:
-                found[f.name]["models"].append(name)
+            if f.name in found:  # a second model's option of the same name: its values and words join the first's
+                seen = found[f.name]
+                seen["models"].append(name)
+                seen["choices"] += tuple(c for c in options.choices.get(f.name, ()) if c not in seen["choices"])
+                text = meaning.get(f.name, "")
+                if text and text != seen["help"]:
+                    seen["help"] += f" | {name}: {text}"
                 continue
             kind_ = hints[f.name]
             kind_ = next(a for a in typing.get_args(kind_) if a is not type(None)) if typing.get_args(kind_) else kind_

@@ -64,6 +64,7 @@ class AutoregressiveConfig(ImageConfig):
     output: str = "softmax"  # per sub-pixel: softmax (k logits) or mixture (of discretized logistics, PixelCNN++)
     mixtures: int = 10  # K, the logistics of --output mixture (PixelCNN++: 10)
     choices = {"output": OUTPUTS}
+    applies_when = {"mixtures": ("output", "mixture")}
 
     def __post_init__(self):
         super().__post_init__()

@@ -40,6 +40,7 @@ import torch
 from ...likelihood import at_least_fp32, bits_per_dim
 from ..base import (GenerativeModel, ImageConfig, Options, from_unit, require, require_count, require_positive_ints,
                     to_signed)
+from ..ais import AISOptions, ais_log_likelihood, bdmc
 from .coders import (ARCHITECTURES, DECODERS, DiscreteImageLikelihood, check_coder_config, decoder, encoder)
 from ..registry import register
 
@@ -91,11 +92,15 @@ class VAESampling(Options):
 
 
 @dataclasses.dataclass
-class VAEEvaluation(Options):
+class VAEEvaluation(AISOptions):
     # the importance-weighted bound with K samples per image (Burda et al. 2016; tighter as K grows); 0: the bound
     # the model trains on (the ELBO, or IWAE with its --train-samples)
     iwae_k: int = 0
-    limits: ClassVar[dict] = {"iwae_k": (1, 1_000_000)}
+    limits: ClassVar[dict] = {**AISOptions.limits, "iwae_k": (1, 1_000_000)}
+
+    def __post_init__(self):
+        require(not (self.iwae_k and self.ais_steps), "--iwae-k and --ais-steps are two estimators: choose one")
+        require(not self.bdmc or self.ais_steps, "--bdmc runs AIS both ways: it needs --ais-steps T")
 
 
 @register
@@ -198,14 +203,37 @@ class VAE(GenerativeModel):
         require(isinstance(k, int) and k >= 1, f"k must be a positive integer, got {k!r}")
         return self.importance_weighted_bound(x, k, chunk, generator)[0]
 
-    def eval_figures(self, x, y=None, generator=None, iwae_k: int = 0):
-        """nll [B]: IWAE_K with ``iwae_k`` samples (16 images at a time: K samples each are in memory), else the
-        training bound."""
+    def eval_figures(self, x, y=None, generator=None, iwae_k: int = 0, ais_steps: int = 0, ais_chains: int = 4,
+                     ais_leapfrog: int = 5, bdmc: int = 0):
+        """nll [B]: IWAE_K with ``iwae_k`` samples (16 images at a time: K samples each are in memory), AIS with
+        ``ais_steps`` (``models/ais.py``: HMC from the prior N(0, I) to the posterior, ``ais_chains`` chains per
+        image), else the training bound."""
+        if ais_steps:
+            return {"nll": -self.ais(x, ais_steps, ais_chains, ais_leapfrog, generator)}
         if not iwae_k:
             return super().eval_figures(x, y)
         return {"nll": torch.cat([-self.log_prob(part, k=iwae_k, generator=generator) for part in x.split(16)])}
 
+    @torch.no_grad()
+    def ais(self, x, steps: int, chains: int = 4, leapfrog: int = 5, generator=None) -> torch.Tensor:
+        """AIS's stochastic lower bound on log P(x) [B] in nats (Wu et al. 2017): the decoder's p(x | z) annealed in
+        from the prior; tighter than IWAE with as many decoder passes, exact as steps grow."""
+        self.check_images(x)
+        return ais_log_likelihood(self.log_likelihood, x, self.config.latent_dim, steps, chains, leapfrog, generator,
+                                  self.dtype)
+
     def eval_summary(self, options: dict, means: dict, count: int) -> tuple[dict, str]:
+        if options.get("ais_steps"):
+            o = options
+            entries = {k: o[k] for k in ("ais_steps", "ais_chains", "ais_leapfrog")}
+            text = (f", annealed importance sampling: {o['ais_steps']} steps, {o['ais_chains']} chains per image, HMC "
+                    f"with {o['ais_leapfrog']} leapfrog steps")
+            if o.get("bdmc"):
+                b = self.bidirectional(o["bdmc"], o["ais_steps"], o["ais_chains"], o["ais_leapfrog"])
+                entries["bdmc"] = b
+                text += (f"; BDMC on {b['images']} simulated images: log P between {b['lower_log_likelihood']:.3f} "
+                         f"and {b['upper_log_likelihood']:.3f} (gap {b['gap']:.3f} nats)")
+            return entries, text
         if options.get("iwae_k"):
             return {"iwae_k": options["iwae_k"]}, f", IWAE bound with K = {options['iwae_k']}"
         if self.loss_k > 1:  # the bound it trained on: IWAE_K, not the ELBO
@@ -214,7 +242,17 @@ class VAE(GenerativeModel):
         return {}, ", the ELBO (analytic KL; --iwae-k K for the tighter bound)"
 
     def estimator_words(self, options: dict) -> str:
+        if options.get("ais_steps"):
+            return f": annealed importance sampling, {options['ais_steps']} steps, {options['ais_chains']} chains"
         return f": the importance-weighted bound, K = {options['iwae_k']}" if options.get("iwae_k") else ""
+
+    @torch.no_grad()
+    def bidirectional(self, n: int, steps: int, chains: int = 4, leapfrog: int = 5) -> dict:
+        """BDMC (``ais.bdmc``) on n images simulated from this VAE, (z, x) ~ p(z) p(x | z) (seeded)."""
+        g = torch.Generator().manual_seed(2)
+        device = next(self.parameters()).device
+        return bdmc(self.log_likelihood, lambda z: self.likelihood.sample(self.decoder(z.to(device)), g), n,
+                    self.config.latent_dim, steps, chains, leapfrog, g, self.dtype)
 
     @torch.no_grad()
     def encode(self, x):
