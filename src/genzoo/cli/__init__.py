@@ -9,6 +9,7 @@ is its handler).
     genzoo interpolate DIR -o FILE.png      genzoo reconstruct DIR -o FILE.png
     genzoo report DIR... -o FILE.html       genzoo toy nice|realnvp --data moons -o FILE.png
     genzoo reproduce NAME [--minutes M]     genzoo verify [NAME ...]
+    genzoo race --data NAME --minutes M --out DIR [--models a,b|FAMILY|all]
 
 A bad argument, a missing run folder or a bad file prints one line on stderr and exits
 with status 2; nothing already written is touched. Under ``torchrun`` the train command
@@ -23,10 +24,10 @@ from pathlib import Path
 
 from .. import __version__, models, runs
 from ..errors import GenzooError
-from . import evaluate, listing, pictures, reporting, reproduce, toy, train, verify
+from . import evaluate, listing, pictures, race, reporting, reproduce, toy, train, verify
 from .common import Parser
 
-FAMILIES = (listing, train, reproduce, evaluate, verify, pictures, reporting, toy)
+FAMILIES = (listing, train, reproduce, evaluate, verify, pictures, reporting, race, toy)
 
 EXAMPLE_MODEL = models.names()[1]  # a model of the registry's, not a name written here
 EXAMPLES = f"""examples:

@@ -1,0 +1,72 @@
+"""genzoo race: the models a --models value names, a race's files and table, and a killed race resuming with the
+model it was on (finished entries kept as they were)."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import genzoo
+from genzoo.cli import main
+from genzoo.cli.race import chosen, families, family_of
+
+RACE = ["race", "--data", "digits", "--minutes", "0.02", "--models", "nade,made", "--threads", "1"]
+
+
+def test_models_are_named_by_model_family_or_all_in_the_registrys_order():
+    assert chosen("all") == genzoo.models.names()
+    assert set(families()) == {family_of(n) for n in genzoo.models.names()}
+    for family in families():
+        assert chosen(family) == [n for n in genzoo.models.names() if family_of(n) == family]
+    assert chosen("made,nade") == ["nade", "made"]  # the registry's order, each once
+    with pytest.raises(genzoo.GenzooError, match="neither a model nor a family"):
+        chosen("nade,wavenet")
+
+
+def test_a_race_trains_and_scores_each_model_and_writes_its_table(tmp_path, capsys):
+    out = tmp_path / "race"
+    assert main([*RACE, "--out", str(out)]) == 0
+    race = json.loads((out / "race.json").read_text())
+    assert race["data"] == "digits" and race["minutes"] == 0.02 and race["threads"] == 1
+    assert race["machine"]["threads"] == 1 and race["machine"]["cpu"]
+    assert list(race["entries"]) == ["nade", "made"]
+    for name, e in race["entries"].items():
+        assert e["likelihood_kind"] == "exact" and e["count"] == 297 and e["nll_nats"] > 0
+        assert e["images_per_s"] > 0 and e["sample_64_s"] > 0 and e["parameters"] > 0
+        run = genzoo.runs.open_run(out / name, need_record=True)
+        assert run.record["data"]["name"] == "digits"
+    table = (out / "race.md").read_text()
+    assert "| `nade` |" in table and "| `made` |" in table and "0.02 min" in table
+    assert (out / "report.html").stat().st_size > 1000
+    assert main([*RACE[:4], "0.05", *RACE[5:], "--out", str(out)]) == 2  # other terms: refused, nothing touched
+    assert "other terms (minutes 0.02)" in capsys.readouterr().err
+    assert json.loads((out / "race.json").read_text()) == race
+
+
+KILL_WHILE_SCORING = textwrap.dedent("""
+    import os, signal, sys
+    from genzoo.cli import main, race
+    scored = race._score
+    def score(args, name, folder, device):
+        if name == sys.argv[1]:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return scored(args, name, folder, device)
+    race._score = score
+    sys.exit(main(sys.argv[2:]))
+""")
+
+
+def test_a_killed_race_resumes_with_the_model_it_was_on(tmp_path):
+    out = tmp_path / "race"
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_WHILE_SCORING)
+    p = subprocess.run([sys.executable, str(script), "made", *RACE, "--out", str(out)], capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == -9, p.stderr[-2000:]
+    first = json.loads((out / "race.json").read_text())
+    assert list(first["entries"]) == ["nade"] and (out / "made" / "run.json").exists()
+    assert main([*RACE, "--out", str(out)]) == 0
+    race = json.loads((out / "race.json").read_text())
+    assert list(race["entries"]) == ["nade", "made"] and race["entries"]["nade"] == first["entries"]["nade"]
