@@ -35,10 +35,11 @@ def test_a_race_trains_and_scores_each_model_and_writes_its_table(tmp_path, caps
     for name, e in race["entries"].items():
         assert e["likelihood_kind"] == "exact" and e["count"] == 297 and e["nll_nats"] > 0
         assert e["images_per_s"] > 0 and e["sample_64_s"] > 0 and e["parameters"] > 0
+        assert 0 < e["forward_64_s"] < e["sample_64_s"]  # a sampler pixel by pixel is slower than one pass
         run = genzoo.runs.open_run(out / name, need_record=True)
         assert run.record["data"]["name"] == "digits"
     table = (out / "race.md").read_text()
-    assert "| `nade` |" in table and "| `made` |" in table and "0.02 min" in table
+    assert "| `nade` |" in table and "| `made` |" in table and "0.02 min" in table and "x its floor" in table
     assert (out / "report.html").stat().st_size > 1000
     assert main([*RACE[:4], "0.05", *RACE[5:], "--out", str(out)]) == 2  # other terms: refused, nothing touched
     assert "other terms (minutes 0.02)" in capsys.readouterr().err
