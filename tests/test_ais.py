@@ -122,3 +122,24 @@ def test_the_command_line_gives_a_vae_an_ais_figure_with_bdmcs_gap(vae_run, caps
     assert "choose one" in capsys.readouterr().err
     assert main(["eval", str(vae_run), "--bdmc", "5"]) == 2
     assert "needs --ais-steps" in capsys.readouterr().err
+
+
+def test_ais_started_from_a_gaussian_is_iwae_at_one_step_and_recovers_the_marginal_as_steps_grow():
+    """From f_0 = N(m, v) the one-step weights are p(z) p(x | z) / f_0(z) at z ~ f_0: importance sampling (IWAE's);
+    with many steps the estimate reaches the closed-form marginal."""
+    log_likelihood, marginal, _ = linear_gaussian(seed=2)
+    x = marginal.sample((100,))
+    exact = marginal.log_prob(x)
+    mean, logvar = torch.zeros(100, 3, dtype=torch.float64) + 0.3, torch.full((100, 3), -0.5, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    one = ais.ais_log_likelihood(log_likelihood, x, 3, 1, 1, generator=g, dtype=torch.float64,
+                                 posterior=(mean, logvar))
+    g = torch.Generator().manual_seed(0)
+    z = mean + torch.exp(0.5 * logvar) * torch.randn(100, 3, generator=g, dtype=torch.float64)
+    q = -0.5 * ((z - mean) ** 2 / logvar.exp() + logvar + math.log(2 * math.pi)).sum(1)
+    importance = ais.log_normal(z) + log_likelihood(x, z) - q
+    assert torch.allclose(one, importance, atol=1e-9)
+    many = ais.ais_log_likelihood(log_likelihood, x, 3, 500, 4, generator=g, dtype=torch.float64,
+                                  posterior=(mean, logvar))
+    diff = many - exact
+    assert diff.mean().abs() < 3 * diff.std() / math.sqrt(100) + 0.02

@@ -4,10 +4,12 @@ Quantitative Analysis of Decoder-Based Generative Models", ICLR 2017 (AIS with H
 it); Grosse, Ghahramani & Adams, "Sandwiching the marginal likelihood using bidirectional Monte Carlo", 2015.
 
 A model p(x) = int p(z) p(x | z) dz with p(z) = N(0, I) (the VAE, the GAN with an observation model) is given by
-``log_likelihood(z) -> log p(x | z)`` for each chain's image. AIS moves K chains per image through the
-intermediate densities f_b(z) = p(z) p(x | z)^b, b from 0 to 1 (a sigmoid schedule of T steps, Wu et al.), each
-step one Hamiltonian Monte Carlo transition that leaves f_b invariant (``leapfrog`` steps, the step size adapted per
-chain toward an acceptance of 0.65), and accumulates the weight log w = sum_t (b_t - b_{t-1}) log p(x | z_{t-1}).
+``log_likelihood(z) -> log p(x | z)`` for each chain's image. AIS moves K chains per image from a start f_0 (the
+prior, or a Gaussian such as a VAE's q(z | x)) through the intermediate densities f_b = f_0^(1 - b) f_1^b,
+f_1(z) = p(z) p(x | z), b from 0 to 1 (a sigmoid schedule of T steps, Wu et al.), each step one Hamiltonian Monte
+Carlo transition that leaves f_b invariant (``leapfrog`` steps, the step size adapted per chain toward an
+acceptance of 0.65), and accumulates the weight log w = sum_t (b_t - b_{t-1}) log (f_1 / f_0)(z_{t-1}) (from the
+prior: log p(x | z)).
 E[w] = p(x), so log (1/K sum_k w_k) is a stochastic lower bound on log p(x): -(it) is an upper bound on -log P(x) in
 expectation, tighter as T grows (exact as T -> infinity), with its Monte-Carlo standard error across images.
 
@@ -57,52 +59,80 @@ def sigmoid_schedule(steps: int, rad: float = 4.0, dtype=torch.float64) -> torch
     return (s - s[0]) / (s[-1] - s[0])
 
 
-def _likelihood_and_grad(log_likelihood, z):
-    """log p(x | z) per chain [N] and its gradient in z [N, L]."""
-    with torch.enable_grad():
-        z = z.detach().requires_grad_(True)
-        ll = log_likelihood(z)
-        (g,) = torch.autograd.grad(ll.sum(), z)
-    return ll.detach(), g.detach()
+class Start:
+    """The chains' starting density f_0 = N(mean, diag e^logvar) per chain ([N, L] each; None: N(0, I), the prior),
+    and h = log f_1 - log f_0 with f_1(z) = p(z) p(x | z), the log-ratio the weights accumulate."""
+
+    def __init__(self, log_likelihood, mean=None, logvar=None):
+        self.log_likelihood, self.mean, self.logvar = log_likelihood, mean, logvar
+
+    def draw(self, n: int, latent_dim: int, generator, dtype, device):
+        eps = torch.randn((n, latent_dim), generator=generator, dtype=dtype).to(device)
+        return eps if self.mean is None else self.mean + torch.exp(0.5 * self.logvar) * eps
+
+    def base(self, z):
+        """-log f_0(z) up to its constant [N] and its gradient [N, L]."""
+        if self.mean is None:
+            return 0.5 * z.pow(2).sum(1), z
+        d = (z - self.mean) * torch.exp(-self.logvar)
+        return 0.5 * (d * (z - self.mean)).sum(1), d
+
+    def ratio(self, z):
+        """h(z) = log p(z) + log p(x | z) - log f_0(z) per chain [N] and its gradient [N, L]."""
+        with torch.enable_grad():
+            z = z.detach().requires_grad_(True)
+            h = self.log_likelihood(z)
+            if self.mean is not None:
+                h = h + log_normal(z) + 0.5 * (((z - self.mean) ** 2) * torch.exp(-self.logvar)
+                                               + self.logvar + LOG_2PI).sum(1)
+            (g,) = torch.autograd.grad(h.sum(), z)
+        return h.detach(), g.detach()
 
 
-def hmc_step(log_likelihood, z, beta: float, step_size, leapfrog: int, generator, cached=None):
-    """One Hamiltonian Monte Carlo transition per chain leaving p(z) p(x | z)^beta invariant: z [N, L],
-    step_size [N]; the potential U = -log p(z) - beta log p(x | z), its gradient z - beta grad log p(x | z).
-    ``cached``: (log p(x | z), its gradient) at z. Returns (z, accepted [N] bool, the cache at the returned z)."""
-    ll0, gl0 = cached if cached is not None else _likelihood_and_grad(log_likelihood, z)
+def hmc_step(start, z, beta: float, step_size, leapfrog: int, generator, cached=None):
+    """One Hamiltonian Monte Carlo transition per chain leaving f_b = f_0^(1 - b) f_1^b invariant (b = beta):
+    z [N, L], step_size [N]; the potential U = -log f_0(z) - b h(z). ``start``: a :class:`Start` or a function
+    z -> log p(x | z) (f_0 the prior). ``cached``: (h, its gradient) at z.
+    Returns (z, accepted [N] bool, the cache at the returned z)."""
+    start = start if isinstance(start, Start) else Start(start)
+    h0, gh0 = cached if cached is not None else start.ratio(z)
 
-    def potential(z_, ll_):
-        return 0.5 * z_.pow(2).sum(1) - beta * ll_
+    def potential(z_, h_):
+        return start.base(z_)[0] - beta * h_
+
+    def gradient(z_, gh_):
+        return start.base(z_)[1] - beta * gh_
 
     eps = step_size[:, None]
     p0 = torch.randn(z.shape, generator=generator, dtype=z.dtype).to(z.device)
-    zn, p = z, p0 - 0.5 * eps * (z - beta * gl0)
+    zn, p = z, p0 - 0.5 * eps * gradient(z, gh0)
     for i in range(leapfrog):
         zn = zn + eps * p
-        ll, gl = _likelihood_and_grad(log_likelihood, zn)
-        p = p - (eps if i < leapfrog - 1 else 0.5 * eps) * (zn - beta * gl)
-    log_accept = (potential(z, ll0) + 0.5 * p0.pow(2).sum(1)) - (potential(zn, ll) + 0.5 * p.pow(2).sum(1))
+        h, gh = start.ratio(zn)
+        p = p - (eps if i < leapfrog - 1 else 0.5 * eps) * gradient(zn, gh)
+    log_accept = (potential(z, h0) + 0.5 * p0.pow(2).sum(1)) - (potential(zn, h) + 0.5 * p.pow(2).sum(1))
     log_accept = torch.nan_to_num(log_accept, nan=-math.inf)
     uniform = torch.rand(len(z), generator=generator, dtype=z.dtype).to(z.device)
     accept = uniform.log() < log_accept
     a = accept[:, None]
-    return torch.where(a, zn, z), accept, (torch.where(accept, ll, ll0), torch.where(a, gl, gl0))
+    return torch.where(a, zn, z), accept, (torch.where(accept, h, h0), torch.where(a, gh, gh0))
 
 
-def anneal(log_likelihood, z: torch.Tensor, steps: int, leapfrog: int = 5, generator=None,
+def anneal(start, z: torch.Tensor, steps: int, leapfrog: int = 5, generator=None,
            reverse: bool = False, step_size: float = 0.05) -> torch.Tensor:
-    """The AIS log-weights [N] of N chains started at z [N, L]: forward (z drawn from the prior; b 0 -> 1;
-    E[exp] = p(x)) or ``reverse`` (z an exact posterior draw; b 1 -> 0; E[exp] = 1 / p(x))."""
+    """The AIS log-weights [N] of N chains at z [N, L]: forward (z drawn from f_0; b 0 -> 1; E[exp] = p(x)) or
+    ``reverse`` (z an exact posterior draw; b 1 -> 0; E[exp] = 1 / p(x)). ``start``: a :class:`Start`, or a
+    function z -> log p(x | z) (the chains then start from the prior)."""
+    start = start if isinstance(start, Start) else Start(start)
     betas = sigmoid_schedule(steps).tolist()
     if reverse:
         betas = betas[::-1]
     size = torch.full((len(z),), step_size, dtype=z.dtype, device=z.device)
     log_w = torch.zeros(len(z), dtype=torch.float64, device=z.device)
-    cached = _likelihood_and_grad(log_likelihood, z)
+    cached = start.ratio(z)
     for b_prev, b in zip(betas[:-1], betas[1:]):
-        log_w += (b - b_prev) * cached[0].double()  # the weight of f_b / f_b_prev at the current z
-        z, accept, cached = hmc_step(log_likelihood, z, b, size, leapfrog, generator, cached)
+        log_w += (b - b_prev) * cached[0].double()  # log f_b / f_b_prev at the current z
+        z, accept, cached = hmc_step(start, z, b, size, leapfrog, generator, cached)
         size = size * torch.where(accept, 1.011, 0.98)  # balanced where 0.65 are accepted (Wu et al.)
     return log_w
 
@@ -112,14 +142,21 @@ def log_mean_exp(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
 
 
 def ais_log_likelihood(log_likelihood_of, x: torch.Tensor, latent_dim: int, steps: int, chains: int,
-                       leapfrog: int = 5, generator=None, dtype=torch.float32) -> torch.Tensor:
+                       leapfrog: int = 5, generator=None, dtype=torch.float32, posterior=None) -> torch.Tensor:
     """AIS's stochastic lower bound on log p(x) [B]: ``chains`` forward chains per image, their weights averaged.
-    log_likelihood_of(x [N, ...], z [N, L]) -> log p(x | z) [N]."""
+    log_likelihood_of(x [N, ...], z [N, L]) -> log p(x | z) [N]. ``posterior``: (mean, logvar) [B, L] of a Gaussian
+    to start from instead of the prior (a VAE's q(z | x): with one step the weights are IWAE's, each step more
+    anneals toward the true posterior)."""
     require(steps >= 1 and chains >= 1, "AIS needs steps >= 1 and chains >= 1")
     B = len(x)
     xs = x.repeat(chains, *[1] * (x.dim() - 1))  # (K B, ...): chain k of image b at k B + b
-    z = torch.randn((chains * B, latent_dim), generator=generator, dtype=dtype).to(x.device)
-    log_w = anneal(lambda zz: log_likelihood_of(xs, zz), z, steps, leapfrog, generator)
+    if posterior is None:
+        start = Start(lambda zz: log_likelihood_of(xs, zz))
+    else:
+        start = Start(lambda zz: log_likelihood_of(xs, zz), posterior[0].repeat(chains, 1).to(dtype),
+                      posterior[1].repeat(chains, 1).to(dtype))
+    z = start.draw(chains * B, latent_dim, generator, dtype, x.device)
+    log_w = anneal(start, z, steps, leapfrog, generator)
     return log_mean_exp(log_w.view(chains, B))
 
 

@@ -216,11 +216,12 @@ class VAE(GenerativeModel):
 
     @torch.no_grad()
     def ais(self, x, steps: int, chains: int = 4, leapfrog: int = 5, generator=None) -> torch.Tensor:
-        """AIS's stochastic lower bound on log P(x) [B] in nats (Wu et al. 2017): the decoder's p(x | z) annealed in
-        from the prior; tighter than IWAE with as many decoder passes, exact as steps grow."""
+        """AIS's stochastic lower bound on log P(x) [B] in nats (Wu et al. 2017), the chains started from the encoder's
+        q(z | x) and annealed to the true posterior: one step is IWAE with K = chains, each step more tightens it
+        (exact as steps grow)."""
         self.check_images(x)
         return ais_log_likelihood(self.log_likelihood, x, self.config.latent_dim, steps, chains, leapfrog, generator,
-                                  self.dtype)
+                                  self.dtype, posterior=self.posterior(x))
 
     def eval_summary(self, options: dict, means: dict, count: int) -> tuple[dict, str]:
         if options.get("ais_steps"):
