@@ -161,15 +161,19 @@ def ais_log_likelihood(log_likelihood_of, x: torch.Tensor, latent_dim: int, step
 
 
 def bdmc(log_likelihood_of, simulate, n: int, latent_dim: int, steps: int, chains: int, leapfrog: int = 5,
-         generator=None, dtype=torch.float32) -> dict:
+         generator=None, dtype=torch.float32, posterior_of=None) -> dict:
     """Bidirectional Monte Carlo on n images simulated from the model: simulate(z [n, L]) -> x ~ p(x | z); the
-    mean forward AIS lower bound and reverse AIS upper bound on log p(x) (nats per image) and their gap."""
+    mean forward AIS lower bound and reverse AIS upper bound on log p(x) (nats per image) and their gap.
+    ``posterior_of``: x -> (mean, logvar) of the Gaussian the chains start from (as ``ais_log_likelihood``)."""
     z = torch.randn((n, latent_dim), generator=generator, dtype=dtype)
     x = simulate(z)
-    lower = ais_log_likelihood(log_likelihood_of, x, latent_dim, steps, chains, leapfrog, generator, dtype)
+    posterior = posterior_of(x) if posterior_of is not None else None
+    lower = ais_log_likelihood(log_likelihood_of, x, latent_dim, steps, chains, leapfrog, generator, dtype, posterior)
     xs = x.repeat(chains, *[1] * (x.dim() - 1))
-    log_w = anneal(lambda zz: log_likelihood_of(xs, zz), z.to(x.device).repeat(chains, 1), steps, leapfrog,
-                   generator, reverse=True)
+    start = Start(lambda zz: log_likelihood_of(xs, zz)) if posterior is None else \
+        Start(lambda zz: log_likelihood_of(xs, zz), posterior[0].repeat(chains, 1).to(dtype),
+              posterior[1].repeat(chains, 1).to(dtype))
+    log_w = anneal(start, z.to(x.device).repeat(chains, 1), steps, leapfrog, generator, reverse=True)
     upper = -log_mean_exp(log_w.view(chains, n))
     return {"images": n, "lower_log_likelihood": lower.mean().item(), "upper_log_likelihood": upper.mean().item(),
             "gap": (upper - lower).mean().item()}

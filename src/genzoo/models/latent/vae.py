@@ -253,7 +253,7 @@ class VAE(GenerativeModel):
         g = torch.Generator().manual_seed(2)
         device = next(self.parameters()).device
         return bdmc(self.log_likelihood, lambda z: self.likelihood.sample(self.decoder(z.to(device)), g), n,
-                    self.config.latent_dim, steps, chains, leapfrog, g, self.dtype)
+                    self.config.latent_dim, steps, chains, leapfrog, g, self.dtype, posterior_of=self.posterior)
 
     @torch.no_grad()
     def encode(self, x):
