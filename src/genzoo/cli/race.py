@@ -8,8 +8,8 @@ A killed race run again with the same options resumes: finished models keep thei
 resumes its training folder (``train --resume``). Each model trains at its defaults with the trainer's (the budget
 stops it; the cosine spans the trainer's epochs); its figure is ``genzoo eval`` at the model's default estimator
 on the test split (or a seeded subset, ``--eval-limit``, with its standard error); FID with ``--fid N``. For a
-model sampled pixel by pixel (``raster_order``) the time to sample 64 images is set against its floor, one full
-forward pass over 64 images (the arithmetic a perfect cache does): "x its floor" in the table.
+model that samples in raster order (``raster_order``) the time to sample 64 images is set against its floor, one
+full forward pass over 64 images (the arithmetic a perfect cache does): "x its floor" in the table.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def add_parsers(sub, argv) -> None:
     r.add_argument("--minutes", type=number(float, 0, low_open=True), required=True,
                    help="each model's training budget in wall-clock minutes")
     r.add_argument("--models", default="all",
-                   help=f"comma-separated model names or families ({', '.join(families())}), or all (default)")
+                   help=f"comma-separated model names or families ({', '.join(families())}), or all; default all")
     r.add_argument("--fid", type=number(int, 20), help="also FID, KID, precision and recall of N samples a model")
     r.add_argument("--eval-limit", type=number(int, 1),
                    help="score on a seeded subset of N test images (default: the whole test split)")
@@ -50,8 +50,10 @@ def add_parsers(sub, argv) -> None:
 
 
 def family_of(name: str) -> str:
-    """The family package of a registered model: models/<family>/ (e.g. autoregressive)."""
-    return models.get(name).__module__.split(".")[2]
+    """The family package of a registered model: models/<family>/ (e.g. autoregressive); "other" for a model
+    registered from elsewhere (a plugin, a test file)."""
+    parts = models.get(name).__module__.split(".")
+    return parts[2] if len(parts) > 2 and parts[:2] == ["genzoo", "models"] else "other"
 
 
 def families() -> list[str]:

@@ -239,10 +239,12 @@ class FlowMatching(GenerativeModel):
                + f", {means['evaluations']:.0f} field evaluations a solve, "
                + ("exact divergence" if exact else "Hutchinson divergence (one probe a draw)"))
         se, words = standard_error(o.draws, means, count)
+        check = "--ode-tolerance shrinks" if o.ode_solver == "adaptive" else "--ode-steps doubles"
         return ({"draws": o.draws, "ode_solver": o.ode_solver, "ode_steps": o.ode_steps,
                  "ode_tolerance": o.ode_tolerance, "divergence": "exact" if exact else "hutchinson",
                  "field_evaluations": means["evaluations"], **se},
-                f", {o.draws} draw(s) per image; {how}{words} (a bound as far as the solver is exact)")
+                f", {o.draws} draw(s) per image; {how}{words} (a bound only once the solver has converged: the figure "
+                f"must not move as {check})")
 
     def estimator_words(self, options: dict) -> str:
         if not options:
