@@ -139,7 +139,8 @@ def _score(args, name: str, folder: Path, device) -> dict:
     ev = parse_command(evaluate, argv)
     run = runs.open_run(folder, need_record=True)
     start = time.perf_counter()
-    result, text = evaluate.measure(ev, run, checked_split(run, ev, "test"), device)
+    test = checked_split(run, ev, "test")
+    result, text = evaluate.measure(ev, run, test, device)
     eval_s = time.perf_counter() - start
     print(f"race: {name}: {text}", flush=True)
     entry = {"model": name, "family": family_of(name), "likelihood_kind": run.model.likelihood_kind,
@@ -162,7 +163,7 @@ def _score(args, name: str, folder: Path, device) -> dict:
         model.sample(64, generator=torch.Generator().manual_seed(0))
         entry["sample_64_s"] = time.perf_counter() - start
         if model.raster_order:  # the floor of a cached sampler: the arithmetic of one full pass over 64 images
-            x = checked_split(run, ev, "test").images[:64].to(device)
+            x = test.images[:64].to(device)
             with torch.no_grad():
                 model.loss(x, None if not model.num_classes else torch.zeros(len(x), dtype=torch.long))
                 start = time.perf_counter()

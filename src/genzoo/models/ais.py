@@ -141,6 +141,16 @@ def log_mean_exp(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
     return torch.logsumexp(x, dim) - math.log(x.shape[dim])
 
 
+def _chains(log_likelihood_of, x, chains: int, posterior, dtype) -> Start:
+    """The :class:`Start` of ``chains`` chains per image of x [B, ...] (chain k of image b at k B + b): from the
+    prior, or from ``posterior`` (mean, logvar) [B, L] repeated for each chain."""
+    xs = x.repeat(chains, *[1] * (x.dim() - 1))  # (K B, ...)
+    if posterior is None:
+        return Start(lambda zz: log_likelihood_of(xs, zz))
+    return Start(lambda zz: log_likelihood_of(xs, zz), posterior[0].repeat(chains, 1).to(dtype),
+                 posterior[1].repeat(chains, 1).to(dtype))
+
+
 def ais_log_likelihood(log_likelihood_of, x: torch.Tensor, latent_dim: int, steps: int, chains: int,
                        leapfrog: int = 5, generator=None, dtype=torch.float32, posterior=None) -> torch.Tensor:
     """AIS's stochastic lower bound on log p(x) [B]: ``chains`` forward chains per image, their weights averaged.
@@ -149,12 +159,7 @@ def ais_log_likelihood(log_likelihood_of, x: torch.Tensor, latent_dim: int, step
     anneals toward the true posterior)."""
     require(steps >= 1 and chains >= 1, "AIS needs steps >= 1 and chains >= 1")
     B = len(x)
-    xs = x.repeat(chains, *[1] * (x.dim() - 1))  # (K B, ...): chain k of image b at k B + b
-    if posterior is None:
-        start = Start(lambda zz: log_likelihood_of(xs, zz))
-    else:
-        start = Start(lambda zz: log_likelihood_of(xs, zz), posterior[0].repeat(chains, 1).to(dtype),
-                      posterior[1].repeat(chains, 1).to(dtype))
+    start = _chains(log_likelihood_of, x, chains, posterior, dtype)
     z = start.draw(chains * B, latent_dim, generator, dtype, x.device)
     log_w = anneal(start, z, steps, leapfrog, generator)
     return log_mean_exp(log_w.view(chains, B))
@@ -169,11 +174,23 @@ def bdmc(log_likelihood_of, simulate, n: int, latent_dim: int, steps: int, chain
     x = simulate(z)
     posterior = posterior_of(x) if posterior_of is not None else None
     lower = ais_log_likelihood(log_likelihood_of, x, latent_dim, steps, chains, leapfrog, generator, dtype, posterior)
-    xs = x.repeat(chains, *[1] * (x.dim() - 1))
-    start = Start(lambda zz: log_likelihood_of(xs, zz)) if posterior is None else \
-        Start(lambda zz: log_likelihood_of(xs, zz), posterior[0].repeat(chains, 1).to(dtype),
-              posterior[1].repeat(chains, 1).to(dtype))
+    start = _chains(log_likelihood_of, x, chains, posterior, dtype)
     log_w = anneal(start, z.to(x.device).repeat(chains, 1), steps, leapfrog, generator, reverse=True)
     upper = -log_mean_exp(log_w.view(chains, n))
     return {"images": n, "lower_log_likelihood": lower.mean().item(), "upper_log_likelihood": upper.mean().item(),
             "gap": (upper - lower).mean().item()}
+
+
+def ais_summary(options: dict, bidirectional, middle: str = "") -> tuple[dict, str]:
+    """What ``genzoo eval`` says beside an AIS figure: its entries and words (steps, chains, leapfrog; ``middle``, a
+    model's own words, e.g. its observation model), and BDMC's bounds where ``options["bdmc"]`` asks, from
+    ``bidirectional(n)`` (a model's :func:`bdmc` on n simulated images)."""
+    o = options
+    entries = {k: o[k] for k in ("ais_steps", "ais_chains", "ais_leapfrog")}
+    text = (f", annealed importance sampling: {o['ais_steps']} steps, {o['ais_chains']} chains per image, HMC with "
+            f"{o['ais_leapfrog']} leapfrog steps{middle}")
+    if o.get("bdmc"):
+        b = entries["bdmc"] = bidirectional(o["bdmc"])
+        text += (f"; BDMC on {b['images']} simulated images: log P between {b['lower_log_likelihood']:.3f} and "
+                 f"{b['upper_log_likelihood']:.3f} (gap {b['gap']:.3f} nats)")
+    return entries, text

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...likelihood import discretized_logistic_log_prob
-from ..ais import AISOptions, ais_log_likelihood, bdmc
+from ..ais import AISOptions, ais_log_likelihood, ais_summary, bdmc
 from ..base import (GenerativeModel, ImageConfig, Options, from_signed, require, require_count, require_num_classes,
                     require_positive_ints, to_signed)
 from ..registry import register
@@ -158,26 +158,34 @@ class GAN(GenerativeModel):
             y = torch.arange(n) % self.num_classes
         return self.check_labels(y, n).to(device)
 
-    def losses(self, x, y=None, z=None, generator=None) -> dict:
+    def generator_loss(self, fake, y=None):
+        """The generator's loss on its images (on the level grid, with their graph): -log D(G(z)), the non-saturating
+        loss, or -D(G(z)) for the WGAN critic."""
+        d = self.discriminator(fake, y)
+        return F.softplus(-d).mean() if self.config.loss == "non-saturating" else -d.mean()
+
+    def losses(self, x, y=None, z=None, generator=None, with_generator: bool = True) -> dict:
         """The two players' losses on a batch: "discriminator" (scalar; with the gradient penalty for wgan-gp),
-        "generator" (scalar), and "discriminator_per_image" [B]."""
+        "discriminator_per_image" [B], and "generator" (scalar; unless not ``with_generator``)."""
         real = to_signed(x, self.levels, self.dtype)
         z = self._latents(len(x), x.device, generator) if z is None else z
         fake = self._on_levels(self.generate(z, y))
         d_real, d_fake = self.discriminator(real, y), self.discriminator(fake.detach(), y)
         if self.config.loss == "non-saturating":
             per = F.softplus(-d_real) + F.softplus(d_fake)  # -log D(x) - log(1 - D(G(z)))
-            g = F.softplus(-self.discriminator(fake, y)).mean()  # -log D(G(z)): the non-saturating generator loss
-            return {"discriminator": per.mean(), "generator": g, "discriminator_per_image": per.detach()}
-        per = d_fake - d_real
-        d = per.mean()
-        if self.config.gradient_penalty and torch.is_grad_enabled():
-            u = torch.rand((len(x), 1, 1, 1), generator=generator, dtype=real.dtype).to(x.device)
-            between = (u * real + (1 - u) * fake.detach()).requires_grad_(True)
-            (grad,) = torch.autograd.grad(self.discriminator(between, y).sum(), between, create_graph=True)
-            d = d + self.config.gradient_penalty * (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
-        return {"discriminator": d, "generator": -self.discriminator(fake, y).mean(), "discriminator_per_image":
-                per.detach()}
+            d = per.mean()
+        else:
+            per = d_fake - d_real
+            d = per.mean()
+            if self.config.gradient_penalty and torch.is_grad_enabled():
+                u = torch.rand((len(x), 1, 1, 1), generator=generator, dtype=real.dtype).to(x.device)
+                between = (u * real + (1 - u) * fake.detach()).requires_grad_(True)
+                (grad,) = torch.autograd.grad(self.discriminator(between, y).sum(), between, create_graph=True)
+                d = d + self.config.gradient_penalty * (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+        out = {"discriminator": d, "discriminator_per_image": per.detach()}
+        if with_generator:
+            out["generator"] = self.generator_loss(fake, y)
+        return out
 
     def loss(self, x, y=None):
         """The discriminator's loss (the game's value; seeded in eval mode) and each image's share; no likelihood
@@ -198,23 +206,21 @@ class GAN(GenerativeModel):
                 torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas)]
 
     def training_step(self, step, x, y=None) -> dict:
-        """One discriminator update, and a generator update every ``critic_steps`` steps (the same z for both)."""
+        """One discriminator update, and a generator update every ``critic_steps`` steps (the same z for both;
+        "generator_loss" only where it was taken)."""
         self.check_images(x)
         y = self._labels(y, len(x), x.device)
         z = self._latents(len(x), x.device)
         with step.autocast():
-            out = self.losses(x, y, z)
-        step.update(out["discriminator"], optimizer=1)
-        if (step.index + 1) % self.config.critic_steps == 0:
+            d = self.losses(x, y, z, with_generator=False)["discriminator"]
+        step.update(d, optimizer=1)
+        out = {"loss": d.detach()}
+        if (step.index + 1) % self.config.critic_steps == 0:  # against the updated discriminator
             with step.autocast():
-                fake = self._on_levels(self.generate(z, y))
-                if self.config.loss == "non-saturating":
-                    g = F.softplus(-self.discriminator(fake, y)).mean()
-                else:
-                    g = -self.discriminator(fake, y).mean()
+                g = self.generator_loss(self._on_levels(self.generate(z, y)), y)
             step.update(g, optimizer=0)
-            out["generator"] = g
-        return {"loss": out["discriminator"].detach(), "generator_loss": out["generator"].detach()}
+            out["generator_loss"] = g.detach()
+        return out
 
     # -- sampling
     @torch.no_grad()
@@ -281,18 +287,12 @@ class GAN(GenerativeModel):
         o = options
         fitted = o.get("observation_fitted_on", 0)
         where = f"fitted on {fitted} held-out images" if fitted else "given"
-        entries = {"ais_steps": o["ais_steps"], "ais_chains": o["ais_chains"], "ais_leapfrog": o["ais_leapfrog"],
-                   "observation": {"kind": "discretized logistic at G(z)", "scale": o["observation_scale"],
-                                   "fitted_on": fitted}}
-        text = (f", annealed importance sampling: {o['ais_steps']} steps, {o['ais_chains']} chains per image, HMC with "
-                f"{o['ais_leapfrog']} leapfrog steps; observation model: a discretized logistic at G(z), scale "
-                f"{o['observation_scale']:g} on [-1, 1] ({where})")
-        if o.get("bdmc"):
-            b = self.bidirectional(o["bdmc"], o["observation_scale"], o["ais_steps"], o["ais_chains"],
-                                   o["ais_leapfrog"])
-            entries["bdmc"] = b
-            text += (f"; BDMC on {b['images']} simulated images: log P between {b['lower_log_likelihood']:.3f} and "
-                     f"{b['upper_log_likelihood']:.3f} (gap {b['gap']:.3f} nats)")
+        entries, text = ais_summary(o, lambda n: self.bidirectional(n, o["observation_scale"], o["ais_steps"],
+                                                                    o["ais_chains"], o["ais_leapfrog"]),
+                                    f"; observation model: a discretized logistic at G(z), scale "
+                                    f"{o['observation_scale']:g} on [-1, 1] ({where})")
+        entries["observation"] = {"kind": "discretized logistic at G(z)", "scale": o["observation_scale"],
+                                  "fitted_on": fitted}
         return entries, text
 
     def estimator_words(self, options: dict) -> str:

@@ -40,7 +40,7 @@ import torch
 from ...likelihood import at_least_fp32, bits_per_dim
 from ..base import (GenerativeModel, ImageConfig, Options, from_unit, require, require_count, require_positive_ints,
                     to_signed)
-from ..ais import AISOptions, ais_log_likelihood, bdmc
+from ..ais import AISOptions, ais_log_likelihood, ais_summary, bdmc
 from .coders import (ARCHITECTURES, DECODERS, DiscreteImageLikelihood, check_coder_config, decoder, encoder)
 from ..registry import register
 
@@ -225,16 +225,8 @@ class VAE(GenerativeModel):
 
     def eval_summary(self, options: dict, means: dict, count: int) -> tuple[dict, str]:
         if options.get("ais_steps"):
-            o = options
-            entries = {k: o[k] for k in ("ais_steps", "ais_chains", "ais_leapfrog")}
-            text = (f", annealed importance sampling: {o['ais_steps']} steps, {o['ais_chains']} chains per image, HMC "
-                    f"with {o['ais_leapfrog']} leapfrog steps")
-            if o.get("bdmc"):
-                b = self.bidirectional(o["bdmc"], o["ais_steps"], o["ais_chains"], o["ais_leapfrog"])
-                entries["bdmc"] = b
-                text += (f"; BDMC on {b['images']} simulated images: log P between {b['lower_log_likelihood']:.3f} "
-                         f"and {b['upper_log_likelihood']:.3f} (gap {b['gap']:.3f} nats)")
-            return entries, text
+            return ais_summary(options, lambda n: self.bidirectional(n, options["ais_steps"], options["ais_chains"],
+                                                                     options["ais_leapfrog"]))
         if options.get("iwae_k"):
             return {"iwae_k": options["iwae_k"]}, f", IWAE bound with K = {options['iwae_k']}"
         if self.loss_k > 1:  # the bound it trained on: IWAE_K, not the ELBO
