@@ -5,12 +5,13 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 import genzoo
 from genzoo.cli import main
-from genzoo.cli.race import chosen, families, family_of
+from genzoo.cli.race import chosen, families, family_of, readme_tables, table
 
 RACE = ["race", "--data", "digits", "--minutes", "0.02", "--models", "nade,made", "--threads", "1"]
 
@@ -71,3 +72,17 @@ def test_a_killed_race_resumes_with_the_model_it_was_on(tmp_path):
     assert main([*RACE, "--out", str(out)]) == 0
     race = json.loads((out / "race.json").read_text())
     assert list(race["entries"]) == ["nade", "made"] and race["entries"]["nade"] == first["entries"]["nade"]
+
+
+def test_the_readmes_race_tables_are_the_race_json_they_name(tmp_path):
+    root = Path(genzoo.__file__).resolve().parents[2]
+    text = (root / "README.md").read_text()
+    assert readme_tables(text, root) == text  # python bench/race_tables.py makes them agree
+    # a block is the table of the JSON it names, whatever stood there before
+    race = {"data": "digits", "minutes": 0.2, "threads": 1, "machine": {"cpu": "X", "flags": [], "torch": "2"},
+            "entries": {"nade": {"model": "nade", "family": "autoregressive", "likelihood_kind": "exact",
+                                 "nll_nats": 100.0, "bits_per_dim": 2.25, "parameters": 10, "images_per_s": 5.0,
+                                 "epochs": 1}}}
+    (tmp_path / "r.json").write_text(json.dumps(race))
+    stale = "before\n<!-- race: r.json -->\n| stale |\n<!-- /race -->\nafter\n"
+    assert readme_tables(stale, tmp_path) == f"before\n<!-- race: r.json -->\n{table(race)}<!-- /race -->\nafter\n"

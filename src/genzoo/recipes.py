@@ -58,19 +58,20 @@ class Recipe:
         for key in ("binarize", "levels"):
             if self.data.get(key) not in (None, "none"):
                 argv += [f"--{key}", str(self.data[key])]
-        argv += _flags(self.options) + _flags({**self.train, **overrides}) + ["--threads", str(self.threads)]
+        argv += flags(self.options) + flags({**self.train, **overrides}) + ["--threads", str(self.threads)]
         return argv
 
     def eval_argv(self, folder, **overrides) -> list[str]:
         """``genzoo eval`` arguments that measure this recipe's figure on ``folder``."""
-        return ["eval", str(folder), "--json", *_flags({**self.evaluate, **overrides}), "--threads", str(self.threads)]
+        return ["eval", str(folder), "--json", *flags({**self.evaluate, **overrides}), "--threads", str(self.threads)]
 
     def command(self, out=None) -> str:
         """The recipe as one shell line (what RESULTS and the model card print)."""
         return shlex.join(["genzoo", *self.train_argv(out or f"runs/{self.name}")])
 
 
-def _flags(options: dict) -> list[str]:
+def flags(options: dict) -> list[str]:
+    """Command-line flags of options by their names without dashes (a True value is a bare flag)."""
     out = []
     for key, value in options.items():
         flag = "--" + key.replace("_", "-")
@@ -168,6 +169,56 @@ RECIPES = {r.name: r for r in (
         protocol=BINARIZED_MNIST + "; -log P(x) <= the masked-diffusion bound (4 seeded times per image, Monte-Carlo "
                                    "standard error 0.226 nats; the moving average of the weights)"),
 )}
+
+
+# ----------------------------------------------------------------------------- budget recipes
+# What ``genzoo train MODEL --minutes M`` (and so ``genzoo race``) trains with where the command line says nothing
+# else: every option given wins, key by key; ``--no-recipe`` trains with the plain defaults.
+
+# Every model's, under a budget: the cosine ends when the budget does (``--fit-cosine``; the defaults' 10-epoch
+# cosine is still at a high rate when a short budget cuts it), and the per-epoch figure is on 1,000 seeded test
+# images (a full test set each epoch is budget not spent training; the final figure is genzoo eval's).
+BUDGET_TRAIN = {"fit_cosine": True, "eval_limit": 1000}
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetRecipe:
+    """A model's own recipe under a wall-clock budget, found by measurement (``evidence`` says where).
+
+    ``options``: the model's config options, ``train``: training options (command-line names without dashes), on
+    top of :data:`BUDGET_TRAIN`; ``levels``: the data it was measured on and applies to (None: any)."""
+
+    model: str
+    options: dict
+    train: dict
+    levels: tuple | None
+    evidence: str
+
+
+BUDGETS = {b.model: b for b in (
+    BudgetRecipe(
+        model="nade", options={}, levels=(2,),
+        train={"lr": 1e-2, "batch_size": 100, "warmup_steps": 200, "compile": True},
+        evidence="docs/RESULTS.md, the second GPU lease: on binarized MNIST the learning rate is what matters "
+                 "(10 epochs at lr 1e-2: 87.74 nats; at 1e-3: 96.11); the eleventh session's 4-minute runs, 2 "
+                 "threads, AMD EPYC: torch.compile 0.159 s a step against eager's 0.45, and 91.40 nats at 4 minutes"),
+    BudgetRecipe(
+        model="made", options={"hidden_units": 2000, "direct": True}, levels=(2,),
+        train={"lr": 5e-3, "batch_size": 100, "warmup_steps": 200, "epochs": 8},
+        evidence="the shipped made-binarized-mnist (1,000 units, direct connections, lr 5e-3, 8 epochs in 4.1 "
+                 "min on one core: 89.67 nats) and the second GPU lease (longer cosines overfit); the eleventh "
+                 "session's 4-minute runs, 2 threads, AMD EPYC: 1,000 units 89.67 nats in 1.5 min, 2,000 units "
+                 "89.03 in 2.5 min"),
+)}
+
+
+def budget_recipe(model: str, levels: int) -> tuple[dict, dict, str]:
+    """(model options, training options, where they come from) of ``model`` under a budget on data of ``levels``."""
+    own = BUDGETS.get(model)
+    if own is None or (own.levels is not None and levels not in own.levels):
+        return {}, dict(BUDGET_TRAIN), "every model's"
+    where = f"{model}'s own" + (f", measured on {'/'.join(map(str, own.levels))}-level data" if own.levels else "")
+    return dict(own.options), {**BUDGET_TRAIN, **own.train}, where
 
 
 def names() -> list[str]:

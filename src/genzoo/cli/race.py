@@ -5,8 +5,10 @@ each alone) and score each the same way; writes race.json, race.md (the table) a
     genzoo race --data digits --minutes 0.2 --models autoregressive,gan --out R     # families by name
 
 A killed race run again with the same options resumes: finished models keep their entries, the model it was on
-resumes its training folder (``train --resume``). Each model trains at its defaults with the trainer's (the budget
-stops it; the cosine spans the trainer's epochs); its figure is ``genzoo eval`` at the model's default estimator
+resumes its training folder (``train --resume``). Each model trains with its budget recipe (``genzoo train --minutes``:
+recipes.budget_recipe, the cosine fitted to the budget; race.json keeps each model's training options), in fp32 on
+every CPU so that no model's figure depends on a precision chosen for it; its figure is ``genzoo eval`` at the model's
+default estimator
 on the test split (or a seeded subset, ``--eval-limit``, with its standard error); FID with ``--fid N``. For a
 model that samples in raster order (``raster_order``) the time to sample 64 images is set against its floor, one
 full forward pass over 64 images (the arithmetic a perfect cache does): "x its floor" in the table.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import datetime
 import json
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -31,6 +34,7 @@ from .common import add_device_options, apply_device_options, checked_split, num
 RACE_FILE = "race.json"
 TABLE_FILE = "race.md"
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+TRAINED_WITH = ("lr", "batch_size", "warmup_steps", "epochs", "fit_cosine", "compile", "eval_limit")
 
 
 def add_parsers(sub, argv) -> None:
@@ -144,7 +148,8 @@ def _score(args, name: str, folder: Path, device) -> dict:
     eval_s = time.perf_counter() - start
     print(f"race: {name}: {text}", flush=True)
     entry = {"model": name, "family": family_of(name), "likelihood_kind": run.model.likelihood_kind,
-             "parameters": run.parameters, "eval_s": eval_s}
+             "parameters": run.parameters, "eval_s": eval_s,
+             "train": {k: run.record.get("train", {}).get(k) for k in TRAINED_WITH}}
     for key in ("nll_nats", "bits_per_dim", "standard_error", "subset_standard_error", "count", "mse", "psnr_db"):
         if key in result:
             entry[key] = result[key]
@@ -224,3 +229,20 @@ def table(race: dict) -> str:
                      + f" | {e['parameters']:,} |")
     return head + "\n".join(lines) + "\n"
 
+
+
+README_BLOCK = re.compile(r"<!-- race: (?P<path>\S+) -->\n.*?<!-- /race -->", re.S)
+
+
+def readme_tables(text: str, root: Path) -> str:
+    """``text`` (README.md) with every ``<!-- race: PATH -->`` ... ``<!-- /race -->`` block made again from the
+    race.json at PATH (relative to ``root``): the README's comparison tables are the races', never typed
+    (``python bench/race_tables.py`` rewrites them; the suite checks that they agree)."""
+    def block(m: re.Match) -> str:
+        path = root / m["path"]
+        try:
+            race = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise GenzooError(f"{path}: cannot read the race the README names ({e})") from None
+        return f"<!-- race: {m['path']} -->\n{table(race)}<!-- /race -->"
+    return README_BLOCK.sub(block, text)

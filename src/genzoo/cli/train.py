@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 
 from ..evaluation import figures
-from .. import __version__, data, models, runs
+from .. import __version__, data, models, recipes, runs
 from ..training import distributed, tensorboard_log
 from ..errors import GenzooError
 from ..training.precision import TRAIN_PRECISIONS, describe, measured, resolve, warn_if_emulated
-from ..training.config import TrainConfig
+from ..training.config import FIT_MIN_WARMUP, TrainConfig
 from ..training.trainer import Trainer
 from .common import SEED, able, add_device_options, apply_device_options, choice, number
 
@@ -80,6 +80,12 @@ def add_parsers(sub, argv) -> None:
         group.add_argument(flag, type=kind, default=None, help=f"{help_ + '; ' if help_ else ''}default {default}")
     group.add_argument("--compile", action="store_true", default=None,
                        help="torch.compile the training step; default False (eager)")
+    group.add_argument("--fit-cosine", action="store_true", default=None,
+                       help="with --minutes: time steps of the warm-up, then end the cosine when the budget ends "
+                            "(--minutes alone takes it, by the budget recipe); default False")
+    t.add_argument("--no-recipe", action="store_true",
+                   help="with --minutes: train with the plain defaults, not the model's budget recipe (recipes.py; "
+                        "any option given wins over it anyway); default off")
     t.add_argument("--tensorboard", action="store_true",
                    help="also write scalars and a sample grid per epoch to DIR/tensorboard (needs the tensorboard "
                         "package)")
@@ -294,6 +300,25 @@ def _write_run_folder(args, plan: Plan, model, trainer: Trainer) -> None:
         print(f"{plan.out}: no checkpoint yet (the run died before its first one): restarting from step 0", flush=True)
 
 
+def _take_budget_recipe(args, plan: Plan, levels: int) -> None:
+    """A new run with --minutes takes its model's budget recipe (recipes.budget_recipe) wherever the command line
+    gave no option of its own; said in one line."""
+    options, train, where = recipes.budget_recipe(args.model, levels)
+    given = _given_train_options(args)
+    if "fit_cosine" in train and {**dataclasses.asdict(plan.train), **train, **given}["warmup_steps"] < FIT_MIN_WARMUP:
+        del train["fit_cosine"]  # a warm-up too short to time: the run keeps its epochs' cosine
+    taken_train = {k: v for k, v in train.items() if k not in given}
+    taken_model = {k: v for k, v in options.items() if getattr(args, f"model_{k}", None) is None}
+    if not taken_train and not taken_model:
+        return
+    for k, v in taken_model.items():
+        setattr(args, f"model_{k}", v)
+    plan.train = dataclasses.replace(plan.train, **taken_train)
+    flags = recipes.flags({**taken_model, **taken_train})
+    print(f"budget recipe ({where}; recipes.py): {' '.join(flags)} (an option given wins; --no-recipe: the "
+          f"defaults)", flush=True)
+
+
 def _batch_that_fits(cfg: TrainConfig, images: int, world: int) -> TrainConfig:
     """A new run's batch size, capped at its training images (a user's first folder is small); said once.
     The capped size is what run.json stores, so a resume trains with it."""
@@ -319,6 +344,8 @@ def run(args) -> int:
         device = torch.device("cuda", local)
     train_ds, levels, transform = data.prepare(plan.spec, "train")
     test_ds, _, _ = data.prepare(plan.spec, "test")
+    if plan.record is None and plan.train.minutes and not args.no_recipe:
+        _take_budget_recipe(args, plan, levels)
     plan.fingerprint = {"train": data.fingerprint(train_ds), "test": data.fingerprint(test_ds)}
     if plan.record is None:
         plan.train = _batch_that_fits(plan.train, len(train_ds), world)

@@ -10,6 +10,9 @@ from ..errors import GenzooError
 from .precision import TRAIN_PRECISIONS
 
 
+FIT_MIN_WARMUP = 10  # --fit-cosine times steps of the warm-up: at least this many
+
+
 @dataclasses.dataclass
 class TrainConfig:
     epochs: int = 10
@@ -31,6 +34,7 @@ class TrainConfig:
     # auto: bf16 where the device runs it natively (precision.resolve), else fp32
     max_bad_steps: int = 20  # a step with a non-finite loss or gradient is skipped; this many in a row stop the run
     ema: float = 0.0  # decay of a moving average of the weights (eval and sample use it); 0 = none
+    fit_cosine: bool = False  # with --minutes: time warm-up steps, then end the cosine when the budget ends
 
     def __post_init__(self):
         checks = {
@@ -47,3 +51,8 @@ class TrainConfig:
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise GenzooError(f"bad training option {bad[0]}={getattr(self, bad[0])!r}")
+        if self.fit_cosine and not (self.minutes and self.warmup_steps >= FIT_MIN_WARMUP):
+            raise GenzooError(f"--fit-cosine ends the cosine when the --minutes budget ends, timing steps of the "
+                              f"warm-up (whose learning rate does not depend on the schedule's length): it needs "
+                              f"--minutes and --warmup-steps >= {FIT_MIN_WARMUP} (this run: --minutes "
+                              f"{self.minutes:g}, --warmup-steps {self.warmup_steps})")

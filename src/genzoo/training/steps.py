@@ -1,9 +1,12 @@
-"""What a model's ``training_step`` is handed (:class:`Step`), and the optimizers' states saved and loaded."""
+"""What a model's ``training_step`` is handed (:class:`Step`), and the optimizers' and random generators' states
+saved and loaded."""
 
 from __future__ import annotations
 
 import math
+import random
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -65,3 +68,20 @@ def load_optimizers(optimizers: list, saved: list, model: nn.Module) -> None:
         if len(sd["param_groups"]) == 1 < len(opt.param_groups):
             sd = _regrouped(sd, opt, [p for p in model.parameters() if p.requires_grad])
         opt.load_state_dict(sd)
+
+
+def rng_state() -> dict:
+    """The global random generators' states (torch, numpy, Python) as a checkpoint keeps them."""
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy_key": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "python": list(random.getstate()[1]),
+    }
+
+
+def set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    np.random.set_state(("MT19937", s["numpy_key"].numpy().astype(np.uint32), s["numpy_pos"], 0, 0.0))
+    random.setstate((3, tuple(s["python"]), None))

@@ -18,13 +18,10 @@ rank 0 writes.
 
 from __future__ import annotations
 
-import math
-import random
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -40,18 +37,11 @@ from ..likelihood import bits_per_dim
 from ..models.base import GenerativeModel, adam_with_decay
 from .config import TrainConfig  # noqa: F401  (genzoo.training.trainer.TrainConfig stays importable)
 from .ema import WeightAverage
-from .steps import Step, load_optimizers
+from .steps import Step, load_optimizers, rng_state, set_rng_state
 from .precision import PRECISIONS, autocast, resolve
+from .schedule import BudgetFit, fitted_schedule, lr_at
 
-__all__ = ["PRECISIONS", "TrainConfig", "Trainer", "autocast", "lr_at"]
-
-
-def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
-    """Linear warmup to cfg.lr over warmup_steps, then cosine decay to lr * min_lr_ratio at ``total``."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+__all__ = ["PRECISIONS", "TrainConfig", "Trainer", "autocast", "fitted_schedule", "lr_at"]
 
 
 def _seed_for(*parts: int) -> int:
@@ -112,7 +102,9 @@ class Trainer:
         if self.steps_per_epoch < 1:
             raise GenzooError(f"batch_size {config.batch_size} is larger than the {len(self.train_images)} training "
                               f"images")
-        self.total_steps = config.epochs * self.steps_per_epoch
+        self.total_steps = config.epochs * self.steps_per_epoch  # the cosine's length (--fit-cosine: fitted)
+        self.budget_fit = BudgetFit(self)  # --fit-cosine
+        self._stop_reason = None
         self.log = log if self.rank == 0 else (lambda *a, **k: None)
         self.model.to(self.device)
         configure = getattr(model, "configure_optimizers", None)
@@ -126,26 +118,13 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             step_fn = nn.parallel.DistributedDataParallel(step_fn, device_ids=ids)
         self.step_fn = torch.compile(step_fn) if config.compile else step_fn
-        self.dims = int(np.prod(self.train_images.shape[1:]))
+        self.dims = self.train_images[0].numel()
 
     # ------------------------------------------------------------------ state
     def _fresh_state(self) -> dict:
         return {"step": 0, "epoch": 0, "batch": 0, "train_nll_sum": 0.0, "train_loss_sum": 0.0,
-                "train_count": 0, "elapsed_s": 0.0, "skipped": 0, "bad_in_a_row": 0}
-
-    def _rng_state(self) -> dict:
-        np_state = np.random.get_state()
-        return {
-            "torch": torch.get_rng_state(),
-            "numpy_key": torch.from_numpy(np_state[1].astype(np.int64)),
-            "numpy_pos": int(np_state[2]),
-            "python": list(random.getstate()[1]),
-        }
-
-    def _set_rng_state(self, s: dict) -> None:
-        torch.set_rng_state(s["torch"])
-        np.random.set_state(("MT19937", s["numpy_key"].numpy().astype(np.uint32), s["numpy_pos"], 0, 0.0))
-        random.setstate((3, tuple(s["python"]), None))
+                "train_count": 0, "elapsed_s": 0.0, "skipped": 0, "bad_in_a_row": 0,
+                "schedule_steps": 0, "refitted": False}  # --fit-cosine: the cosine's fitted length, kept
 
     def save_checkpoint(self, state: dict) -> None:
         """Commit a checkpoint (rank 0 writes; every rank waits for it)."""
@@ -157,7 +136,7 @@ class Trainer:
             extra = {"ema_updates": self.ema.updates} if self.ema else {}
             runs.commit_checkpoint(self.out, state, self.model.state_dict(),
                                    {**state, **extra, "optimizers": [o.state_dict() for o in self.optimizers],
-                                    "rng": self._rng_state()}, ema=self.ema.state if self.ema else None)
+                                    "rng": rng_state()}, ema=self.ema.state if self.ema else None)
         if self.distributed:
             dist.barrier()
 
@@ -167,7 +146,7 @@ class Trainer:
         state = {**self._fresh_state(), **ckpt.load_trainer_state(trainer)}  # counters newer than the file start at 0
         try:
             load_optimizers(self.optimizers, state.pop("optimizers", None) or [state.pop("optimizer")], self.model)
-            self._set_rng_state(state.pop("rng"))
+            set_rng_state(state.pop("rng"))
             if self.ema:
                 # the run's checkpoints all keep their average (--resume cannot change --ema): none is foreign
                 self.ema.load(ckpt.load_weights(runs.checkpoint_average(self.out, record)), state.pop("ema_updates"))
@@ -254,13 +233,17 @@ class Trainer:
                                      shuffle=True, seed=self.cfg.seed, drop_last=True)
         self.model.train()
         self._started = self._last_checkpoint = time.monotonic()
+        self.budget_fit.start(state)
         records, stopped = [], False
         while not stopped and state["epoch"] < self.cfg.epochs:
             sampler.set_epoch(state["epoch"])  # the order is a pure function of (seed, epoch)
             batches = list(BatchSampler(sampler, self.local_batch, drop_last=True))
             stopped, seen, seconds = self._run_epoch(state, batches)
             records.append(self._end_epoch(state, state["batch"] >= len(batches), seen, seconds))
-        if stopped:
+        if stopped and self._stop_reason == "cosine":
+            self.log(f"finished: the cosine fitted to the --minutes {self.cfg.minutes:g} budget ended at step "
+                     f"{state['step']} ({state['elapsed_s'] / 60:.1f} min)")
+        elif stopped:
             self.log(f"stopped: the --minutes {self.cfg.minutes:g} budget is spent ({state['elapsed_s'] / 60:.1f} min; "
                      f"genzoo train --resume {self.out} --minutes M with a larger M trains further)")
         return records
@@ -271,6 +254,10 @@ class Trainer:
         if state["epoch"] >= cfg.epochs:
             self.log(f"{self.out}: already finished: {state['epoch']} of {cfg.epochs} epochs trained; nothing to do "
                      f"(genzoo train --resume {self.out} --epochs N, N > {state['epoch']}, trains further)")
+            return True
+        if state["schedule_steps"] and state["step"] >= state["schedule_steps"]:
+            self.log(f"{self.out}: already finished: its cosine, fitted to --minutes {cfg.minutes:g}, ended at step "
+                     f"{state['step']}; nothing to do (train a new run with a larger --minutes to train longer)")
             return True
         if cfg.minutes and state["elapsed_s"] >= 60 * cfg.minutes:
             self.log(f"{self.out}: already finished: its --minutes {cfg.minutes:g} budget is spent "
@@ -298,16 +285,18 @@ class Trainer:
                    disable=self.rank != 0 or None, file=sys.stderr, leave=False)
         t0, seen, stopped = time.monotonic(), 0, False
         for b in range(state["batch"], len(batches)):
+            t_step = time.monotonic()
             x, y = self._batch(batches[b], epoch, b)
             self._step(x, y, state)
             state["batch"] = b + 1
             seen += len(x)
+            self.budget_fit.after_step(state, time.monotonic() - t_step)
             bar.update(1)
             bar.set_postfix(loss=f"{state['train_loss_sum'] / max(1, state['train_count']):.4f}",
                             bpd=f"{bits_per_dim(state['train_nll_sum'] / max(1, state['train_count']), self.dims):.4f}")
             out_of_time, checkpoint_due = self._clock(state)
-            if out_of_time:
-                stopped = True
+            if out_of_time or (state["schedule_steps"] and state["step"] >= state["schedule_steps"]):
+                stopped, self._stop_reason = True, "time" if out_of_time else "cosine"
                 break
             checkpoint_due |= bool(cfg.checkpoint_every) and state["step"] % cfg.checkpoint_every == 0
             if checkpoint_due and state["batch"] < len(batches):  # the epoch's end checkpoints anyway
@@ -363,11 +352,19 @@ class Trainer:
                   "train_nll": state["train_nll_sum"] / max(1, state["train_count"]),
                   "images_per_s": seen * self.world / max(seconds, 1e-9), "skipped_steps": state["skipped"],
                   "epoch_s": seconds}
+        if state["schedule_steps"]:
+            record["schedule_steps"] = state["schedule_steps"]
+            if not finished and self._stop_reason == "cosine":
+                record["stop"] = "cosine"
         record["train_bpd"] = float(bits_per_dim(record["train_nll"], self.dims))
+        t_eval = time.monotonic()
         record.update(self.evaluate())
+        eval_s = time.monotonic() - t_eval
         if "test_nll" not in record:  # the model reports no likelihood: no nats to show
             del record["train_nll"], record["train_bpd"]
         self._bank_time(state)
+        if finished and seen:
+            self.budget_fit.after_epoch(state, seconds / -(-seen // (self.local_batch * self.world)), eval_s)
         record["elapsed_s"] = state["elapsed_s"]
         if finished:
             state.update(epoch=state["epoch"] + 1, batch=0, train_nll_sum=0.0, train_loss_sum=0.0, train_count=0,
@@ -393,6 +390,8 @@ class Trainer:
                 f", {k} {v:.5f}" for k, v in figures.test_figures(record).items())
         count = (f"{record['test_count']} of {record['test_total']} test images, a seeded random subset"
                  if "test_total" in record else f"{record['test_count']} images")
-        return (f"epoch {record['epoch']}{' (stopped early: time budget)' if not finished else ''} "
+        early = " (stopped early: time budget)" if not finished and record.get("stop") != "cosine" else (
+            " (the fitted cosine ended)" if not finished else "")
+        return (f"epoch {record['epoch']}{early} "
                 f"step {record['step']}: {scores} ({count}), {record['images_per_s']:.0f} img/s, "
                 f"{record['epoch_s']:.1f} s ({record['elapsed_s'] / 60:.1f} min trained in all)")
