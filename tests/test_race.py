@@ -22,6 +22,9 @@ def test_models_are_named_by_model_family_or_all_in_the_registrys_order():
     for family in families():
         assert chosen(family) == [n for n in genzoo.models.names() if family_of(n) == family]
     assert chosen("made,nade") == ["nade", "made"]  # the registry's order, each once
+    both = [f for f in families() if f in genzoo.models.names()]  # diffusion: a family and a model
+    for name in both:
+        assert chosen(f"model:{name}") == [name] and len(chosen(name)) > 1
     with pytest.raises(genzoo.GenzooError, match="neither a model nor a family"):
         chosen("nade,wavenet")
 

@@ -44,7 +44,8 @@ def add_parsers(sub, argv) -> None:
     r.add_argument("--minutes", type=number(float, 0, low_open=True), required=True,
                    help="each model's training budget in wall-clock minutes")
     r.add_argument("--models", default="all",
-                   help=f"comma-separated model names or families ({', '.join(families())}), or all; default all")
+                   help=f"comma-separated model names or families ({', '.join(families())}; a name that is both "
+                        f"means the family, model:NAME the model alone), or all; default all")
     r.add_argument("--fid", type=number(int, 20), help="also FID, KID, precision and recall of N samples a model")
     r.add_argument("--eval-limit", type=number(int, 1),
                    help="score on a seeded subset of N test images (default: the whole test split)")
@@ -65,15 +66,16 @@ def families() -> list[str]:
 
 
 def chosen(text: str) -> list[str]:
-    """The registered models a --models value names (names, families, all), in the registry's order."""
+    """The registered models a --models value names (names, families, all), in the registry's order. A word that
+    names a family and a model (diffusion) means the family; ``model:NAME`` is the model alone."""
     wanted = set()
     for word in (w.strip() for w in text.split(",") if w.strip()):
         if word == "all":
             wanted |= set(models.names())
         elif word in families():
             wanted |= {n for n in models.names() if family_of(n) == word}
-        elif word in models.names():
-            wanted.add(word)
+        elif word.removeprefix("model:") in models.names():
+            wanted.add(word.removeprefix("model:"))
         else:
             raise GenzooError(f"--models: {word!r} is neither a model nor a family (models: "
                               f"{', '.join(models.names())}; families: {', '.join(families())}; or all)")
