@@ -100,23 +100,34 @@ class ODELikelihood(Options):
     ode_tolerance: float = 1e-5  # the adaptive solver's local error tolerance on the likelihood's ODE
     # the trace of dv/dz: exact (D backward passes), hutchinson (one, unbiased) or auto (exact up to 16 sub-pixels)
     divergence: str = "auto"
-    limits: ClassVar[dict] = {"draws": (1, 100_000), "ode_steps": (1, 100_000), "ode_tolerance": (0, 1)}
+    # the fixed-step solver's time grid: node i at (i / N) ** this from the data (t = 0); 1 = equal steps, above 1
+    # the steps crowd near the data, where the field changes fastest (the adaptive solver places its own)
+    ode_spacing: float = 1.0
+    limits: ClassVar[dict] = {"draws": (1, 100_000), "ode_steps": (1, 100_000), "ode_tolerance": (0, 1),
+                              "ode_spacing": (1, 10)}
     exclusive: ClassVar[frozenset] = frozenset({"ode_tolerance"})
     choices: ClassVar[dict] = {"ode_solver": ODE_SOLVERS, "divergence": DIVERGENCES}
 
     def __post_init__(self):
         _check_solver(self.ode_solver, self.ode_steps, self.ode_tolerance)
         require(self.divergence in DIVERGENCES, f"divergence must be one of {', '.join(DIVERGENCES)}")
+        require(self.ode_solver != "adaptive" or self.ode_spacing == 1,
+                "--ode-spacing shapes the fixed-step solvers' grid; the adaptive solver places its own steps")
+
+
+def _spacing(o: ODELikelihood) -> str:
+    return f" crowded near the data (spacing {o.ode_spacing:g})" if o.ode_spacing != 1 else ""
 
 
 def ode_log_density(velocity, s: torch.Tensor, solver: str = "heun", steps: int = 32, tolerance: float = 1e-5,
-                    exact: bool = False, generator: torch.Generator | None = None) -> tuple[torch.Tensor, int]:
+                    exact: bool = False, generator: torch.Generator | None = None,
+                    power: float = 1.0) -> tuple[torch.Tensor, int]:
     """log p(s) [B] of the density a velocity field carries from N(0, I) at t = 1 to t = 0: the ODE dz/dt = v(z, t)
     solved from z_0 = s to t = 1 with the trace of dv/dz integrated beside it (instantaneous change of variables:
     log p(s) = log N(z_1; 0, I) + int_0^1 tr(dv/dz) dt). velocity: (z [N, ...], t float) -> [N, ...], acting on
     each example alone (N may be a multiple of B for the exact trace); s: [B, ...]. The trace is exact, or
-    Hutchinson's with one Rademacher probe for the whole solve (drawn from ``generator``). Returns (log p(s), the
-    evaluations of the field)."""
+    Hutchinson's with one Rademacher probe for the whole solve (drawn from ``generator``); ``power``: the fixed-step
+    grid (``ode.time_grid``). Returns (log p(s), the evaluations of the field)."""
     probe = None if exact else rademacher(s.shape, generator, s.dtype).to(s.device)
 
     def f(t, state):
@@ -132,7 +143,7 @@ def ode_log_density(velocity, s: torch.Tensor, solver: str = "heun", steps: int 
         return v.detach(), div.detach()
 
     (z1, trace), evaluations = integrate(f, (s, torch.zeros(len(s), dtype=s.dtype, device=s.device)), 0.0, 1.0,
-                                         solver, steps, tolerance)
+                                         solver, steps, tolerance, power=power)
     D = s[0].numel()
     log_normal = -0.5 * (z1.flatten(1).pow(2).sum(1) + D * LOG_2PI)
     return log_normal + trace, evaluations
@@ -203,11 +214,12 @@ class FlowMatching(GenerativeModel):
     # -- the likelihood
     @torch.no_grad()
     def estimate(self, x, y=None, draws: int = 1, ode_steps: int = 32, ode_solver: str = "heun",
-                 ode_tolerance: float = 1e-5, divergence: str = "auto", generator=None) -> dict:
+                 ode_tolerance: float = 1e-5, divergence: str = "auto", generator=None,
+                 ode_spacing: float = 1.0) -> dict:
         """The bound per image [B] in nats averaged over ``draws`` dequantization noises (each with its probe),
         "nll_var" its sample variance over them (0 for one) and "evaluations" [B] the field's evaluations a solve."""
         self.check_images(x)
-        ODELikelihood(draws, ode_steps, ode_solver, ode_tolerance, divergence)
+        ODELikelihood(draws, ode_steps, ode_solver, ode_tolerance, divergence, ode_spacing)
         y = self._labels(y, len(x), x.device)
         g = generator if generator is not None else torch.Generator().manual_seed(0)
         exact = divergence == "exact" or (divergence == "auto" and self.dims <= EXACT_UP_TO)
@@ -215,7 +227,7 @@ class FlowMatching(GenerativeModel):
         rows, evaluations = [], 0
         for _ in range(draws):
             logp, n = ode_log_density(lambda z, t: self.velocity(z, t, y), self._scaled(x, g), ode_solver, ode_steps,
-                                      ode_tolerance, exact, g)
+                                      ode_tolerance, exact, g, ode_spacing)
             rows.append(-logp.double() + offset)
             evaluations += n
         draws_ = torch.stack(rows)  # (K, B)
@@ -228,19 +240,19 @@ class FlowMatching(GenerativeModel):
         return -self.estimate(self.images(x), y, generator=generator, **options)["nll"].to(self.dtype)
 
     def eval_figures(self, x, y=None, generator=None, draws: int = 1, ode_steps: int = 32, ode_solver: str = "heun",
-                     ode_tolerance: float = 1e-5, divergence: str = "auto"):
-        return self.estimate(x, y, draws, ode_steps, ode_solver, ode_tolerance, divergence, generator)
+                     ode_tolerance: float = 1e-5, divergence: str = "auto", ode_spacing: float = 1.0):
+        return self.estimate(x, y, draws, ode_steps, ode_solver, ode_tolerance, divergence, generator, ode_spacing)
 
     def eval_summary(self, options: dict, means: dict, count: int) -> tuple[dict, str]:
         o = ODELikelihood(**options)
         exact = o.divergence == "exact" or (o.divergence == "auto" and self.dims <= EXACT_UP_TO)
         how = (f"{o.ode_solver} ODE solver, " + (f"tolerance {o.ode_tolerance:g}" if o.ode_solver == "adaptive"
-                                                 else f"{o.ode_steps} steps")
+                                                 else f"{o.ode_steps} steps" + _spacing(o))
                + f", {means['evaluations']:.0f} field evaluations a solve, "
                + ("exact divergence" if exact else "Hutchinson divergence (one probe a draw)"))
         se, words = standard_error(o.draws, means, count)
         check = "--ode-tolerance shrinks" if o.ode_solver == "adaptive" else "--ode-steps doubles"
-        return ({"draws": o.draws, "ode_solver": o.ode_solver, "ode_steps": o.ode_steps,
+        return ({"draws": o.draws, "ode_solver": o.ode_solver, "ode_steps": o.ode_steps, "ode_spacing": o.ode_spacing,
                  "ode_tolerance": o.ode_tolerance, "divergence": "exact" if exact else "hutchinson",
                  "field_evaluations": means["evaluations"], **se},
                 f", {o.draws} draw(s) per image; {how}{words} (a bound only once the solver has converged: the figure "
@@ -250,7 +262,7 @@ class FlowMatching(GenerativeModel):
         if not options:
             return ""
         o = ODELikelihood(**options)
-        how = f"tolerance {o.ode_tolerance:g}" if o.ode_solver == "adaptive" else f"{o.ode_steps} steps"
+        how = f"tolerance {o.ode_tolerance:g}" if o.ode_solver == "adaptive" else f"{o.ode_steps} steps{_spacing(o)}"
         return (f": the ODE likelihood bound ({o.ode_solver}, {how}, {o.divergence} divergence) averaged over "
                 f"{o.draws} seeded draws per image")
 
