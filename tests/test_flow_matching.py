@@ -66,18 +66,19 @@ def test_the_time_grid_runs_from_t0_to_t1_crowded_near_its_lower_end(t0, t1):
 
 
 def test_a_grid_crowded_near_the_data_end_solves_a_field_that_changes_fast_there_better():
-    """dy/dt = -y / (t + e): y(1) = y(0) e / (1 + e), a field whose scale changes by 1/e near t = 0 as a flow's
-    does near its data end: at the same steps the crowded grid's error is a small fraction of the equal grid's,
-    and both converge."""
-    e, y0 = 0.02, torch.ones(1, dtype=torch.float64)
-    exact = e / (1 + e)
+    """dy/dt = -a y / (t + e): y(1) = y(0) (e / (1 + e))^a, a field whose scale changes by 1/e near t = 0 as a flow's
+    does near its data end: at the same 16 Heun steps the crowded grids' relative error is a small fraction of the
+    equal grid's (0.60 and 0.71 against 11.3), and every grid converges."""
+    e, a, y0 = 0.05, 2.5, torch.ones(1, dtype=torch.float64)
+    exact = (e / (1 + e)) ** a
 
     def err(steps, power):
-        (y,), _ = integrate(lambda t, s: (-s[0] / (t + e),), (y0,), 0.0, 1.0, "heun", steps, power=power)
-        return abs(y.item() - exact)
+        (y,), _ = integrate(lambda t, s: (-a * s[0] / (t + e),), (y0,), 0.0, 1.0, "heun", steps, power=power)
+        return abs(y.item() - exact) / exact
 
-    assert err(16, 3.0) < 0.05 * err(16, 1.0)
-    assert err(64, 3.0) < err(16, 3.0) and err(256, 1.0) < err(16, 1.0)
+    assert err(16, 2.0) < 0.1 * err(16, 1.0) and err(16, 3.0) < 0.1 * err(16, 1.0)
+    for power in (1.0, 2.0, 3.0):
+        assert err(256, power) < err(64, power) < err(16, power)
 
 
 def test_the_ode_log_density_is_the_change_of_variables_of_a_known_affine_flow():

@@ -67,7 +67,7 @@ def families() -> list[str]:
 
 def chosen(text: str) -> list[str]:
     """The registered models a --models value names (names, families, all), in the registry's order. A word that
-    names a family and a model (diffusion) means the family; ``model:NAME`` is the model alone."""
+    names a family and a model means the family; ``model:NAME`` is the model alone."""
     wanted = set()
     for word in (w.strip() for w in text.split(",") if w.strip()):
         if word == "all":
