@@ -121,20 +121,22 @@ def test_every_budget_recipe_names_a_model_and_its_own_options():
 def _train(tmp_path, capsys, name, *extra):
     out = tmp_path / name
     assert main(["train", "made", "--data", "digits", "--binarize", "threshold", "--out", str(out), "--train-limit",
-                 "200", "--epochs", "1", "--threads", "1", *extra]) == 0
+                 "200", "--threads", "1", *extra]) == 0
     run = json.loads((out / "run.json").read_text())
     return run["train"], json.loads((out / "config.json").read_text())["config"], capsys.readouterr().out
 
 
 def test_minutes_take_the_models_budget_recipe_where_no_option_is_given(tmp_path, capsys):
     own = recipes.BUDGETS["made"]
-    train, config, said = _train(tmp_path, capsys, "recipe", "--minutes", "0.05", "--lr", "0.003")
+    train, config, said = _train(tmp_path, capsys, "recipe", "--minutes", "0.05", "--eval-limit", "50",
+                                 "--hidden-units", "64")
     assert "budget recipe (made's own, measured on 2-level data" in said
-    assert train["lr"] == 0.003  # given: it wins
-    assert train["batch_size"] == own.train["batch_size"] and train["fit_cosine"] is True
-    assert all(config[k] == v for k, v in own.options.items())
-    # the plain defaults: without --minutes, or with --no-recipe
-    for name, extra in (("plain", ()), ("no-recipe", ("--minutes", "0.05", "--no-recipe"))):
+    assert train["eval_limit"] == 50 and config["hidden_units"] == 64  # given: they win
+    assert train["batch_size"] == own.train["batch_size"] and train["lr"] == own.train["lr"] and train["fit_cosine"]
+    assert config["direct"] is own.options["direct"]
+    # the plain defaults: without --minutes, with --no-recipe, or with a schedule option of the user's own
+    for name, extra in (("plain", ("--epochs", "1")), ("no-recipe", ("--minutes", "0.05", "--no-recipe")),
+                        ("own-schedule", ("--minutes", "0.05", "--lr", "0.003"))):
         train, config, said = _train(tmp_path, capsys, name, *extra)
         assert "budget recipe" not in said and train["batch_size"] == TrainConfig().batch_size
         assert not train["fit_cosine"] and config["hidden_units"] == models.option_defaults("made")["hidden_units"]

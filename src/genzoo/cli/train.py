@@ -26,7 +26,9 @@ from .common import SEED, able, add_device_options, apply_device_options, choice
 # (flag, type, help) of every TrainConfig field; the default is read from TrainConfig.
 TRAIN_OPTIONS = [
     ("--epochs", number(int, 1), "with --resume: a larger N trains a finished run further"),
-    ("--minutes", number(float, 0), "wall-clock budget over the run; 0 = none"),
+    ("--minutes", number(float, 0), "wall-clock budget over the run (a new run given it and none of --epochs, --lr, "
+                                    "--batch-size, --warmup-steps, --min-lr-ratio takes its model's budget recipe, "
+                                    "said in one line); 0 = none"),
     ("--batch-size", number(int, 1), "global, over all processes"),
     ("--lr", number(float, 0, low_open=True), "peak learning rate (Adam)"),
     ("--warmup-steps", number(int, 0), "linear warm-up, then cosine decay"),
@@ -300,11 +302,16 @@ def _write_run_folder(args, plan: Plan, model, trainer: Trainer) -> None:
         print(f"{plan.out}: no checkpoint yet (the run died before its first one): restarting from step 0", flush=True)
 
 
+SCHEDULE_OPTIONS = ("epochs", "lr", "batch_size", "warmup_steps", "min_lr_ratio")  # any of them: no budget recipe
+
+
 def _take_budget_recipe(args, plan: Plan, levels: int) -> None:
-    """A new run with --minutes takes its model's budget recipe (recipes.budget_recipe) wherever the command line
-    gave no option of its own; said in one line."""
-    options, train, where = recipes.budget_recipe(args.model, levels)
+    """A new run with --minutes and no schedule option (SCHEDULE_OPTIONS) takes its model's budget recipe
+    (recipes.budget_recipe) wherever the command line gave no option of its own; said in one line."""
     given = _given_train_options(args)
+    if any(k in given for k in SCHEDULE_OPTIONS):  # the user chose a schedule: the run is theirs, as before
+        return
+    options, train, where = recipes.budget_recipe(args.model, levels)
     if "fit_cosine" in train and {**dataclasses.asdict(plan.train), **train, **given}["warmup_steps"] < FIT_MIN_WARMUP:
         del train["fit_cosine"]  # a warm-up too short to time: the run keeps its epochs' cosine
     taken_train = {k: v for k, v in train.items() if k not in given}
