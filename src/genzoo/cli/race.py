@@ -232,7 +232,6 @@ def table(race: dict) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-
 README_BLOCK = re.compile(r"<!-- race: (?P<path>\S+) -->\n.*?<!-- /race -->", re.S)
 
 

@@ -19,7 +19,7 @@ from .. import __version__, data, models, recipes, runs
 from ..training import distributed, tensorboard_log
 from ..errors import GenzooError
 from ..training.precision import TRAIN_PRECISIONS, describe, measured, resolve, warn_if_emulated
-from ..training.config import FIT_MIN_WARMUP, TrainConfig
+from ..training.config import TrainConfig
 from ..training.trainer import Trainer
 from .common import SEED, able, add_device_options, apply_device_options, choice, number
 
@@ -312,8 +312,6 @@ def _take_budget_recipe(args, plan: Plan, levels: int) -> None:
     if any(k in given for k in SCHEDULE_OPTIONS):  # the user chose a schedule: the run is theirs, as before
         return
     options, train, where = recipes.budget_recipe(args.model, levels)
-    if "fit_cosine" in train and {**dataclasses.asdict(plan.train), **train, **given}["warmup_steps"] < FIT_MIN_WARMUP:
-        del train["fit_cosine"]  # a warm-up too short to time: the run keeps its epochs' cosine
     taken_train = {k: v for k, v in train.items() if k not in given}
     taken_model = {k: v for k, v in options.items() if getattr(args, f"model_{k}", None) is None}
     if not taken_train and not taken_model:

@@ -55,6 +55,7 @@ class BudgetFit:
 
     def __init__(self, trainer):
         self.trainer = trainer
+        self.cap = trainer.cfg.epochs * trainer.steps_per_epoch  # --epochs whole epochs: the longest schedule
         self.window = None  # (steps after this one are timed, up to this one, seconds so far)
 
     def start(self, state: dict) -> None:
@@ -83,9 +84,8 @@ class BudgetFit:
         eval_s = 0.5 * step_s * len(t.test_images) / (t.world * t.local_batch)
         spent = state["elapsed_s"] + time.monotonic() - t._started
         total = self._set(state, step_s, 60 * t.cfg.minutes - spent, eval_s)
-        cap = t.cfg.epochs * t.steps_per_epoch
         t.log(f"cosine fitted to the --minutes {t.cfg.minutes:g} budget: {total} steps "
-              f"({total / t.steps_per_epoch:.2f} epochs{', the --epochs cap' if total == cap else ''}; "
+              f"({total / t.steps_per_epoch:.2f} epochs{', the --epochs cap' if total == self.cap else ''}; "
               f"{step_s:.3f} s a step over steps {first}-{last})")
 
     def after_epoch(self, state: dict, step_s: float, eval_s: float) -> None:
@@ -106,8 +106,7 @@ class BudgetFit:
 
     def _set(self, state: dict, step_s: float, remaining_s: float, eval_s: float) -> int:
         t = self.trainer
-        total = fitted_schedule(state["step"], step_s, remaining_s, eval_s, t.steps_per_epoch,
-                                t.cfg.epochs * t.steps_per_epoch)
+        total = fitted_schedule(state["step"], step_s, remaining_s, eval_s, t.steps_per_epoch, self.cap)
         if t.distributed:  # every rank follows rank 0's length
             n = torch.tensor([total], device=t.device)
             dist.broadcast(n, 0)

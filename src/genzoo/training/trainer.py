@@ -102,8 +102,8 @@ class Trainer:
         if self.steps_per_epoch < 1:
             raise GenzooError(f"batch_size {config.batch_size} is larger than the {len(self.train_images)} training "
                               f"images")
-        self.total_steps = config.epochs * self.steps_per_epoch  # the cosine's length (--fit-cosine: fitted)
         self.budget_fit = BudgetFit(self)  # --fit-cosine
+        self.total_steps = self.budget_fit.cap  # the cosine's length (--fit-cosine: fitted)
         self._stop_reason = None
         self.log = log if self.rank == 0 else (lambda *a, **k: None)
         self.model.to(self.device)

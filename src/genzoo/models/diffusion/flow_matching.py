@@ -213,9 +213,10 @@ class FlowMatching(GenerativeModel):
 
     # -- the likelihood
     @torch.no_grad()
-    def estimate(self, x, y=None, draws: int = 1, ode_steps: int = 64, ode_solver: str = "heun",
-                 ode_tolerance: float = 1e-5, divergence: str = "auto", generator=None,
-                 ode_spacing: float = 3.0) -> dict:
+    def estimate(self, x, y=None, draws: int = 1, ode_steps: int = ODELikelihood.ode_steps,
+                 ode_solver: str = ODELikelihood.ode_solver, ode_tolerance: float = ODELikelihood.ode_tolerance,
+                 divergence: str = ODELikelihood.divergence, generator=None,
+                 ode_spacing: float = ODELikelihood.ode_spacing) -> dict:
         """The bound per image [B] in nats averaged over ``draws`` dequantization noises (each with its probe),
         "nll_var" its sample variance over them (0 for one) and "evaluations" [B] the field's evaluations a solve."""
         self.check_images(x)
@@ -239,8 +240,9 @@ class FlowMatching(GenerativeModel):
         Random over the noises and probes drawn, but seeded (seed 0) unless ``generator`` is given."""
         return -self.estimate(self.images(x), y, generator=generator, **options)["nll"].to(self.dtype)
 
-    def eval_figures(self, x, y=None, generator=None, draws: int = 1, ode_steps: int = 64, ode_solver: str = "heun",
-                     ode_tolerance: float = 1e-5, divergence: str = "auto", ode_spacing: float = 3.0):
+    def eval_figures(self, x, y=None, generator=None, draws: int = 1, ode_steps: int = ODELikelihood.ode_steps,
+                     ode_solver: str = ODELikelihood.ode_solver, ode_tolerance: float = ODELikelihood.ode_tolerance,
+                     divergence: str = ODELikelihood.divergence, ode_spacing: float = ODELikelihood.ode_spacing):
         return self.estimate(x, y, draws, ode_steps, ode_solver, ode_tolerance, divergence, generator, ode_spacing)
 
     def eval_summary(self, options: dict, means: dict, count: int) -> tuple[dict, str]:
