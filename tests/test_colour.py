@@ -287,7 +287,12 @@ def test_a_run_notices_its_folder_changed_and_follows_it_when_it_moves(tmp_path,
     err = capsys.readouterr().err
     assert str(folder) in err and "--data NEW_PLACE" in err and len(err.strip().splitlines()) == 1
     assert main(["eval", str(run), "--data", str(tmp_path / "moved")]) == 0
-    capsys.readouterr()
+    assert "changed" not in capsys.readouterr().err  # the same pictures, moved: nothing to say
+    (tmp_path / "moved" / "cat" / "added-0.png").unlink()  # moved and changed: --data NEW says so as the old path did
+    assert main(["eval", str(run), "--data", str(tmp_path / "moved")]) == 0
+    err = capsys.readouterr().err
+    assert "data changed since this run was launched" in err and "given by --data" in err
+    Image.fromarray(np.full((9, 9, 3), 0, np.uint8)).save(tmp_path / "moved" / "cat" / "added-0.png")
     assert main(["train", "--resume", str(run), "--epochs", "3", "--data", str(tmp_path / "moved")]) == 0
     assert json.loads((run / "run.json").read_text())["data"]["name"] == str(tmp_path / "moved")
     assert main(["eval", str(run)]) == 0 and "changed" not in capsys.readouterr().err

@@ -184,6 +184,10 @@ def test_cli_two_stages_train_sample_complete_eval_report(tmp_path, capsys):
     assert main(["report", str(vq_run), str(prior_run), "-o", str(tmp_path / "r.html"), "--samples", "4"]) == 0
     assert "vq-vae+prior" in (tmp_path / "r.html").read_text()
     capsys.readouterr()
+    assert main(["reconstruct", str(prior_run), "-o", str(tmp_path / "r.png")]) == 2  # the prior has no code; its
+    err = capsys.readouterr().err  # VQ-VAE has, and the line names the command that reconstructs through it
+    assert f"genzoo reconstruct {vq_run.resolve()}" in err and err.count("\n") == 1
+    assert main(["reconstruct", str(vq_run), "-o", str(tmp_path / "r.png")]) == 0
     for bad in (["train", "pixelcnn", "--data", f"codes:{prior_run}", "--out", str(tmp_path / "b1")],  # not a vq-vae
                 ["train", "pixelcnn", "--data", f"codes:{vq_run}", "--out", str(tmp_path / "b2"), "--levels", "4"],
                 ["train", "pixelcnn", "--data", f"codes:{tmp_path / 'none'}", "--out", str(tmp_path / "b3")]):

@@ -57,6 +57,8 @@ def test_reproduce_print_and_a_bad_name(capsys):
     line = capsys.readouterr().out.strip()
     assert line.startswith("genzoo train row-lstm --data binarized-mnist --out runs/row-lstm-binarized-mnist")
     assert "--minutes 1.0" in line and "--compile" in line
+    assert main(["reproduce", "row-lstm-binarized-mnist", "--print", "--minutes", "0.3"]) == 0
+    assert "--compile" not in capsys.readouterr().out  # compiling would take most of 18 s
     assert main(["reproduce", "glow-cifar10"]) == 2
     assert "shipped models are" in capsys.readouterr().err
 
@@ -122,3 +124,14 @@ def test_a_shipped_models_name_stands_for_its_folder(tmp_path, capsys, monkeypat
     genzoo.models.build("pixelcnn", image_shape=(1, 4, 4), levels=2).save(tmp_path / "row-lstm-binarized-mnist")
     monkeypatch.chdir(tmp_path)  # a folder of that name here wins over the shipped one
     assert genzoo.load("row-lstm-binarized-mnist").name == "pixelcnn"
+
+
+def test_the_card_says_how_far_training_went_in_whole_epochs_and_the_share_of_the_schedule():
+    from genzoo.cli.verify import training_words
+
+    cut = [{"epoch": 1, "step": 937}, {"epoch": 2, "step": 1874}, {"epoch": 3, "step": 1981, "partial": True}]
+    words = training_words(cut, {"epochs": 5})
+    assert words.startswith("2 epochs + 107 steps of epoch 3 (1,981 steps;") and "4,685-step schedule at 42%" in words
+    assert training_words(cut[:2], {"epochs": 2}) == "2 epochs (1,874 steps)"  # the whole schedule ran
+    fitted = [{"epoch": 1, "step": 900, "schedule_steps": 1200}, {"epoch": 2, "step": 1200}]
+    assert training_words(fitted, {"epochs": 100}) == "2 epochs (1,200 steps)"  # a cosine fitted to the budget

@@ -180,10 +180,14 @@ def checked_split(run: runs.Run, args, split: str = "test") -> data.Dataset:
     if own:
         where_now(run, spec)
     ds = data.fitted_split(run.model, spec, split)
-    recorded = own and "data_fingerprint" in run.record  # runs from before fingerprints have nothing to compare
+    # a folder given by --data to a run trained on a folder is most likely the run's pictures moved: compare it too
+    moved = not own and all(data.imagefolder.is_folder_name(str(s.get("name", ""))) for s in (spec, run.record["data"]))
+    recorded = (own or moved) and "data_fingerprint" in run.record  # runs from before fingerprints have none
     changed = figures.data_changed(run.record, split, data.fingerprint(ds)) if recorded else None
     if changed:
-        print(f"genzoo: note: {changed}: the figures are of the data as it is now", file=sys.stderr, flush=True)
+        where = f" (in {spec['name']}, given by --data)" if moved else ""
+        print(f"genzoo: note: {changed}{where}: the figures are of the data as it is now", file=sys.stderr,
+              flush=True)
     return ds
 
 
@@ -215,7 +219,11 @@ def latent_run(args, what: str) -> runs.Run:
     """The run in args.dir, whose model must have a code (encode / decode) to ``what``."""
     run = open_run(args, args.dir)
     if not run.model.has_code:
-        raise GenzooError(f"{run.model.name} has no code to {what} (these models have one: {able('has_code')})")
+        coder = ""  # a prior of another model's codes: that model has one, and the command is the same
+        if (run.folder / models.folder.CODES_OF_FILE).is_file():
+            coder = (f"; the model whose codes it models has one: genzoo {getattr(args, 'command', what.split()[0])} "
+                     f"{models.folder.codes_source(run.folder)}")
+        raise GenzooError(f"{run.model.name} has no code to {what} (these models have one: {able('has_code')}){coder}")
     return run
 
 

@@ -13,6 +13,11 @@ from .. import recipes
 from . import evaluate, train
 from .common import number, run_command
 
+# torch.compile's first steps take 10-40 s on 2 CPU cores (docs/RESULTS.md, "Training speed"): most of a shorter
+# budget would go to compiling (a 0.3-minute NADE once trained 3 steps), so a budget under this leaves it out
+SHORT_FOR_COMPILE = 1.0
+
+
 
 def add_parsers(sub, argv) -> None:
     r = sub.add_parser("reproduce", help="train a shipped model's recipe into a run folder, then evaluate it as "
@@ -20,7 +25,9 @@ def add_parsers(sub, argv) -> None:
     r.add_argument("name", metavar="NAME", help=f"a shipped model: {', '.join(recipes.names())}")
     r.add_argument("--out", metavar="DIR", help="new run folder (default runs/NAME)")
     r.add_argument("--minutes", type=number(float, 0, low_open=True),
-                   help="wall-clock budget instead of the recipe's (the cosine still spans the recipe's epochs)")
+                   help="wall-clock budget instead of the recipe's (the cosine still spans the recipe's epochs); "
+                        f"under {SHORT_FOR_COMPILE:g} it leaves out the recipe's --compile, which would spend it "
+                        "compiling; default the recipe's")
     r.add_argument("--epochs", type=number(int, 1), help="epochs instead of the recipe's (the cosine spans these)")
     r.add_argument("--train-limit", type=number(int, 1),
                    help="train on a fixed, seeded subset of N training images (a smoke test of the recipe)")
@@ -39,7 +46,7 @@ def _overrides(args) -> dict:
     given = {"minutes": args.minutes, "epochs": args.epochs, "train_limit": args.train_limit,
              "eval_limit": args.eval_limit}
     out = {k: v for k, v in given.items() if v is not None}
-    if args.no_compile:
+    if args.no_compile or (args.minutes is not None and args.minutes < SHORT_FOR_COMPILE):
         out["compile"] = False
     return out
 

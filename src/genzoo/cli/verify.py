@@ -90,6 +90,26 @@ def _quality_line(evals: list) -> str:
             f"(`genzoo eval {{folder}} --fid {q['fid_n']}{sampler}`)")
 
 
+def training_words(metrics: list, train: dict) -> str:
+    """How far training went: whole epochs, the steps of an epoch the time budget cut, and how much of the planned
+    schedule that was (a card once said "3 epochs" for 2 epochs and 107 steps of a cosine cut at 42%)."""
+    if not metrics:
+        return "no epochs recorded"
+    last, whole = metrics[-1], [m for m in metrics if not m.get("partial")]
+    done = whole[-1] if whole else {"epoch": 0, "step": 0}
+    text = f"{done['epoch']} epoch{'' if done['epoch'] == 1 else 's'}"
+    if last.get("partial"):
+        text += f" + {last['step'] - done['step']:,} steps of epoch {last['epoch']}"
+    per_epoch = whole[0]["step"] / whole[0]["epoch"] if whole else 0
+    fitted = [m["schedule_steps"] for m in metrics if "schedule_steps" in m]  # --fit-cosine's length, when fitted
+    planned = fitted[-1] if fitted else round(per_epoch * train.get("epochs", 0))
+    text += f" ({last['step']:,} steps"
+    if planned and last["step"] < planned:
+        text += (f"; the time budget stopped the {train.get('epochs')}-epoch, {planned:,}-step schedule at "
+                 f"{100 * last['step'] / planned:.0f}%")
+    return text + ")"
+
+
 def model_card(recipe: recipes.Recipe, folder) -> str:
     """The shipped folder's README.md, from its recipe and its records (run.json, config.json, evals.jsonl)."""
     run = runs.open_run(folder, need_record=True)
@@ -115,8 +135,8 @@ def model_card(recipe: recipes.Recipe, folder) -> str:
         f"| sample quality | {_quality_line(runs.read_evals(folder)).replace('{folder}', recipe.name)} |",
         f"| parameters | {run.parameters:,} |",
         f"| config | {options} |",
-        f"| training | {metrics[-1]['epoch'] if metrics else '?'} epochs, {metrics[-1]['step'] if metrics else '?'} "
-        f"steps, {recipe.training_minutes} min on {recipe.machine} |",
+        f"| training | {training_words(metrics, run.record.get('train', {}))}, {recipe.training_minutes} min on "
+        f"{recipe.machine} |",
         "",
         "Reproduce (the recipe lives in `genzoo/recipes.py`):",
         "",
