@@ -11,7 +11,7 @@ import pytest
 
 import genzoo
 from genzoo.cli import main
-from genzoo.cli.race import chosen, families, family_of, readme_tables, table
+from genzoo.cli.race import PROBE_IMAGES, chosen, families, family_of, readme_tables, table
 
 RACE = ["race", "--data", "digits", "--minutes", "0.02", "--models", "nade,made", "--threads", "1"]
 
@@ -48,6 +48,15 @@ def test_a_race_trains_and_scores_each_model_and_writes_its_table(tmp_path, caps
     assert main([*RACE[:4], "0.05", *RACE[5:], "--out", str(out)]) == 2  # other terms: refused, nothing touched
     assert "other terms (minutes 0.02)" in capsys.readouterr().err
     assert json.loads((out / "race.json").read_text()) == race
+
+
+def test_an_estimator_too_slow_for_the_evaluation_budget_scores_a_seeded_subset_with_its_standard_error(tmp_path):
+    out = tmp_path / "race"
+    assert main([*RACE[:6], "model:nade", *RACE[7:], "--eval-minutes", "1e-7", "--out", str(out)]) == 0
+    e = json.loads((out / "race.json").read_text())["entries"]["nade"]
+    assert e["count"] == PROBE_IMAGES and e["subset_of"] == 297 and e["subset_standard_error"] > 0
+    assert f"({PROBE_IMAGES} of 297 images, SE " in (out / "race.md").read_text()
+    assert "--eval-minutes" in (out / "race.md").read_text()
 
 
 KILL_WHILE_SCORING = textwrap.dedent("""
