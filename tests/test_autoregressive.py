@@ -6,6 +6,7 @@ import torch
 
 import genzoo
 from conftest import AUTOREGRESSIVE, CONDITIONAL, all_images, tiny
+from genzoo.models.autoregressive.ar_base import draw_levels, uniforms
 
 
 def dependency_map(model, image_shape, levels, y=None):
@@ -216,6 +217,7 @@ def _sample_checking_the_cache(model, n, generator, y=None):
     C, H, W = model.image_shape
     x = torch.zeros(n, C, H, W, dtype=torch.uint8)
     xs = model.scale(x)
+    u = uniforms(n, model.image_shape, generator, "cpu")  # as sample() draws them: up front, one per sub-pixel
     sampler, worst = model.cached_sampler(n, y), 0.0
     for i in range(H):
         for j in range(W):
@@ -223,7 +225,7 @@ def _sample_checking_the_cache(model, n, generator, y=None):
                 cached = sampler.logits(xs, c, i, j)  # (n, k)
                 full = model.logits(model.scale(x), y)[:, :, c, i, j]
                 worst = max(worst, (cached - full).abs().max().item())
-                draw = torch.multinomial(torch.softmax(cached.float(), 1), 1, generator=generator).squeeze(1)
+                draw = draw_levels(cached, u[:, c, i, j])
                 x[:, c, i, j] = draw.to(torch.uint8)
                 xs[:, c, i, j] = model.scale(x[:, c, i, j].view(n, 1, 1, 1)).view(xs[:, c, i, j].shape)
     return x, worst
@@ -346,3 +348,28 @@ def test_local_attention_with_a_window_over_the_whole_image_is_global_attention(
     local.load_state_dict(glob.state_dict())
     x = glob.scale(torch.randint(0, 3, (5, *image_shape)))
     assert torch.allclose(local.logits(x), glob.logits(x), atol=1e-10)
+
+
+@pytest.mark.parametrize("name", AUTOREGRESSIVE)
+def test_samples_follow_the_models_own_probabilities(name):
+    """The draw (the inverse CDF of uniforms drawn up front) samples P itself: 4,000 images of 3 sub-pixels
+    against the model's exact probabilities of all 8 (a chi-square test)."""
+    from scipy.stats import chisquare
+
+    model = tiny(name, image_shape=(1, 1, 3), levels=2).eval()
+    with torch.no_grad():
+        probs = model.log_prob(all_images((1, 1, 3), 2)).double().exp()  # (8,) in all_images' order
+        x = model.sample(4000, generator=torch.Generator().manual_seed(0))
+    index = (x.view(4000, 3).long() * torch.tensor([4, 2, 1])).sum(1)
+    counts = torch.bincount(index, minlength=8)
+    order = (all_images((1, 1, 3), 2).view(8, 3).long() * torch.tensor([4, 2, 1])).sum(1)
+    assert chisquare(counts[order].numpy(), (4000 * probs / probs.sum()).numpy()).pvalue > 1e-3, counts.tolist()
+
+
+def test_draw_levels_is_the_inverse_cdf_of_the_softmax_at_the_temperature():
+    logits = torch.tensor([[0.0, 0.0, 0.0, 0.0]]).expand(5, -1)
+    u = torch.tensor([0.0, 0.24, 0.26, 0.74, 0.9999])
+    assert draw_levels(logits, u).tolist() == [0, 0, 1, 2, 3]
+    sharp = torch.tensor([[0.0, 1.0]]).expand(2, -1)  # at temperature 0.01: level 1 unless u is ~1
+    assert draw_levels(sharp, torch.tensor([0.001, 0.5]), temperature=0.01).tolist() == [1, 1]
+    assert draw_levels(sharp, torch.tensor([0.2, 0.3]), temperature=1.0).tolist() == [0, 1]  # p0 = 0.269

@@ -110,3 +110,33 @@ def test_each_trains_evaluates_samples_completes_and_reports(name, options, data
     assert cached.read_bytes() == naive.read_bytes()
     assert main(["complete", str(run), "-o", str(tmp_path / "c.png"), "-n", "2", "--samples", "2"]) == 0
     assert main(["report", str(run), "-o", str(tmp_path / "r.html"), "--samples", "2"]) == 0
+
+
+@pytest.mark.parametrize("image_shape,levels,options", [
+    ((1, 28, 28), 2, {}),  # the defaults, on binarized MNIST's shape
+    ((1, 28, 28), 2, {"hidden_units": 64, "direct": True}),  # the budget recipe's kind (2,000 units there)
+    ((3, 2, 3), 3, {"hidden_units": 40, "direct": True}),  # colour, k levels
+])
+def test_the_fused_sampler_matches_the_full_pass_while_sampling_and_draws_the_cached_images(image_shape, levels,
+                                                                                            options):
+    from genzoo.models.autoregressive.ar_base import AutoregressiveModel, raster, uniforms
+    from genzoo.models.autoregressive.made import fused_sample
+
+    model = genzoo.models.build("made", image_shape=image_shape, levels=levels, **options).eval()
+    with torch.no_grad():
+        if model.direct is not None:
+            model.direct.normal_(std=0.3)  # they start at zero; random, they carry part of the dependence
+        steps = []
+        u = uniforms(6, image_shape, torch.Generator().manual_seed(3), "cpu")
+        x = fused_sample(model, u, 0, trace=lambda d, logits: steps.append(logits.clone()))
+        # each step's logits, taken mid-sampling, against one full pass on the finished images: output d reads
+        # the inputs before d only (causality, tested above), which are final when d is drawn
+        full = raster(model.log_probs_of_mask(model.scale(x), 0).movedim(1, -1))  # (6, D, k), raster order
+        fused = torch.log_softmax(torch.stack(steps, 1), -1)  # (6, D, k)
+        assert (fused - full).abs().max().item() < 1e-4
+        assert torch.equal(x, model.sample(6, generator=torch.Generator().manual_seed(3)))  # sample() takes it
+        generic = AutoregressiveModel.sample(model, 6, generator=torch.Generator().manual_seed(3))
+        assert torch.equal(x, generic)  # the generic cached sampler draws the same images
+        assert x.dtype == torch.uint8 and int(x.max()) < levels
+    with pytest.raises(ValueError, match="one hidden layer"):
+        fused_sample(made(num_layers=2), uniforms(1, (1, 2, 3), None, "cpu"), 0)

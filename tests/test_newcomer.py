@@ -147,10 +147,12 @@ def test_bare_genzoo_prints_the_commands_and_an_example(capsys):
 
 def _every_parser():
     """(name, parser) of the top level, every command, and train with every model's options."""
-    top = build_parser(["x"])
-    commands = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction)).choices
-    yield "genzoo", top
-    yield from commands.items()
+    from genzoo.cli import COMMANDS
+
+    yield "genzoo", build_parser(["x"])
+    for command in COMMANDS:  # each command's whole parser is built when it is the command given
+        yield command, next(a for a in build_parser([command])._actions
+                            if isinstance(a, argparse._SubParsersAction)).choices[command]
     for model in genzoo.models.names():
         sub = next(a for a in build_parser(["train", model])._actions if isinstance(a, argparse._SubParsersAction))
         yield f"train {model}", sub.choices["train"]

@@ -11,6 +11,9 @@ would construct an arbitrary object.
 Every write goes to a temporary file in the same folder, is flushed and fsynced, and
 then renamed over the target, so a kill or a full disk leaves either the old file or
 the new one, never a torn one.
+
+torch and safetensors are imported by the functions that read or write tensors only: a listing of run folders
+(``genzoo runs``) reads JSON and safetensors headers, and starts in a fraction of torch's import time.
 """
 
 from __future__ import annotations
@@ -22,12 +25,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as st_load_bytes
-from safetensors.torch import save as st_save_bytes
+from typing import TYPE_CHECKING
 
 from .errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -170,11 +173,16 @@ def read_json(path) -> dict:
 
 
 def save_weights(path, tensors: dict[str, torch.Tensor]) -> None:
+    from safetensors.torch import save as st_save_bytes
+
     data = st_save_bytes({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
     atomic_write_bytes(path, data)
 
 
 def load_weights(path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load as st_load_bytes
+
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -211,6 +219,8 @@ def check_weights_file(path) -> None:
 
 
 def load_state_into(model, tensors: dict, where) -> None:
+    import torch
+
     own = model.state_dict()
     missing = sorted(set(own) - set(tensors))
     extra = sorted(set(tensors) - set(own))
@@ -231,6 +241,8 @@ def load_state_into(model, tensors: dict, where) -> None:
 
 def save_trainer_state(path, state: dict) -> None:
     """``state`` holds only tensors, numbers, strings and containers of them."""
+    import torch
+
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write_bytes(path, buf.getvalue())
@@ -246,6 +258,8 @@ def _gist(e: Exception, limit: int = 200) -> str:
 
 
 def load_trainer_state(path) -> dict:
+    import torch
+
     path = Path(path)
     try:
         # weights_only=True: the restricted unpickler; anything but tensors and plain containers is refused.

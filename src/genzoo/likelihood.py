@@ -147,17 +147,6 @@ def summary(nll_nats: float, dims: int, kind: str, count: int, conditional: bool
     return out
 
 
-def bound_mark(kind: str, mark: str = "<= ") -> str:
-    """What stands before a figure of this kind: ``mark`` for a bound (the true -log P(x) is at most
-    the figure), nothing for an exact one. Every listing writes a bound through this.
-
-    Example:
-        >>> bound_mark("bound") + "3.258", bound_mark("exact") + "84.07"
-        ('<= 3.258', '84.07')
-    """
-    return mark if kind == "bound" else ""
-
-
 def describe(s: dict) -> str:
     """One human line for a :func:`summary` record; a bound says it is one."""
     rel = {"exact": "=", "bound": "<=", "none": "n/a"}[s["likelihood_kind"]]

@@ -28,11 +28,12 @@ import math
 import os
 from pathlib import Path
 
+from . import catalog, recipes
 from . import checkpoint as ckpt
-from . import models, recipes
 from .errors import GenzooError
 from .evaluation.figures import eval_label, tightest_likelihood
-from .models.folder import CODES_OF_FILE, CONFIG_FILE, EMA_WEIGHTS_FILE, WEIGHTS_FILE
+from .folder_files import CODES_OF_FILE, CONFIG_FILE, EMA_WEIGHTS_FILE, WEIGHTS_FILE
+# genzoo.models (and torch) is imported where a model is built or saved: listing run folders reads records only
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
@@ -72,6 +73,7 @@ def check_new_folder(out: Path) -> None:
 
 def create(out: Path, record: dict, model) -> None:
     """The new run folder with its run.json (``record``) and the model's config.json, all or nothing."""
+    from . import models
     ckpt.create_folder(out, {RUN_FILE: ckpt.json_bytes(record),
                              CONFIG_FILE: ckpt.json_bytes(models.model_config_record(model))})
 
@@ -142,6 +144,7 @@ def open_run(folder, need_record: bool = False, ema: bool = True) -> Run:
     path = recipes.resolve(folder)
     if not path.is_dir():
         raise GenzooError(f"{path}: no such run folder")
+    from . import models
     record = read_record(path) if need_record or (path / RUN_FILE).exists() else {}
     model = models.load_model(path, ema=ema)
     if "codes_of" in record.get("data", {}):  # a prior with its VQ-VAE: one model of the VQ-VAE's images
@@ -390,7 +393,7 @@ def model_record(folder: Path) -> dict:
 
 def _checked_model_record(folder: Path) -> dict:
     record = model_record(folder)
-    if not (isinstance(record, dict) and record.get("model") in models.names() and isinstance(record.get("config"),
+    if not (isinstance(record, dict) and catalog.is_model(record.get("model")) and isinstance(record.get("config"),
                                                                                               dict)):
         raise GenzooError(f"{config_path(folder)}: not a genzoo model config")
     return record

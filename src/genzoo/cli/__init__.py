@@ -19,17 +19,36 @@ runs DistributedDataParallel (gloo on CPU, nccl on GPU).
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
-from .. import __version__, models, runs
+from .. import __version__, catalog
 from ..errors import GenzooError
-from . import evaluate, listing, pictures, race, reporting, reproduce, toy, train, verify
-from .common import Parser
 
-FAMILIES = (listing, train, reproduce, evaluate, verify, pictures, reporting, race, toy)
+# Every command, in the order genzoo --help lists them: the module of genzoo.cli that owns it (its parser and handler)
+# and its line of help. Only the module of the command given is imported (most import torch, 1.3 s of start-up on
+# 2 cores); the others stand in the help as their line, so genzoo --help and genzoo runs start without torch.
+COMMANDS = {
+    "list": ("listing", "models (with the kind of likelihood each states) and datasets"),
+    "runs": ("listing", "the run folders under DIR: model, data, steps, wall time, the test figure (as list and "
+                        "report show it)"),
+    "train": ("train", "train a model; writes a run folder"),
+    "reproduce": ("reproduce", "train a shipped model's recipe into a run folder, then evaluate it as shipped"),
+    "eval": ("evaluate", "test NLL of runs or saved models (reconstruction error for autoencoders)"),
+    "probe": ("evaluate", "logistic regression on frozen codes vs raw pixels, PCA, random projection"),
+    "verify": ("verify", "re-evaluate the shipped models on their full test sets; exit 1 if a figure moved"),
+    "sample": ("pictures", "draw samples into a PNG grid"),
+    "complete": ("pictures", "complete the lower part of test images (models that can complete)"),
+    "interpolate": ("pictures", "decode the path between two test images' codes (models with encode)"),
+    "reconstruct": ("pictures", "test images beside their reconstructions (models with encode and decode)"),
+    "report": ("reporting", "one self-contained HTML page comparing run folders (nothing is retrained)"),
+    "race": ("race", "train every chosen model on equal terms (data, minutes, threads) and write the leaderboard "
+                     "(race.json, race.md, report.html)"),
+    "toy": ("toy", "train a 2-D flow in seconds and plot data, density and samples"),
+}
 
-EXAMPLE_MODEL = models.names()[1]  # a model of the registry's, not a name written here
+EXAMPLE_MODEL = catalog.names()[1]  # a model of the registry's, not a name written here
 EXAMPLES = f"""examples:
   genzoo list                                                   the models and datasets
   genzoo train {EXAMPLE_MODEL} --data digits --out runs/g --epochs 10
@@ -43,13 +62,22 @@ EXAMPLES = f"""examples:
 
 
 def build_parser(argv) -> argparse.ArgumentParser:
+    """The parser of genzoo with the whole parser of the command in ``argv`` (of every command of its module); the
+    other commands are their help line only."""
+    from .parsing import Parser
+
     parser = Parser(prog="genzoo", description="Deep generative models of images on one likelihood scale.",
                     epilog=EXAMPLES)
     parser.add_argument("--version", action="version", version=f"genzoo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND",
                                 help="one of the commands below; genzoo COMMAND --help tells its options")
-    for family in FAMILIES:
-        family.add_parsers(sub, argv)
+    given = next((a for a in argv if not a.startswith("-")), None)  # genzoo takes no option with a value
+    wanted = COMMANDS[given][0] if given in COMMANDS else None
+    for name, (module, text) in COMMANDS.items():
+        if module != wanted:
+            sub.add_parser(name, help=text)
+        elif name == next(n for n, (m, _) in COMMANDS.items() if m == module):  # the module's first: it adds them all
+            importlib.import_module(f".{module}", __name__).add_parsers(sub, argv)
     return parser
 
 
@@ -77,6 +105,8 @@ def _resume_hint(args) -> str:
     if args is None or args.command not in ("train", "reproduce"):
         return ""
     folder = getattr(args, "resume", None) or args.out or (f"runs/{args.name}" if args.command == "reproduce" else None)
+    from .. import runs
+
     if folder and (Path(folder) / runs.RUN_FILE).is_file():
         return f" (the run continues with: genzoo train --resume {folder})"
     return " (no run folder was made yet)"

@@ -17,10 +17,10 @@ from ..training.precision import PRECISIONS, autocast
 from .common import (add_data_options, add_device_options, add_model_options, add_run_dir, apply_device_options,
                      checked_split, eval_options, given_options, latent_run, number, open_run, sampling_options,
                      spec_of)
-
+from . import COMMANDS
 
 def add_parsers(sub, argv) -> None:
-    e = sub.add_parser("eval", help="test NLL of runs or saved models (reconstruction error for autoencoders)")
+    e = sub.add_parser("eval", help=COMMANDS["eval"][1])
     add_run_dir(e, several=True)
     add_data_options(e)
     e.add_argument("--split", default="test", help="the split to score (test; binarized-mnist also has valid; train)")
@@ -41,7 +41,7 @@ def add_parsers(sub, argv) -> None:
     add_device_options(e)
     e.set_defaults(run=run_eval)
 
-    pr = sub.add_parser("probe", help="logistic regression on frozen codes vs raw pixels, PCA, random projection")
+    pr = sub.add_parser("probe", help=COMMANDS["probe"][1])
     add_run_dir(pr)
     add_data_options(pr)
     pr.add_argument("--limit", type=number(int, 10), help="first N training images only (default: all)")

@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import json
 
-from ..evaluation import figures
-from .. import data, models, recipes, runs
+from .. import catalog, recipes, runs
 from ..errors import GenzooError
-from ..likelihood import bound_mark
+from ..evaluation import figures
+from ..evaluation.figures import bound_mark
+from . import COMMANDS
 
 
 def add_parsers(sub, argv) -> None:
-    p = sub.add_parser("list", help="models (with the kind of likelihood each states) and datasets")
+    p = sub.add_parser("list", help=COMMANDS["list"][1])
     p.add_argument("--json", action="store_true", help="print one JSON object: models with their options (defaults and "
                                                        "meaning), datasets")
     p.set_defaults(run=run_list)
-    r = sub.add_parser("runs", help="the run folders under DIR: model, data, steps, wall time, the test figure (as "
-                                    "list and report show it)")
+    r = sub.add_parser("runs", help=COMMANDS["runs"][1])
     r.add_argument("root", metavar="DIR", help="a folder holding run folders (at any depth), or one run folder")
     r.add_argument("--json", action="store_true", help="print one JSON object per run")
     r.set_defaults(run=run_runs)
 
 
 def run_list(args) -> int:
+    from .. import data, models  # (torch) here: genzoo runs reads records only, and starts without it
+
     if args.json:
         print(json.dumps({
             "models": [{"name": n, "likelihood_kind": models.get(n).likelihood_kind, "summary": models.summary(n),
@@ -54,7 +56,7 @@ def _pretrained() -> list[dict]:
     for folder in runs.find(recipes.pretrained_root()):
         record = runs.read_record(folder)
         best = figures.tightest_likelihood(runs.read_evals(folder), record["data"].get("name"))
-        kind = models.get(record["model"]).likelihood_kind if record.get("model") in models.names() else "?"
+        kind = catalog.likelihood_kind(record.get("model")) or "?"
         figure = "not evaluated" if best is None else (
             f"{bound_mark(kind)}{best['nll_nats']:.2f} nats = {best['bits_per_dim']:.4f} bits/dim "
             f"({kind}{figures.estimator_note(best)}, {best['count']} test images)")
@@ -71,7 +73,7 @@ def describe_run(folder) -> dict:
         return {"run": str(folder), "problems": problems}
     record, metrics = runs.read_record(folder), runs.read_metrics(folder)
     name = record.get("model", "?")
-    kind = models.get(name).likelihood_kind if name in models.names() else "?"
+    kind = catalog.likelihood_kind(name) or "?"
     last = metrics[-1] if metrics else {}
     shown = runs.shown_figures(folder, record, metrics)  # what list, report and the README show
     spec = record["data"]

@@ -14,12 +14,12 @@ from ..report import views
 from ..errors import GenzooError
 from .common import (able, add_data_options, add_device_options, add_model_options, add_output, add_run_dir, add_seed,
                      apply_device_options, checked_split, latent_run, number, open_run, renamed, sampling_options)
-
+from . import COMMANDS
 SAMPLING = "sampling options (the model's own; a model refuses one it does not take)"
 
 
 def add_parsers(sub, argv) -> None:
-    s = sub.add_parser("sample", help="draw samples into a PNG grid")
+    s = sub.add_parser("sample", help=COMMANDS["sample"][1])
     add_run_dir(s)
     s.add_argument("-n", type=number(int, 1, 4096), default=64, help="images to draw")
     add_output(s)
@@ -32,7 +32,7 @@ def add_parsers(sub, argv) -> None:
     add_device_options(s)
     s.set_defaults(run=run_sample)
 
-    c = sub.add_parser("complete", help="complete the lower part of test images (models that can complete)")
+    c = sub.add_parser("complete", help=COMMANDS["complete"][1])
     add_run_dir(c)
     add_output(c)
     c.add_argument("-n", type=number(int, 1, 64), default=8, help="test images to complete")
@@ -44,8 +44,7 @@ def add_parsers(sub, argv) -> None:
     add_device_options(c)
     c.set_defaults(run=run_complete)
 
-    i = sub.add_parser("interpolate", help="decode the straight line between two test images' codes (models with "
-                                           "encode)")
+    i = sub.add_parser("interpolate", help=COMMANDS["interpolate"][1])
     add_run_dir(i)
     add_output(i)
     i.add_argument("--pairs", type=number(int, 1, 32), default=None, help="rows: pairs of test images; default 4")
@@ -56,7 +55,7 @@ def add_parsers(sub, argv) -> None:
     add_device_options(i)
     i.set_defaults(run=run_interpolate)
 
-    r = sub.add_parser("reconstruct", help="test images beside their reconstructions (models with encode and decode)")
+    r = sub.add_parser("reconstruct", help=COMMANDS["reconstruct"][1])
     add_run_dir(r)
     add_output(r)
     r.add_argument("-n", type=number(int, 1, 256), default=16, help="test images")

@@ -30,7 +30,7 @@ import torch
 from .. import checkpoint as ckpt
 from .. import models, runs
 from ..errors import GenzooError
-from . import evaluate, reporting, train
+from . import COMMANDS, evaluate, reporting, train
 from .common import add_device_options, apply_device_options, checked_split, number, parse_command, run_command
 
 RACE_FILE = "race.json"
@@ -45,8 +45,7 @@ TRAINED_WITH = ("lr", "batch_size", "warmup_steps", "epochs", "fit_cosine", "com
 
 
 def add_parsers(sub, argv) -> None:
-    r = sub.add_parser("race", help="train every chosen model on equal terms (data, minutes, threads) and write the "
-                                    "leaderboard (race.json, race.md, report.html)")
+    r = sub.add_parser("race", help=COMMANDS["race"][1])
     r.add_argument("--data", required=True, help="the dataset every model trains on (genzoo list)")
     r.add_argument("--minutes", type=number(float, 0, low_open=True), required=True,
                    help="each model's training budget in wall-clock minutes")
@@ -60,7 +59,7 @@ def add_parsers(sub, argv) -> None:
     r.add_argument("--eval-minutes", type=number(float, 0, low_open=True), default=EVAL_MINUTES,
                    help="each model's evaluation budget: the whole test split where its estimator fits it (timed on "
                         f"{PROBE_IMAGES} images), else the largest seeded subset that does, with its standard error; "
-                        f"default {EVAL_MINUTES:g}")
+                        f"default {EVAL_MINUTES}")
     r.add_argument("--out", required=True, metavar="DIR", help="the race folder (one run folder a model inside)")
     add_device_options(r)
     r.set_defaults(run=run_race)

@@ -10,10 +10,11 @@ from .. import checkpoint as ckpt
 from .. import grids, runs
 from ..report import page as report_page
 from .common import add_device_options, add_output, add_seed, apply_device_options, number
+from . import COMMANDS
 
 
 def add_parsers(sub, argv) -> None:
-    rp = sub.add_parser("report", help="one self-contained HTML page comparing run folders (nothing is retrained)")
+    rp = sub.add_parser("report", help=COMMANDS["report"][1])
     rp.add_argument("dirs", nargs="+", metavar="DIR",
                     help="run folders, or folders holding run folders (every run below is included, each once)")
     add_output(rp, ".html")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import recipes
-from . import evaluate, train
+from . import COMMANDS, evaluate, train
 from .common import number, run_command
 
 # torch.compile's first steps take 10-40 s on 2 CPU cores (docs/RESULTS.md, "Training speed"): most of a shorter
@@ -20,8 +20,7 @@ SHORT_FOR_COMPILE = 1.0
 
 
 def add_parsers(sub, argv) -> None:
-    r = sub.add_parser("reproduce", help="train a shipped model's recipe into a run folder, then evaluate it as "
-                                         "shipped")
+    r = sub.add_parser("reproduce", help=COMMANDS["reproduce"][1])
     r.add_argument("name", metavar="NAME", help=f"a shipped model: {', '.join(recipes.names())}")
     r.add_argument("--out", metavar="DIR", help="new run folder (default runs/NAME)")
     r.add_argument("--minutes", type=number(float, 0, low_open=True),

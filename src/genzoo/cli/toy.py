@@ -8,10 +8,11 @@ import torch
 from .. import grids
 from ..models.flows import flows2d as toy
 from .common import add_device_options, add_output, add_seed, apply_device_options, number
+from . import COMMANDS
 
 
 def add_parsers(sub, argv) -> None:
-    y = sub.add_parser("toy", help="train a 2-D flow in seconds and plot data, density and samples")
+    y = sub.add_parser("toy", help=COMMANDS["toy"][1])
     y.add_argument("model", choices=toy.KINDS, help="the flow: nice (additive couplings) or realnvp (affine couplings)")
     y.add_argument("--data", choices=toy.DATASETS, default="moons", help="the 2-D density to fit")
     add_output(y)

@@ -22,6 +22,7 @@ from ..training.precision import TRAIN_PRECISIONS, describe, measured, resolve, 
 from ..training.config import TrainConfig
 from ..training.trainer import Trainer
 from .common import SEED, able, add_device_options, apply_device_options, choice, number
+from . import COMMANDS
 
 # (flag, type, help) of every TrainConfig field; the default is read from TrainConfig.
 TRAIN_OPTIONS = [
@@ -55,7 +56,7 @@ TRAIN_OPTIONS = [
 
 
 def add_parsers(sub, argv) -> None:
-    t = sub.add_parser("train", help="train a model; writes a run folder")
+    t = sub.add_parser("train", help=COMMANDS["train"][1])
     t.add_argument("model", nargs="?", help=f"one of: {', '.join(models.names())}")
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     t.add_argument("--data", help=f"a dataset, one of: {', '.join(data.names())}; or a folder of images (any name "

@@ -15,16 +15,16 @@ import time
 from .. import checkpoint as ckpt
 from .. import recipes, runs
 from ..errors import GenzooError
-from ..likelihood import bits_per_dim, bound_mark
-from . import evaluate
+from ..evaluation.figures import bound_mark
+from ..likelihood import bits_per_dim
+from . import COMMANDS, evaluate
 from .common import add_device_options, apply_device_options, checked_split, number, parse_command
 
 CARD_FILE = "README.md"
 
 
 def add_parsers(sub, argv) -> None:
-    v = sub.add_parser("verify", help="re-evaluate the shipped models on their full test sets; exit 1 if a figure "
-                                      "moved")
+    v = sub.add_parser("verify", help=COMMANDS["verify"][1])
     v.add_argument("names", nargs="*", metavar="NAME",
                    help=f"shipped models (default: all): {', '.join(recipes.names())}")
     v.add_argument("--limit", type=number(int, 1),

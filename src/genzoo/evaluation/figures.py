@@ -4,6 +4,17 @@
 from __future__ import annotations
 
 
+def bound_mark(kind: str, mark: str = "<= ") -> str:
+    """What stands before a figure of this kind: ``mark`` for a bound (the true -log P(x) is at most
+    the figure), nothing for an exact one. Every listing writes a bound through this.
+
+    Example:
+        >>> bound_mark("bound") + "3.258", bound_mark("exact") + "84.07"
+        ('<= 3.258', '84.07')
+    """
+    return mark if kind == "bound" else ""
+
+
 def test_figures(record: dict) -> dict:
     """A metrics record's per-image test figures by name (``test_mse`` -> ``mse``): not its counts or loss."""
     return {k[5:]: v for k, v in record.items() if k.startswith("test_") and k not in ("test_count", "test_total",

@@ -1,4 +1,5 @@
-"""A saved model is a folder (the diffusers convention), and this module is its one home.
+"""A saved model is a folder (the diffusers convention), and this module is its one home (the names of its files,
+in ``genzoo/folder_files.py``, are shared with ``runs.py``).
 
 * ``config.json``: ``{"format": 1, "model": name, "config": {...the constructor's keyword
   arguments...}}``
@@ -17,14 +18,11 @@ from pathlib import Path
 
 from ..checkpoint import atomic_write_json, load_state_into, load_weights, read_json, save_weights
 from ..errors import CheckpointError, GenzooError
+from ..folder_files import CODES_OF_FILE, CONFIG_FILE, EMA_WEIGHTS_FILE, WEIGHTS_FILE  # noqa: F401 (also theirs)
 from ..recipes import resolve
 from .registry import PAIRS, build
 
 FORMAT = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-EMA_WEIGHTS_FILE = "ema.safetensors"  # a moving average of the weights (genzoo train --ema), where one was kept
-CODES_OF_FILE = "codes_of.json"
 
 
 def model_config_record(model) -> dict:

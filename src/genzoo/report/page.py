@@ -28,7 +28,8 @@ from .. import data, grids, runs
 from ..evaluation import scoring
 from . import comparisons, views
 from ..errors import GenzooError
-from ..likelihood import bits_per_dim, bound_mark
+from ..evaluation.figures import bound_mark
+from ..likelihood import bits_per_dim
 from ..runs import Run
 
 def load_run(folder) -> Run:

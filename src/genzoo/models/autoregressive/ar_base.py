@@ -194,6 +194,7 @@ class AutoregressiveModel(GenerativeModel):
                             .expand(-1, C, 1, 1))[:, :, 0, 0]
         all_known = keep.all(0).tolist()  # [C][H][W] bools, read without a tensor op per sub-pixel
         some_known = prefix is not None and keep.any().item()
+        noise = uniforms(n, self.image_shape, generator, device)  # (n, C, H, W): one per sub-pixel, up front
         sampler = None if naive else self.cached_sampler(n, y)
         for i in range(H):
             rows = i + 1 if self.crop_rows_when_sampling else H
@@ -205,8 +206,7 @@ class AutoregressiveModel(GenerativeModel):
                         logits = self.sub_pixel_logits(xs[:, :, :rows], y, c, i, j)  # (n, k)
                     else:
                         logits = sampler.logits(xs, c, i, j)  # (n, k)
-                    probs = torch.softmax(logits.float() / temperature, dim=1)
-                    draw = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(device)
+                    draw = draw_levels(logits, noise[:, c, i, j], temperature)  # (n,)
                     if some_known:  # a sub-pixel known in some images only keeps its value there
                         draw = torch.where(keep[:, c, i, j], x[:, c, i, j].long(), draw)
                     x[:, c, i, j] = draw
@@ -284,6 +284,20 @@ class IncrementalSampler:
 
 
 # ----------------------------------------------------------------------------- the image as a sequence
+
+def uniforms(n: int, image_shape, generator, device) -> torch.Tensor:
+    """The sampler's randomness, drawn before the first sub-pixel: uniform [n, C, H, W] in [0, 1) (on the CPU
+    generator, then ``device``). Drawn up front, the noise of sub-pixel d does not depend on how the path before it
+    spent random numbers: the naive pass, the cache and a fused sampler (MADE's) draw the same images from one seed."""
+    return torch.rand(n, *image_shape, generator=generator).to(device)
+
+
+def draw_levels(logits: torch.Tensor, u: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """One level a row by the inverse CDF: logits [n, k] (softmax(logits / temperature) the distribution), u [n]
+    uniform in [0, 1) -> long [n], the number of cumulative probabilities below u."""
+    cdf = torch.softmax(logits.float() / temperature, dim=1).cumsum(1)  # (n, k)
+    return (cdf[:, :-1] < u[:, None]).sum(1)
+
 
 def bernoulli(model) -> bool:
     """Binary images with a softmax output keep one logit per sub-pixel (a Bernoulli), as the papers."""
