@@ -2,7 +2,7 @@
 
 Each command runs ``--repeat`` times in a fresh interpreter (``python -m genzoo ...``, PYTHONPATH the checkout's
 src/), alternating between the checkouts; the median wall time is reported. Commands that need no model (genzoo,
---help, --version, runs) import no torch since the twelfth session; the help of a command that runs models builds
+--help, --version, runs, list) import no torch since the twelfth session; the help of a command that runs models builds
 its parser from the registry and imports them.
 
     .venv/bin/python bench/startup.py --src src --src /path/to/older/checkout/src [--repeat 7]
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = [[], ["--help"], ["--version"], ["runs", str(ROOT / "pretrained")], ["eval", "--help"],
+COMMANDS = [[], ["--help"], ["--version"], ["runs", str(ROOT / "pretrained")], ["list"], ["eval", "--help"],
             ["train", "--help"]]
 
 p = argparse.ArgumentParser()

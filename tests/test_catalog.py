@@ -1,5 +1,5 @@
 """The catalog (what listings show of the models without importing them) is the registry's copy, and the commands
-that need no model start without torch: genzoo, --help, --version, runs (the help of a command that runs models
+that need no model start without torch: genzoo, --help, --version, runs, list (the help of a command that runs models
 still builds its parser with their options, and imports them)."""
 
 import json
@@ -20,6 +20,9 @@ def test_the_catalog_is_the_registry():
     for name in genzoo.models.names():
         assert catalog.likelihood_kind(name) == genzoo.models.get(name).likelihood_kind and catalog.is_model(name)
     assert catalog.likelihood_kind("wavenet") is None and not catalog.is_model(["pixelcnn"])
+    assert [(d["name"], tuple(d["splits"]), d["summary"]) for d in catalog.datasets()] == \
+        [(n, tuple(splits), summary) for n, (splits, summary) in genzoo.data.DATASETS.items()]
+    assert all(catalog.summary(n) == genzoo.models.summary(n) for n in genzoo.models.names())
 
 
 def test_a_model_registered_later_is_found_in_the_registry(monkeypatch):
@@ -41,7 +44,7 @@ print("torch" in sys.modules)
 
 
 @pytest.mark.parametrize("argv", [[], ["--help"], ["--version"], ["runs", "pretrained"], ["runs", "--help"],
-                                  ["nonsense"]])
+                                  ["list"], ["nonsense"]])
 def test_commands_that_need_no_model_start_without_torch(argv):
     p = subprocess.run([sys.executable, "-c", NO_TORCH, *argv], capture_output=True, text=True, timeout=120)
     assert p.stdout.strip().splitlines()[-1] == "False", (argv, p.stdout[-500:], p.stderr[-500:])

@@ -1,6 +1,6 @@
-"""What a listing shows of the registered models without importing them (and torch, about 1.3 s of every command's
-start on a 2-core machine): each model's name and kind of likelihood, in the registry's order, kept in
-``catalog.json`` beside this file.
+"""What a listing shows of the registered models and the datasets without importing them (and torch, about 1.3 s
+of every command's start on a 2-core machine): each model's name, kind of likelihood and summary, in the registry's
+order, and each dataset's name, splits and summary, kept in ``catalog.json`` beside this file.
 
 The registry is the truth and the catalog its copy: ``python -m genzoo.catalog`` writes it from the registry and
 tests/test_catalog.py fails when the two differ, so it cannot go stale unseen. A name the catalog does not hold (a
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from pathlib import Path
 
 CATALOG_FILE = Path(__file__).with_name("catalog.json")
@@ -26,14 +27,33 @@ def _entries() -> dict[str, dict]:
 
 def from_registry() -> dict:
     """The catalog as the registry says it is now (imports every model)."""
+    from . import data, models
+
+    return {"models": [{"name": n, "likelihood_kind": models.get(n).likelihood_kind, "summary": models.summary(n)}
+                       for n in models.names()],
+            "datasets": [{"name": n, "splits": list(splits), "summary": summary}
+                         for n, (splits, summary) in data.DATASETS.items()]}
+
+
+def datasets() -> list[dict]:
+    """{"name", "splits", "summary"} of every dataset genzoo knows by name (``genzoo.data.DATASETS``)."""
+    return json.loads(CATALOG_FILE.read_text())["datasets"]
+
+
+def summary(name: str) -> str:
+    """A model's line for ``genzoo list`` (the registry's ``summary``)."""
+    if name in _entries():
+        return _entries()[name]["summary"]
     from . import models
 
-    return {"models": [{"name": n, "likelihood_kind": models.get(n).likelihood_kind} for n in models.names()]}
+    return models.summary(name)
 
 
 def names() -> list[str]:
-    """The registered models of genzoo itself, in the registry's order."""
-    return list(_entries())
+    """The registered models, in the registry's order: the catalog's, or the registry's own where it was imported
+    already (then with any model registered since, e.g. by a plugin)."""
+    loaded = sys.modules.get(f"{__package__}.models")
+    return loaded.names() if loaded is not None else list(_entries())
 
 
 def _registered(name) -> bool:

@@ -23,9 +23,9 @@ def add_parsers(sub, argv) -> None:
 
 
 def run_list(args) -> int:
-    from .. import data, models  # (torch) here: genzoo runs reads records only, and starts without it
+    if args.json:  # every model's options: the registry itself (and torch)
+        from .. import data, models
 
-    if args.json:
         print(json.dumps({
             "models": [{"name": n, "likelihood_kind": models.get(n).likelihood_kind, "summary": models.summary(n),
                         "options": {k: list(v) if isinstance(v, tuple) else v
@@ -36,12 +36,12 @@ def run_list(args) -> int:
             "pretrained": _pretrained(),
         }))
         return 0
-    print("models:")
-    for name in models.names():
-        print(f"  {name:22s} likelihood: {models.get(name).likelihood_kind:5s}  {models.summary(name)}")
+    print("models:")  # from the catalog (the registry's copy): genzoo list starts without torch
+    for name in catalog.names():
+        print(f"  {name:22s} likelihood: {catalog.likelihood_kind(name):5s}  {catalog.summary(name)}")
     print("datasets:")
-    for name, (splits, desc) in data.DATASETS.items():
-        print(f"  {name:22s} {'/'.join(splits):16s} {desc}")
+    for d in catalog.datasets():
+        print(f"  {d['name']:22s} {'/'.join(d['splits']):16s} {d['summary']}")
     shipped = _pretrained()
     print(f"pretrained (in {recipes.pretrained_root()}; every command takes the folder):" if shipped else
           "pretrained: none found")
