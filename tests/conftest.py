@@ -21,9 +21,14 @@ TINY = {
     "made": dict(hidden_units=12, num_layers=2),
     "pixelcnn-pp": dict(hidden_channels=4, num_resnet=1, num_scales=2, mixtures=2),
     "pixelsnail": dict(hidden_channels=4, num_blocks=1, num_resnet=1, key_channels=4, value_channels=4, mixtures=2),
+    "vq-vae": dict(codebook_size=4, code_dim=3, hidden_channels=8, num_downsamples=1, num_res_blocks=1),
+    "glow": dict(hidden_channels=8, steps_per_scale=2),
+    "diffusion": dict(channels=8, resolutions=2, num_res_blocks=1),
     "masked-diffusion": dict(channels=8, resolutions=2, num_res_blocks=1),
     "flow-matching": dict(channels=8, resolutions=2, num_res_blocks=1),
+    "gan": dict(width=4, latent_dim=3),
 }
+# Every test file takes its model's tiny options from TINY (one table, not one a file).
 # Families and capabilities from the registry, never typed: a model registered anywhere (a test file included)
 # is covered by every test of what it declares.
 AUTOREGRESSIVE = [n for n in genzoo.models.names() if genzoo.models.get(n).raster_order]

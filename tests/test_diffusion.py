@@ -11,8 +11,9 @@ import genzoo
 from genzoo.evaluation import figures
 from conftest import all_images
 from genzoo.models.diffusion.vdm import SCHEDULES, alpha_sigma
+import conftest
 
-TINY = dict(channels=8, resolutions=2, num_res_blocks=1)
+TINY = conftest.TINY["diffusion"]
 
 
 def build(image_shape=(1, 2, 2), levels=2, seed=0, **kw):

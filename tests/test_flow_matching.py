@@ -12,8 +12,9 @@ import genzoo
 from genzoo.cli import main
 from genzoo.models.diffusion.flow_matching import ode_log_density
 from genzoo.models.diffusion.ode import exact_divergence, hutchinson_divergence, integrate, rademacher, time_grid
+import conftest
 
-TINY = dict(channels=8, resolutions=2, num_res_blocks=1)
+TINY = conftest.TINY["flow-matching"]
 
 
 def model(image_shape=(1, 4, 4), levels=4, **kw):

@@ -12,8 +12,9 @@ import genzoo
 from conftest import all_images, metrics, weights
 from genzoo.cli import main
 from test_resume import kill_and_resume
+import conftest
 
-TINY = dict(width=4, latent_dim=3)
+TINY = conftest.TINY["gan"]
 
 
 def gan(image_shape=(1, 4, 4), levels=2, **kw):

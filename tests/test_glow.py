@@ -10,8 +10,9 @@ import genzoo
 from genzoo.cli import main
 from genzoo.models.flows import transforms as T
 from test_flows import jacobian_logdet, perturbed
+import conftest
 
-TINY = dict(hidden_channels=8, steps_per_scale=2)
+TINY = conftest.TINY["glow"]
 
 
 def trained_start(image_shape=(1, 4, 4), seed=0, **kw):

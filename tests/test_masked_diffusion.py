@@ -10,8 +10,9 @@ import torch
 
 import genzoo
 from conftest import all_images
+import conftest
 
-TINY = dict(channels=8, resolutions=2, num_res_blocks=1)
+TINY = conftest.TINY["masked-diffusion"]
 
 
 def build(image_shape=(1, 1, 3), levels=3, seed=0, **kw):

@@ -13,8 +13,9 @@ from genzoo.cli import main
 from genzoo.models.latent.vqvae import CodePrior
 from genzoo.training.trainer import TrainConfig, Trainer
 from conftest import all_images, tiny
+import conftest
 
-VQ_TINY = dict(codebook_size=4, code_dim=3, hidden_channels=8, num_downsamples=1, num_res_blocks=1)
+VQ_TINY = conftest.TINY["vq-vae"]
 
 
 def perturbed_pair(seed=0):
