@@ -119,7 +119,7 @@ def test_each_trains_evaluates_samples_completes_and_reports(name, options, data
 ])
 def test_the_fused_sampler_matches_the_full_pass_while_sampling_and_draws_the_cached_images(image_shape, levels,
                                                                                             options):
-    from genzoo.models.autoregressive.ar_base import AutoregressiveModel, raster, uniforms
+    from genzoo.models.autoregressive.ar_base import raster, uniforms
     from genzoo.models.autoregressive.made import fused_sample
 
     model = genzoo.models.build("made", image_shape=image_shape, levels=levels, **options).eval()
@@ -134,8 +134,11 @@ def test_the_fused_sampler_matches_the_full_pass_while_sampling_and_draws_the_ca
         full = raster(model.log_probs_of_mask(model.scale(x), 0).movedim(1, -1))  # (6, D, k), raster order
         fused = torch.log_softmax(torch.stack(steps, 1), -1)  # (6, D, k)
         assert (fused - full).abs().max().item() < 1e-4
-        assert torch.equal(x, model.sample(6, generator=torch.Generator().manual_seed(3)))  # sample() takes it
-        generic = AutoregressiveModel.sample(model, 6, generator=torch.Generator().manual_seed(3))
+        assert torch.equal(x, model.sample_whole(u, None, 1.0))  # the hook sample() calls for whole images
+        assert torch.equal(x, model.sample(6, generator=torch.Generator().manual_seed(3)))
+        nothing = dict(prefix=torch.zeros(6, *image_shape, dtype=torch.uint8), known=torch.zeros(image_shape,
+                                                                                                 dtype=torch.bool))
+        generic = model.sample(6, generator=torch.Generator().manual_seed(3), **nothing)  # a completion: the loop
         assert torch.equal(x, generic)  # the generic cached sampler draws the same images
         assert x.dtype == torch.uint8 and int(x.max()) < levels
     with pytest.raises(ValueError, match="one hidden layer"):

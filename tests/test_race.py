@@ -48,6 +48,11 @@ def test_a_race_trains_and_scores_each_model_and_writes_its_table(tmp_path, caps
     assert main([*RACE[:4], "0.05", *RACE[5:], "--out", str(out)]) == 2  # other terms: refused, nothing touched
     assert "other terms (minutes 0.02)" in capsys.readouterr().err
     assert json.loads((out / "race.json").read_text()) == race
+    older = {k: v for k, v in race.items() if k != "eval_minutes"}  # a race from before --eval-minutes
+    (out / "race.json").write_text(json.dumps(older))
+    assert main([*RACE, "--out", str(out)]) == 0  # its default stands for the missing term: it resumes
+    assert main([*RACE, "--eval-minutes", "5", "--out", str(out)]) == 2
+    assert "other terms (eval_minutes 10.0)" in capsys.readouterr().err
 
 
 def test_an_estimator_too_slow_for_the_evaluation_budget_scores_a_seeded_subset_with_its_standard_error(tmp_path):

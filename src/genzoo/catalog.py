@@ -21,8 +21,13 @@ CATALOG_FILE = Path(__file__).with_name("catalog.json")
 
 
 @functools.cache
+def _catalog() -> dict:
+    return json.loads(CATALOG_FILE.read_text())
+
+
+@functools.cache
 def _entries() -> dict[str, dict]:
-    return {e["name"]: e for e in json.loads(CATALOG_FILE.read_text())["models"]}
+    return {e["name"]: e for e in _catalog()["models"]}
 
 
 def from_registry() -> dict:
@@ -37,7 +42,7 @@ def from_registry() -> dict:
 
 def datasets() -> list[dict]:
     """{"name", "splits", "summary"} of every dataset genzoo knows by name (``genzoo.data.DATASETS``)."""
-    return json.loads(CATALOG_FILE.read_text())["datasets"]
+    return _catalog()["datasets"]
 
 
 def summary(name: str) -> str:
@@ -81,5 +86,6 @@ def likelihood_kind(name: str) -> str | None:
 
 
 if __name__ == "__main__":
-    CATALOG_FILE.write_text(json.dumps(from_registry(), indent=1) + "\n")
-    print(f"wrote {CATALOG_FILE} ({len(from_registry()['models'])} models)")
+    now = from_registry()
+    CATALOG_FILE.write_text(json.dumps(now, indent=1) + "\n")
+    print(f"wrote {CATALOG_FILE} ({len(now['models'])} models)")

@@ -73,11 +73,13 @@ def build_parser(argv) -> argparse.ArgumentParser:
                                 help="one of the commands below; genzoo COMMAND --help tells its options")
     given = next((a for a in argv if not a.startswith("-")), None)  # genzoo takes no option with a value
     wanted = COMMANDS[given][0] if given in COMMANDS else None
+    added = False
     for name, (module, text) in COMMANDS.items():
         if module != wanted:
             sub.add_parser(name, help=text)
-        elif name == next(n for n, (m, _) in COMMANDS.items() if m == module):  # the module's first: it adds them all
+        elif not added:  # the module's first command: the module adds all of its commands
             importlib.import_module(f".{module}", __name__).add_parsers(sub, argv)
+            added = True
     return parser
 
 

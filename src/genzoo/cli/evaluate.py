@@ -19,6 +19,7 @@ from .common import (add_data_options, add_device_options, add_model_options, ad
                      spec_of)
 from . import COMMANDS
 
+
 def add_parsers(sub, argv) -> None:
     e = sub.add_parser("eval", help=COMMANDS["eval"][1])
     add_run_dir(e, several=True)

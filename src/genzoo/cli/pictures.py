@@ -15,6 +15,7 @@ from ..errors import GenzooError
 from .common import (able, add_data_options, add_device_options, add_model_options, add_output, add_run_dir, add_seed,
                      apply_device_options, checked_split, latent_run, number, open_run, renamed, sampling_options)
 from . import COMMANDS
+
 SAMPLING = "sampling options (the model's own; a model refuses one it does not take)"
 
 

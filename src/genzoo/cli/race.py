@@ -30,6 +30,7 @@ import torch
 from .. import checkpoint as ckpt
 from .. import models, runs
 from ..errors import GenzooError
+from ..evaluation.figures import bound_mark
 from . import COMMANDS, evaluate, reporting, train
 from .common import add_device_options, apply_device_options, checked_split, number, parse_command, run_command
 
@@ -41,6 +42,7 @@ FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 # equal evaluation budget, each figure on as many seeded test images as it allows (a subset with its standard error)
 EVAL_MINUTES = 10.0
 PROBE_IMAGES = 100
+TERMS_SINCE = {"eval_minutes": EVAL_MINUTES}  # terms added after a race was published: an older race has their default
 TRAINED_WITH = ("lr", "batch_size", "warmup_steps", "epochs", "fit_cosine", "compile", "eval_limit")
 
 
@@ -120,15 +122,15 @@ def _load(out: Path, terms: dict) -> dict:
     if not path.exists():
         return {**terms, "machine": machine(terms["threads"]), "entries": {}}
     try:
-        race = json.loads(path.read_text())
+        race = {**TERMS_SINCE, **json.loads(path.read_text())}
         entries = race["entries"]
     except (ValueError, KeyError, TypeError):
         raise GenzooError(f"{path}: not a genzoo race record") from None
-    changed = [k for k in terms if race.get(k, EVAL_MINUTES if k == "eval_minutes" else None) != terms[k]]
+    changed = [k for k in terms if race.get(k) != terms[k]]
     if changed:
         raise GenzooError(f"{out} holds a race with other terms ({', '.join(f'{k} {race.get(k)}' for k in changed)}): "
                           f"resume it with the same options, or race into a new --out")
-    return {**terms, **race, "entries": entries}  # a race from before --eval-minutes: its default
+    return {**race, "entries": entries}
 
 
 def _save(out: Path, race: dict) -> None:
@@ -245,7 +247,7 @@ def table(race: dict) -> str:
             f"model at a time; {m['cpu']} ({', '.join(m['flags']) or 'no avx2'}), torch {m['torch']}.\n\n")
     rows = sorted(race["entries"].values(), key=lambda e: (e.get("nll_nats") is None, e.get("nll_nats") or 0))
     if any(e.get("subset_of") for e in rows) and not race.get("eval_limit"):
-        budget = race.get("eval_minutes", EVAL_MINUTES)
+        budget = {**TERMS_SINCE, **race}["eval_minutes"]
         head += (f"A figure on N of the test images: its estimator would have needed more than {budget:g} min for "
                  f"them all (`--eval-minutes`); the mean of a seeded subset, with its standard error.\n\n")
     fid = any("fid" in e for e in rows)
@@ -254,7 +256,7 @@ def table(race: dict) -> str:
              "| --- | --- | --- | --- | --- | " + ("--- | " if fid else "") + "--- | --- | --- | --- | --- |"]
     for e in rows:
         nll = e.get("nll_nats")
-        mark = "<= " if e["likelihood_kind"] == "bound" else ""
+        mark = bound_mark(e["likelihood_kind"])
         se = e.get("standard_error") or e.get("subset_standard_error")
         subset = f"{e['count']:,} of {e['subset_of']:,} images, " if e.get("subset_of") else ""
         figure = f"{mark}{nll:.2f}" + (f" ({subset}SE {se:.2f})" if se else "") if nll is not None else \

@@ -18,7 +18,6 @@ from .common import number, run_command
 SHORT_FOR_COMPILE = 1.0
 
 
-
 def add_parsers(sub, argv) -> None:
     r = sub.add_parser("reproduce", help=COMMANDS["reproduce"][1])
     r.add_argument("name", metavar="NAME", help=f"a shipped model: {', '.join(recipes.names())}")

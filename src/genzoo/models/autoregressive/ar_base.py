@@ -156,6 +156,12 @@ class AutoregressiveModel(GenerativeModel):
         """The incremental state for sampling n images (labels y: [n] or None)."""
         raise NotImplementedError
 
+    def sample_whole(self, noise: torch.Tensor, y, temperature: float, progress=None) -> torch.Tensor | None:
+        """A model's own sampler of whole images (no completion, not naive), drawing sub-pixel (c, i, j) from
+        noise[:, c, i, j] (``uniforms``) by ``draw_levels`` as the generic loop does, so that it draws the same
+        images: uint8 [n, C, H, W]; or None, for the generic loop over ``cached_sampler`` (the default)."""
+        return None
+
     def loss(self, x, y=None) -> dict:
         self.check_images(x)
         y = self.check_labels(y, x.shape[0])
@@ -188,13 +194,14 @@ class AutoregressiveModel(GenerativeModel):
                 raise ValueError("completion needs prefix of n images and a known mask")
             keep = torch.as_tensor(known, dtype=torch.bool, device=device).expand(n, C, H, W)
             x = torch.where(keep, prefix.to(device), x)
+        noise = uniforms(n, self.image_shape, generator, device)  # (n, C, H, W): one per sub-pixel, up front
+        whole = None if naive or prefix is not None else self.sample_whole(noise, y, temperature, progress)
+        if whole is not None:
+            return whole
         xs = self.scale(x)  # the network's input, updated in place as sub-pixels are drawn
-        # the network's input for each level of each channel, looked up per draw: (k, C) + the input's trailing shape
-        scaled = self.scale(torch.arange(self.levels, device=device, dtype=torch.uint8).view(-1, 1, 1, 1)
-                            .expand(-1, C, 1, 1))[:, :, 0, 0]
+        scaled = level_inputs(self, device)  # (k, C) + the input's trailing shape, looked up per draw
         all_known = keep.all(0).tolist()  # [C][H][W] bools, read without a tensor op per sub-pixel
         some_known = prefix is not None and keep.any().item()
-        noise = uniforms(n, self.image_shape, generator, device)  # (n, C, H, W): one per sub-pixel, up front
         sampler = None if naive else self.cached_sampler(n, y)
         for i in range(H):
             rows = i + 1 if self.crop_rows_when_sampling else H
@@ -290,6 +297,14 @@ def uniforms(n: int, image_shape, generator, device) -> torch.Tensor:
     generator, then ``device``). Drawn up front, the noise of sub-pixel d does not depend on how the path before it
     spent random numbers: the naive pass, the cache and a fused sampler (MADE's) draw the same images from one seed."""
     return torch.rand(n, *image_shape, generator=generator).to(device)
+
+
+def level_inputs(model: AutoregressiveModel, device) -> torch.Tensor:
+    """The network's input for each level of each channel: [k, C] (+ the input's trailing shape), what a sampler
+    writes for a drawn level."""
+    C = model.image_shape[0]
+    levels = torch.arange(model.levels, device=device, dtype=torch.uint8).view(-1, 1, 1, 1).expand(-1, C, 1, 1)
+    return model.scale(levels)[:, :, 0, 0]
 
 
 def draw_levels(logits: torch.Tensor, u: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

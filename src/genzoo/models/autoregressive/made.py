@@ -41,8 +41,8 @@ from torch import nn
 from ...likelihood import num_dims
 from ...likelihood import categorical_nll
 from .ar_base import (AutoregressiveConfig, AutoregressiveModel, SequenceSampler, bernoulli, draw_levels,
-                      expand_bernoulli, raster, uniforms, unraster)
-from ..base import from_unit, require, require_count, require_positive_ints, to_unit
+                      expand_bernoulli, level_inputs, raster, unraster)
+from ..base import from_unit, require, require_positive_ints, to_unit
 from ..registry import register
 
 
@@ -175,21 +175,12 @@ class MADE(AutoregressiveModel):
     def cached_sampler(self, n, y=None):
         return _MADESampler(self, n)
 
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, y=None, prefix=None, known=None,
-               temperature: float = 1.0, naive: bool = False, progress=None) -> torch.Tensor:
-        """As :meth:`AutoregressiveModel.sample`: uint8 [n, C, H, W]. A whole image of one mask and one hidden layer
-        (no completion, no ensemble) draws through :func:`fused_sample`: the same images from one seed as the
-        cached and naive samplers, in a few small products a sub-pixel."""
-        fused = (not naive and prefix is None and not self.ensemble and self.config.output == "softmax"
-                 and self.config.num_layers == 1)
-        if not fused:
-            return super().sample(n, generator, y, prefix, known, temperature, naive, progress)
-        require_count(n)
-        self.check_labels(y, n)
-        u = uniforms(n, self.image_shape, generator, self.out.weight.device)  # first, as the generic sampler does
-        M = self.config.num_masks
-        return fused_sample(self, u, int(torch.randint(M, ())) if M > 1 else 0, temperature, progress)
+    def sample_whole(self, noise, y, temperature, progress=None):
+        """One mask's whole images by :func:`fused_sample` (one hidden layer, the softmax output, no ensemble)."""
+        if self.ensemble or self.config.output != "softmax" or self.config.num_layers != 1:
+            return None
+        M = self.config.num_masks  # drawn after the noise, as the generic loop's cached_sampler draws it
+        return fused_sample(self, noise, int(torch.randint(M, ())) if M > 1 else 0, temperature, progress)
 
 
 def fused_sample(model: MADE, u: torch.Tensor, mask: int, temperature: float = 1.0, progress=None,
@@ -208,20 +199,19 @@ def fused_sample(model: MADE, u: torch.Tensor, mask: int, temperature: float = 1
     if model.config.num_layers != 1:  # sample() takes the generic cached sampler for deeper ones
         raise ValueError("fused_sample draws from a MADE of one hidden layer")
     C, _, W = model.image_shape
-    D, k1, n, dtype = num_dims(model.image_shape), model.out_per, len(u), model.dtype
+    D, k1, n = num_dims(model.image_shape), model.out_per, len(u)
     degrees = model.degrees[mask, 0]  # (H,)
     order = torch.argsort(degrees, stable=True)  # the units of degree d are [start[d], start[d + 1]) in this order
     start = torch.searchsorted(degrees[order], torch.arange(D + 1, device=degrees.device)).tolist()
     w1, b1 = model.hidden[0].weight[order], model.hidden[0].bias[order]  # (H, D), (H,): units by degree
     wout = model.out.weight.T[order]  # (H, D k'): row k, what unit k adds to each output
     direct = None if model.direct is None else model.direct.T.contiguous()  # (D, D k'): row d, what input d adds
-    logits_so_far = model.out.bias.to(dtype).expand(n, -1).clone()  # (n, D k'): the outputs' logits, gathered
+    logits_so_far = model.out.bias.expand(n, -1).clone()  # (n, D k'): the outputs' logits, gathered
     u = raster(u)  # (n, D)
     bernoulli_draw = k1 < model.output_size  # one logit a sub-pixel
     if bernoulli_draw:
         threshold = temperature * (torch.log1p(-u) - torch.log(u))  # (n, D): level 1 iff o > it
-    values = model.scale(torch.arange(model.levels, device=u.device, dtype=torch.uint8).view(-1, 1, 1, 1)
-                         .expand(-1, C, 1, 1))[:, 0, 0, 0]  # (k,): the network's input for each level
+    values = level_inputs(model, u.device)[:, 0]  # (k,): the network's input for each level
     inputs = logits_so_far.new_zeros(n, D)
     levels = torch.zeros(n, D, dtype=torch.long, device=u.device)
     for d in range(D):
