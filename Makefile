@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 GENZOO := $(VENV)/bin/genzoo
 STAMP  := $(VENV)/.installed
 
-.PHONY: install data browser demo test bench clean
+.PHONY: install data browser demo test bench clean catalog
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,3 +60,8 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache
+
+# The registry's and the parsers' copies that listings and --help read without torch (tests/test_catalog.py checks them).
+catalog: $(STAMP)
+	$(PY) -m genzoo.catalog
+	$(PY) -c 'import genzoo.cli; genzoo.cli.write_help_shapes()'

@@ -1,8 +1,9 @@
 """What a listing shows of the registered models and the datasets without importing them (and torch, about 1.3 s
-of every command's start on a 2-core machine): each model's name, kind of likelihood and summary, in the registry's
-order, and each dataset's name, splits and summary, kept in ``catalog.json`` beside this file.
+of every command's start on a 2-core machine): each model's name, kind of likelihood, summary and config options
+(defaults and meaning), in the registry's order, and each dataset's name, splits and summary, kept in
+``catalog.json`` beside this file.
 
-The registry is the truth and the catalog its copy: ``python -m genzoo.catalog`` writes it from the registry and
+The registry is the truth and the catalog its copy: ``make catalog`` (``python -m genzoo.catalog``) writes it and
 tests/test_catalog.py fails when the two differ, so it cannot go stale unseen. A name the catalog does not hold (a
 model registered by a plugin or a test) is looked up in the registry itself.
 
@@ -30,12 +31,20 @@ def _entries() -> dict[str, dict]:
     return {e["name"]: e for e in _catalog()["models"]}
 
 
+def _registry_entry(name: str) -> dict:
+    """A model's catalog entry as the registry says it is now (imports every model)."""
+    from . import models
+
+    return {"name": name, "likelihood_kind": models.get(name).likelihood_kind, "summary": models.summary(name),
+            "options": json.loads(json.dumps(models.option_defaults(name))),  # a tuple as JSON's list
+            "option_help": models.option_help(name)}
+
+
 def from_registry() -> dict:
     """The catalog as the registry says it is now (imports every model)."""
     from . import data, models
 
-    return {"models": [{"name": n, "likelihood_kind": models.get(n).likelihood_kind, "summary": models.summary(n)}
-                       for n in models.names()],
+    return {"models": [_registry_entry(n) for n in models.names()],
             "datasets": [{"name": n, "splits": list(splits), "summary": summary}
                          for n, (splits, summary) in data.DATASETS.items()]}
 
@@ -43,6 +52,14 @@ def from_registry() -> dict:
 def datasets() -> list[dict]:
     """{"name", "splits", "summary"} of every dataset genzoo knows by name (``genzoo.data.DATASETS``)."""
     return _catalog()["datasets"]
+
+
+def model(name: str) -> dict:
+    """{"name", "likelihood_kind", "summary", "options" (each config option's default), "option_help"} of a
+    registered model (``genzoo list --json``)."""
+    if name in _entries():
+        return _entries()[name]
+    return _registry_entry(name)
 
 
 def summary(name: str) -> str:

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from pathlib import Path
 
 from .. import __version__, catalog
 from ..errors import GenzooError
+from .parsing import named_model
 
 # Every command, in the order genzoo --help lists them: the module of genzoo.cli that owns it (its parser and handler)
 # and its line of help. Only the module of the command given is imported (most import torch, 1.3 s of start-up on
@@ -73,14 +75,58 @@ def build_parser(argv) -> argparse.ArgumentParser:
                                 help="one of the commands below; genzoo COMMAND --help tells its options")
     given = next((a for a in argv if not a.startswith("-")), None)  # genzoo takes no option with a value
     wanted = COMMANDS[given][0] if given in COMMANDS else None
+    shaped = _help_shape(given, argv)
     added = False
     for name, (module, text) in COMMANDS.items():
-        if module != wanted:
+        if name == given and shaped is not None:
+            from .helpshape import add_parser
+
+            add_parser(sub, name, text, *shaped)
+        elif module != wanted or shaped is not None:
             sub.add_parser(name, help=text)
         elif not added:  # the module's first command: the module adds all of its commands
             importlib.import_module(f".{module}", __name__).add_parsers(sub, argv)
             added = True
     return parser
+
+
+def _help_shape(given, argv) -> tuple[dict, dict | None] | None:
+    """``genzoo COMMAND ... --help``: the command's shape in help.json (cli/helpshape.py) and the named model's
+    options, to rebuild its parser without importing its module; None where it is not help, or the file or the model
+    named is unknown."""
+    from . import helpshape
+
+    shapes = helpshape.load() if given in COMMANDS and helpshape.asks_help(argv) else None
+    if shapes is None or given not in shapes["commands"]:
+        return None
+    command, added = shapes["commands"][given], None
+    if given == "train" and argv[:1] == ["train"]:
+        named = named_model(helpshape.no_value_flags(command), argv[1:], catalog.names())
+        if named is not None and named not in shapes["train_models"]:
+            return None
+        added = shapes["train_models"].get(named)
+    return command, added
+
+
+def help_shapes() -> dict:
+    """help.json as the parsers say it is now (imports every command and model): ``make catalog`` writes it."""
+    from . import helpshape
+
+    commands = {name: helpshape.shape(_subparser(build_parser([name]), name)) for name in COMMANDS}
+    models = {m: helpshape.extra(commands["train"], helpshape.shape(_subparser(build_parser(["train", m]), "train")))
+              for m in catalog.names()}
+    return {"commands": commands, "train_models": models}
+
+
+def write_help_shapes() -> None:
+    from . import helpshape
+
+    helpshape.SHAPES_FILE.write_text(json.dumps(help_shapes(), indent=0) + "\n")
+    print(f"wrote {helpshape.SHAPES_FILE}")
+
+
+def _subparser(parser, name: str) -> argparse.ArgumentParser:
+    return parser._subparsers._group_actions[0].choices[name]
 
 
 def main(argv=None) -> int:

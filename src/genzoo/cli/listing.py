@@ -23,18 +23,9 @@ def add_parsers(sub, argv) -> None:
 
 
 def run_list(args) -> int:
-    if args.json:  # every model's options: the registry itself (and torch)
-        from .. import data, models
-
-        print(json.dumps({
-            "models": [{"name": n, "likelihood_kind": models.get(n).likelihood_kind, "summary": models.summary(n),
-                        "options": {k: list(v) if isinstance(v, tuple) else v
-                                    for k, v in models.option_defaults(n).items()},
-                        "option_help": models.option_help(n)} for n in models.names()],
-            "datasets": [{"name": n, "splits": list(splits), "summary": desc}
-                         for n, (splits, desc) in data.DATASETS.items()],
-            "pretrained": _pretrained(),
-        }))
+    if args.json:  # from the catalog too (the registry's copy): no model is imported
+        print(json.dumps({"models": [catalog.model(n) for n in catalog.names()], "datasets": catalog.datasets(),
+                          "pretrained": _pretrained()}))
         return 0
     print("models:")  # from the catalog (the registry's copy): genzoo list starts without torch
     for name in catalog.names():

@@ -39,3 +39,16 @@ class Parser(argparse.ArgumentParser):
     def error(self, message):
         where = self.prog.removeprefix("genzoo").strip()
         raise GenzooError(f"{where}: {message}" if where else message)
+
+
+def named_model(no_value_flags: set, words: list, names: list) -> str | None:
+    """The MODEL of ``genzoo train ... MODEL ...``: the first of ``names`` in ``words`` that is not the value of an
+    option (an option not in ``no_value_flags``, given without ``=``, takes the word after it)."""
+    previous = None
+    for word in words:
+        takes_it = previous is not None and previous.startswith("-") and "=" not in previous and \
+            previous not in no_value_flags
+        if word in names and not takes_it:
+            return word
+        previous = word
+    return None

@@ -21,6 +21,7 @@ from ..errors import GenzooError
 from ..training.precision import TRAIN_PRECISIONS, describe, measured, resolve, warn_if_emulated
 from ..training.config import TrainConfig
 from ..training.trainer import Trainer
+from .parsing import named_model
 from .common import SEED, able, add_device_options, apply_device_options, choice, number
 from . import COMMANDS
 
@@ -93,22 +94,11 @@ def add_parsers(sub, argv) -> None:
                    help="also write scalars and a sample grid per epoch to DIR/tensorboard (needs the tensorboard "
                         "package)")
     add_device_options(t)
-    named = _named_model(t, argv[1:]) if argv[:1] == ["train"] else None
+    named = named_model({s for a in t._actions for s in a.option_strings if a.nargs == 0}, argv[1:], models.names()) \
+        if argv[:1] == ["train"] else None
     if named:
         add_model_options(t, named)  # the model's own options, once the model is named (anywhere after train)
     t.set_defaults(run=run)
-
-
-def _named_model(parser, words: list) -> str | None:
-    """The MODEL of ``genzoo train ... MODEL ...``: the first registered name that is not the value of an option."""
-    flags = {s for a in parser._actions for s in a.option_strings if a.nargs == 0}  # options that take no value
-    previous = None
-    for word in words:
-        takes_it = previous is not None and previous.startswith("-") and "=" not in previous and previous not in flags
-        if word in models.names() and not takes_it:
-            return word
-        previous = word
-    return None
 
 
 def add_model_options(parser, model_name: str) -> None:
