@@ -2,8 +2,8 @@
 
 Each command runs ``--repeat`` times in a fresh interpreter (``python -m genzoo ...``, PYTHONPATH the checkout's
 src/), alternating between the checkouts; the median wall time is reported. Commands that need no model (genzoo,
---help, --version, runs, list) import no torch since the twelfth session; the help of a command that runs models builds
-its parser from the registry and imports them.
+--help, --version, runs, list) import no torch since the twelfth session; since the thirteenth neither do list --json
+and the help of a command that runs models (rebuilt from cli/help.json).
 
     .venv/bin/python bench/startup.py --src src --src /path/to/older/checkout/src [--repeat 7]
 """
@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = [[], ["--help"], ["--version"], ["runs", str(ROOT / "pretrained")], ["list"], ["eval", "--help"],
-            ["train", "--help"]]
+COMMANDS = [[], ["--help"], ["--version"], ["runs", str(ROOT / "pretrained")], ["list"], ["list", "--json"],
+            ["eval", "--help"], ["train", "--help"], ["train", "diffusion", "--help"], ["sample", "--help"]]
 
 p = argparse.ArgumentParser()
 p.add_argument("--src", action="append", help="a checkout's src/ folder (repeatable; default this checkout's)")

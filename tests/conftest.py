@@ -35,6 +35,15 @@ AUTOREGRESSIVE = [n for n in genzoo.models.names() if genzoo.models.get(n).raste
 CONDITIONAL = [n for n in AUTOREGRESSIVE if "num_classes" in genzoo.models.option_defaults(n)]
 
 
+def tiny_flags(name) -> list:
+    """A model's tiny options (TINY) as command-line flags, for the tests that train through the CLI."""
+    return [w for k, v in TINY.get(name, {}).items() for w in ("--" + k.replace("_", "-"), str(v))]
+
+
+# The command-line tests' small PixelCNN, on one thread (the suite runs beside other work).
+TINY_ARGS = [*tiny_flags("pixelcnn"), "--threads", "1"]
+
+
 def tiny(name, image_shape=(1, 4, 4), levels=2, seed=0, **kw):
     torch.manual_seed(seed)
     return genzoo.models.build(name, image_shape=image_shape, levels=levels, **{**TINY.get(name, {}), **kw})

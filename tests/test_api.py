@@ -11,7 +11,7 @@ from PIL import Image
 
 import genzoo
 from genzoo.cli import main
-from conftest import tiny
+from conftest import TINY, tiny
 
 
 def test_every_form_of_the_same_images_gets_the_same_log_prob():
@@ -49,7 +49,7 @@ def test_log_prob_is_off_the_graph_unless_asked():
 
 @pytest.mark.parametrize("name", [n for n in genzoo.models.names() if genzoo.models.get(n).can_sample])
 def test_sample_checks_how_many(name):
-    model = genzoo.models.build(name, image_shape=(1, 4, 4), levels=2, **__import__("conftest").TINY.get(name, {}))
+    model = genzoo.models.build(name, image_shape=(1, 4, 4), levels=2, **TINY.get(name, {}))
     for n in (0, -1, 2.0, True):
         with pytest.raises(genzoo.GenzooError, match="n must be a positive integer"):
             model.sample(n)

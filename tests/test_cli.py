@@ -11,9 +11,8 @@ from PIL import Image
 
 import genzoo
 from genzoo.cli import build_parser, main
-from conftest import TINY
+from conftest import TINY_ARGS, tiny_flags
 
-TINY_ARGS = ["--hidden-channels", "8", "--num-layers", "2", "--head-channels", "16", "--threads", "1"]
 
 
 def run_cli(*args):
@@ -156,11 +155,6 @@ def test_bad_paths_exit_2_with_one_line(trained_run, tmp_path, capsys):
     assert a_file.read_text() == "not a folder" and not (tmp_path / "r").exists()
 
 
-def flags(options: dict) -> list:
-    """A model's tiny options (conftest.TINY) as command-line flags."""
-    return [w for k, v in options.items() for w in ("--" + k.replace("_", "-"), str(v))]
-
-
 @pytest.mark.parametrize("name", genzoo.models.names())
 def test_every_registered_model_trains_evaluates_and_draws_what_it_declares(name, tmp_path, capsys):
     """The command line round trip, over the registry: a model registered anywhere is covered by what it declares
@@ -170,7 +164,7 @@ def test_every_registered_model_trains_evaluates_and_draws_what_it_declares(name
     conditional = ["--conditional"] if "num_classes" in genzoo.models.option_defaults(name) else []
     assert main(["train", name, "--data", "digits", "--out", str(run), "--epochs", "1", "--batch-size", "50",
                  "--train-limit", "100", "--eval-limit", "20", "--threads", "1", *conditional,
-                 *flags(TINY.get(name, {}))]) == 0
+                 *tiny_flags(name)]) == 0
     assert genzoo.load(run).num_classes == (10 if conditional else 0)
     assert main(["eval", str(run), "--json", "--limit", "20"]) == 0
     s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -92,18 +92,12 @@ def test_image_size_is_for_folders_only(capsys, tmp_path):
     assert "folder of images" in capsys.readouterr().err
 
 
-TINY_CLI = {
-    "pixelcnn": [], "gated-pixelcnn": [], "row-lstm": [], "diagonal-bilstm": [], "pixel-transformer": [],
-    "autoencoder": [], "denoising-autoencoder": [], "sparse-autoencoder": [], "vae": [], "nice": [], "realnvp": [],
-}
-
-
 @pytest.fixture(scope="module")
 def shared_pictures(tmp_path_factory):
     return picture_folder(tmp_path_factory.mktemp("pictures") / "pics", n=6)
 
 
-@pytest.mark.parametrize("name", list(TINY_CLI))
+@pytest.mark.parametrize("name", genzoo.models.names())
 def test_every_model_trains_at_its_defaults_on_rgb_pictures_and_draws_rgb(name, shared_pictures, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", name, "--data", str(shared_pictures), "--image-size", "8", "--out", str(run), "--epochs", "1",

@@ -15,7 +15,8 @@ from genzoo.evaluation import figures
 from genzoo.evaluation import scoring
 from genzoo.cli import build_parser, main
 
-TINY = ["--hidden-channels", "8", "--num-layers", "2", "--head-channels", "16", "--threads", "1"]
+from conftest import TINY_ARGS
+
 SHARED_BINARIZED = Path(__file__).resolve().parents[2] / "shared" / "data" / "binarized_mnist"
 HUGE = str(2**64)
 
@@ -32,7 +33,7 @@ def runs_root(tmp_path_factory):
     """A folder of two small runs on digits: a conditional Gated PixelCNN and a denoising autoencoder."""
     root = tmp_path_factory.mktemp("runs")
     assert main(["train", "gated-pixelcnn", "--data", "digits", "--out", str(root / "gated"), "--epochs", "1",
-                 "--batch-size", "100", "--warmup-steps", "2", "--conditional", "--kernel", "3", *TINY]) == 0
+                 "--batch-size", "100", "--warmup-steps", "2", "--conditional", "--kernel", "3", *TINY_ARGS]) == 0
     assert main(["train", "denoising-autoencoder", "--data", "digits", "--out", str(root / "more" / "dae"),
                  "--epochs", "1", "--batch-size", "100", "--warmup-steps", "2", "--width", "32", "--threads", "1"]) == 0
     return root
@@ -231,7 +232,7 @@ def test_every_model_option_says_what_it_means_in_help(capsys):
 
 def test_a_warm_up_longer_than_the_run_is_said(tmp_path, capsys):
     assert main(["train", "pixelcnn", "--data", "digits", "--out", str(tmp_path / "r"), "--epochs", "1",
-                 "--batch-size", "500", "--warmup-steps", "100", *TINY]) == 0
+                 "--batch-size", "500", "--warmup-steps", "100", *TINY_ARGS]) == 0
     assert "never reaches --lr" in capsys.readouterr().out
 
 
@@ -334,7 +335,7 @@ def test_resuming_a_shipped_model_without_checkpoints_is_refused(tmp_path, capsy
 def test_runs_shows_the_tightest_kept_eval_and_marks_a_last_epoch_subset(tmp_path, capsys):
     run = tmp_path / "r"
     assert main(["train", "pixelcnn", "--data", "digits", "--out", str(run), "--epochs", "1", "--eval-limit", "50",
-                 *TINY]) == 0
+                 *TINY_ARGS]) == 0
     capsys.readouterr()
     assert main(["runs", str(tmp_path), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)["figure"]
@@ -389,7 +390,7 @@ def test_a_probe_of_one_class_is_refused_in_one_line(tmp_path, capsys):
 
 def test_nothing_written_is_harmed_by_a_no_op_resume_a_run_inside_its_data_or_a_read_only_output(tmp_path, capsys):
     run = tmp_path / "r"
-    assert main(["train", "pixelcnn", "--data", "digits", "--out", str(run), "--epochs", "2", *TINY]) == 0
+    assert main(["train", "pixelcnn", "--data", "digits", "--out", str(run), "--epochs", "2", *TINY_ARGS]) == 0
     before = (run / "run.json").read_bytes()
     assert main(["train", "--resume", str(run), "--epochs", "1"]) == 0  # nothing to do: 2 epochs are trained
     assert "already finished" in capsys.readouterr().out
@@ -403,7 +404,7 @@ def test_nothing_written_is_harmed_by_a_no_op_resume_a_run_inside_its_data_or_a_
     for i in range(4):
         Image.fromarray(np.full((4, 4), 40 * i, np.uint8)).save(pics / f"{i}.png")
     assert main(["train", "pixelcnn", "--data", str(tmp_path / "pics"), "--out", str(tmp_path / "pics" / "run"),
-                 *TINY]) == 2
+                 *TINY_ARGS]) == 2
     one_error_line(capsys, "inside the --data folder")
     assert sorted(p.name for p in (tmp_path / "pics").iterdir()) == ["cat"]
     # -o onto a file protected from writing is refused, the file kept
@@ -417,7 +418,7 @@ def test_nothing_written_is_harmed_by_a_no_op_resume_a_run_inside_its_data_or_a_
 
 def test_runs_and_report_show_a_broken_run_as_a_row_and_go_on(tmp_path, capsys):
     good = tmp_path / "all" / "good"
-    assert main(["train", "pixelcnn", "--data", "digits", "--out", str(good), "--epochs", "1", *TINY]) == 0
+    assert main(["train", "pixelcnn", "--data", "digits", "--out", str(good), "--epochs", "1", *TINY_ARGS]) == 0
     damage = {"bad-config": lambda f: (f / "config.json").write_text("{garbage"),
               "no-weights": lambda f: (f / "model.safetensors").unlink(),
               "cut-weights": lambda f: (f / "model.safetensors").write_bytes(
@@ -477,20 +478,20 @@ def test_the_silent_and_misleading_cases_each_get_one_line(tmp_path, capsys, mon
             elif e.startswith("link:"):
                 (data / e[5:]).symlink_to(tmp_path / "nothing-there.png")
         flags = [x for x in extra if x.startswith("--")] + (["8"] if "--levels" in extra else [])
-        argv = ["train", "gated-pixelcnn", "--data", str(data), "--out", out, *flags, *TINY]
+        argv = ["train", "gated-pixelcnn", "--data", str(data), "--out", out, *flags, *TINY_ARGS]
         if data == "colour-mnist" and not SHARED_BINARIZED.is_dir():
             continue  # colour MNIST is built from the shared binarized MNIST
         assert main(argv) == 2, (data, argv)
         one_error_line(capsys, match)
     assert main(["train", "pixelcnn", "--data", str(tmp_path / "one-class"), "--data-dir", str(tmp_path / "nope"),
-                 "--out", out, *TINY]) == 2
+                 "--out", out, *TINY_ARGS]) == 2
     one_error_line(capsys, "applies to named datasets")
     monkeypatch.setenv("GENZOO_DATA", str(tmp_path / "nowhere"))
-    assert main(["train", "pixelcnn", "--data", "mnist", "--out", out, *TINY]) == 2
+    assert main(["train", "pixelcnn", "--data", "mnist", "--out", out, *TINY_ARGS]) == 2
     one_error_line(capsys, "GENZOO_DATA")
     monkeypatch.delenv("GENZOO_DATA")
     monkeypatch.setenv("GENZOO_NATIVE_BF16", "yes")
-    assert main(["train", "pixelcnn", "--data", "digits", "--out", out, *TINY]) == 2
+    assert main(["train", "pixelcnn", "--data", "digits", "--out", out, *TINY_ARGS]) == 2
     one_error_line(capsys, "GENZOO_NATIVE_BF16")
     monkeypatch.setenv("GENZOO_NATIVE_BF16", "0")
     assert not (tmp_path / "never").exists()
@@ -503,7 +504,7 @@ def test_pictures_and_eval_say_what_they_did(runs_root, tmp_path, capsys, monkey
         folder = _pictures(tmp_path / name, [f"{i}.png" for i in range(20)], size=size)
         assert main(["train", "pixelcnn", "--data", str(folder), "--out", str(tmp_path / f"run-{name}"), "--epochs",
                      "1",
-                     *TINY]) == 0
+                     *TINY_ARGS]) == 0
     capsys.readouterr()
     assert main(["complete", str(tmp_path / "run-twenty"), "--samples", "2", "-o", str(tmp_path / "c.png")]) == 0
     assert "wrote 2 images x 2 completions" in capsys.readouterr().out  # the split has 2, not the default 8
@@ -537,6 +538,6 @@ def test_a_probe_whose_limit_slice_holds_one_class_and_a_partial_cifar_copy_are_
     for fn in ["data_batch_1.bin", "data_batch_2.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"]:
         (cifar / fn).write_bytes(bytes(3073))
     assert main(["train", "pixelcnn", "--data", "cifar10", "--data-dir", str(cifar), "--out", str(tmp_path / "c"),
-                 *TINY]) == 2
+                 *TINY_ARGS]) == 2
     line = one_error_line(capsys, "data_batch_3.bin not found beside the other batch files")
     assert "download" not in line
