@@ -3,7 +3,7 @@
 Each command runs ``--repeat`` times in a fresh interpreter (``python -m genzoo ...``, PYTHONPATH the checkout's
 src/), alternating between the checkouts; the median wall time is reported. Commands that need no model (genzoo,
 --help, --version, runs, list) import no torch since the twelfth session; since the thirteenth neither do list --json
-and the help of a command that runs models (rebuilt from cli/help.json).
+and the help of a command that runs models (rebuilt from help.json).
 
     .venv/bin/python bench/startup.py --src src --src /path/to/older/checkout/src [--repeat 7]
 """

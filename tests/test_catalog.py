@@ -74,7 +74,7 @@ def _help(argv) -> str:
 def test_help_rebuilt_from_help_json_is_the_real_parsers_character_for_character(monkeypatch):
     monkeypatch.setenv("COLUMNS", "100")
     assert json.loads(helpshape.SHAPES_FILE.read_text()) == help_shapes(), \
-        "src/genzoo/cli/help.json is stale: make catalog writes it from the parsers"
+        "src/genzoo/help.json is stale: make catalog writes it from the parsers"
     cases = [[name] for name in COMMANDS] + [["train", m] for m in genzoo.models.names()]
     for argv in cases:
         real, fast = _help(argv), _help(argv + ["--help"])

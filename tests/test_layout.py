@@ -82,7 +82,7 @@ def test_the_rooms_show_the_architecture_and_no_name_collides():
     modules or packages anywhere share a name (report.py beside cli/report.py confused newcomers)."""
     top = {p.name for p in SRC.iterdir() if not p.name.startswith((".", "__pycache__"))}
     assert top == {"__init__.py", "__main__.py", "checkpoint.py", "errors.py", "grids.py", "likelihood.py",
-                   "recipes.py", "runs.py", "catalog.py", "catalog.json", "folder_files.py", "cli", "data",
+                   "recipes.py", "runs.py", "catalog.py", "catalog.json", "help.json", "folder_files.py", "cli", "data",
                    "evaluation", "models", "report", "training"}
     names = [p.stem for p in MODULES if p.name != "__init__.py" and p.name != "__main__.py"]
     names += [p.parent.name for p in MODULES if p.name == "__init__.py" and p.parent != SRC]

@@ -1,13 +1,14 @@
 """Every command's parser as data, so that ``genzoo COMMAND --help`` prints without importing the command's module
 (most import torch and every model: about 2 s of a 2-core machine's start-up for a page of text).
 
-``help.json`` beside this file holds, for each command, the shape of its parser: its description and epilog, its
-groups, and each option's flags, destination, number of values, metavar, choices and help *as shown* (the limits,
-choices and default that genzoo's HelpFormatter adds already in the text); and, for ``train``, the group of options
-each registered model adds. A parser rebuilt from a shape prints the same help as the real one, character for
-character; only the values' types are missing, which help does not read. The parsers are the truth and help.json
-their copy: ``make catalog`` writes it (``genzoo.cli.help_shapes``), and tests/test_catalog.py fails when a rebuilt
-help differs from the real one or the file is stale.
+``genzoo/help.json`` (beside ``catalog.json``: a data file that names models stays out of ``cli/``) holds, for each
+command, the shape of its parser: its description and epilog, its groups, and each option's flags, destination,
+number of values, metavar, choices and help *as shown* (the limits, choices and default that genzoo's HelpFormatter
+adds already in the text); and, for ``train``, the group of options each registered model adds. A parser rebuilt
+from a shape prints the same help as the real one, character for character; only the values' types are missing,
+which help does not read. The parsers are the truth and help.json their copy: ``make catalog`` writes it
+(``genzoo.cli.help_shapes``), and tests/test_catalog.py fails when a rebuilt help differs from the real one or the
+file is stale.
 
 Only help takes this path: a command line without ``-h``/``--help``, a model the file does not know (one registered
 by a plugin), or a missing or unreadable file build the real parser.
@@ -20,7 +21,7 @@ import functools
 import json
 from pathlib import Path
 
-SHAPES_FILE = Path(__file__).with_name("help.json")
+SHAPES_FILE = Path(__file__).parents[1] / "help.json"
 
 # argparse's action classes by the name a shape gives them; an action of another class cannot be shaped
 KINDS = {"store": argparse._StoreAction, "store_true": argparse._StoreTrueAction,
