@@ -86,6 +86,17 @@ def discretized_logistic_log_prob(x, mean, log_scale, levels: int):
     return torch.where(x == 0, log_a, torch.where(x == levels - 1, log_b, log_a + log_b + width))
 
 
+def coupled_mean(mean, coefficients, earlier):
+    """A channel's logistic means made linear in the pixel's earlier channels (Salimans et al. 2017, PixelCNN++,
+    section 2.2): mean_c = mu_c + sum_{c' < c} tanh(a_{c'}) x_{c'}. mean: mu_c [..]; coefficients: the c raw a_{c'}
+    (before the tanh), each [..]; earlier: the c earlier channels' values x_{c'} on [-1, 1], each broadcastable to
+    [..]. The one place the coupling is written: the per-sub-pixel mixture of every autoregressive model and the
+    pixel-level mixture of PixelCNN++ and PixelSNAIL both read it."""
+    for a, value in zip(coefficients, earlier, strict=True):
+        mean = mean + torch.tanh(a) * value
+    return mean
+
+
 def logistic_mixture_log_prob(x, logit_weights, means, log_scales, levels: int):
     """log P(x) per sub-pixel under a mixture of K discretized logistics (Salimans et al. 2017, PixelCNN++,
     section 2.1): log sum_j pi_j P_j(x), each P_j as in :func:`discretized_logistic_log_prob`.

@@ -39,9 +39,8 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from ...likelihood import (at_least_fp32, bits_per_dim, categorical_nll, full_precision,
-                           logistic_mixture_level_log_probs,
-                          logistic_mixture_log_prob)
+from ...likelihood import (at_least_fp32, bits_per_dim, categorical_nll, coupled_mean, full_precision,
+                           logistic_mixture_level_log_probs, logistic_mixture_log_prob)
 from ..base import (GenerativeModel, ImageConfig, Options, from_signed, require, require_count, require_positive_ints,
                     to_signed)
 from .layers import pointwise
@@ -128,9 +127,8 @@ class AutoregressiveModel(GenerativeModel):
         K = self.config.mixtures
         p = out_c.movedim(1, -1)  # (N, .., P)
         logit_w, mean, log_s, coeff = p[..., :K], p[..., K:2 * K], p[..., 2 * K:3 * K], p[..., 3 * K:]
-        for cp in range(c):  # the mean follows the pixel's earlier channels (PixelCNN++ section 2.2)
-            value = to_signed(levels[:, cp], self.levels, p.dtype)[..., None]  # (N, .., 1)
-            mean = mean + torch.tanh(coeff[..., cp * K:(cp + 1) * K]) * value
+        mean = coupled_mean(mean, [coeff[..., cp * K:(cp + 1) * K] for cp in range(c)],  # each (N, .., K)
+                            [to_signed(levels[:, cp], self.levels, p.dtype)[..., None] for cp in range(c)])
         return logit_w, mean, log_s.clamp(min=-7.0)
 
     def level_log_probs(self, out_c, levels, c: int):

@@ -35,7 +35,7 @@ from ..base import require, require_positive_ints
 from .layers import pointwise, shift_down
 from ..registry import register
 from .shifted import (GatedResnet, PixelSampler, ShiftedConv2d, ShiftedDeconv2d, concat_elu, down_conv,
-                      down_right_conv, gated_resnet_at, pixel_outputs, pixel_params_size, shift_right, with_ones)
+                      down_right_conv, pixel_outputs, pixel_params_size, shift_right, with_ones)
 
 
 @dataclasses.dataclass
@@ -127,13 +127,15 @@ class _PixelCNNPPSampler(PixelSampler):
     2017, Fast PixelCNN++, arXiv:1704.06001). A value of scale s at (r, c) depends on pixels up to (2^s r, 2^s c)
     only, so it is computed at that pixel: scale 0 at every pixel, scale s where i and j are multiples of 2^s.
 
-    The down-right stream ul, which sees the pixel's row, goes a position at a time: each of its 2x2 convolutions
-    keeps the last two rows of its input (``_ColumnWindow``); the transposed ones read one coarse position
-    (``ShiftedDeconv2d``: output (R, S) reads input (R // 2, S // 2)). The down stream u sees only the rows above,
-    so a row of it is computed at its row's first pixel, at every scale, from the rows above it stored then
-    (a shifted convolution's output row r reads its input rows s r - 1 .. s r, s its stride; a transposed one's
-    row R its input row R // 2), and ul's blocks read u's stored rows at their column. Why stored values are
-    right: no feature at (r, c) depends on the image at or after the pixel it is computed at."""
+    The down stream u sees only the rows above, so a row of it is computed at its row's first pixel, at every scale,
+    from the rows above it stored then (a shifted convolution's output row r reads its input rows s r - 1 .. s r, s
+    its stride; a transposed one's row R its input row R // 2). The down-right stream ul, which sees the pixel's row,
+    goes a position at a time, and whatever of a position's value is known when its row starts is computed then for
+    the whole row at once (``_ULBlock``, ``_RowWindow``): the part of each 2x2 convolution that reads the row above,
+    its bias, and the u stream's part of each block's auxiliary input. A position then costs the current row's part
+    of each convolution, one matrix product each. The transposed convolutions read one coarse position (output
+    (R, S) reads input (R // 2, S // 2)). Why stored values are right: no feature at (r, c) depends on the image at or
+    after the pixel it is computed at."""
 
     def __init__(self, model: PixelCNNPP, n: int):
         super().__init__(model)
@@ -144,17 +146,16 @@ class _PixelCNNPPSampler(PixelSampler):
         ref = model.out.weight
         self.S, self.widths = S, widths
         self.rows = {}  # u's convolutions -> {row index: its input's row [n, in, 1, W_s]}
-        self.windows = {}  # ul's 2x2 convolutions -> _ColumnWindow
-        for s, blocks in enumerate(model.up):
-            for block in [*blocks, *model.down[s]]:
-                for M in (block.ul.conv1, block.ul.conv2):
-                    self.windows[M] = _ColumnWindow(M, n, widths[s])
-            if s + 1 < S:
-                self.windows[model.downsample[s][1]] = _ColumnWindow(model.downsample[s][1], n, widths[s])
+        sign = ref.new_tensor([1.0, -1.0]).view(2, 1)
+        self.up = [[_ULBlock(b.ul, n, widths[s], sign, False) for b in model.up[s]] for s in range(S)]
+        self.down = [[_ULBlock(b.ul, n, widths[s], sign, True) for b in model.down[s]] for s in range(S)]
+        self.downsample = [_RowWindow(model.downsample[s][1], n, widths[s], widths[s + 1]) for s in range(S - 1)]
         self.deconv = [{(a, b): M.weight[:, :, a, b].contiguous() for a in range(2) for b in range(2)}
                        for M in (pair[1] for pair in model.upsample)]  # ul's upsampling: (in, out) per kernel tap
+        self.deconv_bias = [pair[1].bias for pair in model.upsample]
         w = model.ul_in[1].weight  # (F, C + 1, 2, 1): the row above and the pixel's row, at the column left
         self.first = {2: w.flatten(1), 1: w[:, :, 1:].flatten(1)}  # by the count of image rows it reads
+        self.first_bias, self.head = model.ul_in[1].bias, pointwise(model.out)
         self.u_up, self.u_down = [None] * S, [None] * S  # per scale: u's values at its current row [n, F, 1, W_s]
         self.u_out = [None] * S  # per scale: u's down-path output row, for the finer scale's upsampling
         self.ul_out = [None] + [ref.new_zeros(n, F_, w_s) for w_s in widths[1:]]  # ul's down-path outputs, scales >= 1
@@ -168,47 +169,40 @@ class _PixelCNNPPSampler(PixelSampler):
         return s
 
     def pixel_params(self, x, i, j):
-        m = self.model
         if j == 0:
             self.start_row(x, i)
         ul = self.ul_row[:, :, j]  # (n, F)
         if j:  # shift_right(ul_in[1](x)) at (i, j): ul_in[1] at (i, j - 1), rows i - 1 .. i
             v = with_ones(x[:, :, max(0, i - 1):i + 1, j - 1])  # (n, C + 1, 1 or 2)
-            ul = ul + F.linear(v.flatten(1), self.first[v.shape[2]], m.ul_in[1].bias)
-        top, skips = self.top_scale(i, j), []
-        for s in range(top + 1):
+            ul = torch.addmm(ul, v.flatten(1), self.first[v.shape[2]].t()) + self.first_bias
+        top, skips, last = self.top_scale(i, j), [], []
+        for s in range(top + 1):  # the way up: each block's concat-ELU input is kept for the way down
             r, c = i >> s, j >> s
             if s:
-                ul = self.windows[m.downsample[s - 1][1]](r, c)
-            skips.append([ul])
-            for k, block in enumerate(m.up[s]):
-                ul = self.resnet(block.ul, ul, self.u_up[s][k + 1][:, :, 0, c], r, c)
-                skips[-1].append(ul)
+                ul = self.downsample[s - 1].output(r, c)
+            skips.append([])
+            for block in self.up[s]:
+                ul, seen = block.at(r, c, ul)
+                skips[-1].append(seen)
+            last.append(ul)
             if s + 1 < self.S:
-                self.windows[m.downsample[s][1]].put(r, c, ul)
+                self.downsample[s].slot(r, c).copy_(ul)
         for s in reversed(range(top + 1)):
-            r, c = i >> s, j >> s
+            r, c, concat = i >> s, j >> s, skips[s]
             if s == self.S - 1:
-                ul = skips[s].pop()
+                ul = last[s]
             else:  # ShiftedDeconv2d (down-right) at (r, c): the coarser scale's output at (r // 2, c // 2)
-                M = m.upsample[s][1]
-                ul = torch.addmm(M.bias, self.ul_out[s + 1][:, :, c // 2], self.deconv[s][r % 2, c % 2])
-            for k, block in enumerate(m.down[s]):
-                aux = torch.cat([self.u_down[s][k][:, :, 0, c], skips[s].pop()], dim=1)
-                ul = self.resnet(block.ul, ul, aux, r, c)
+                ul = torch.addmm(self.deconv_bias[s], self.ul_out[s + 1][:, :, c // 2], self.deconv[s][r % 2, c % 2])
+                concat.append(self.up[s][0].concat_elu(last[s]))
+            for block in self.down[s]:
+                ul, _ = block.at(r, c, ul, concat.pop())
             if s:  # for the finer scale's upsampling
                 self.ul_out[s][:, :, c] = ul
-        return F.linear(F.elu(ul), *pointwise(m.out))  # (n, Q)
-
-    def resnet(self, R, x, aux, r, c):
-        """GatedResnet.forward of the ul stream at (r, c): x [n, F], aux [n, A] -> [n, F]."""
-        return gated_resnet_at(R, x, aux, lambda v: self.windows[R.conv1](r, c, v), lambda v: self.windows[R.conv2](r,
-                                                                                                                    c,
-                                                                                                                    v))
+        return F.linear(F.elu(ul), *self.head)  # (n, Q)
 
     def start_row(self, x, i):
-        """At row i's first pixel, what is blind to row i: ul_in[0]'s part of ul, and the down stream u at every
-        scale whose row starts here (rows i >> s for s <= top_scale(i, 0)), kept for ul's blocks."""
+        """At row i's first pixel, what is blind to row i: ul_in[0]'s part of ul, the down stream u at every
+        scale whose row starts here (rows i >> s for s <= top_scale(i, 0)), and what of ul's row is known now."""
         m, n = self.model, x.shape[0]
         xp = F.pad(with_ones(x[:, :, max(0, i - 2):i]), (0, 0, 2 - min(i, 2), 0))  # rows i - 2 .. i - 1, zeros above
         if i == 0:  # shift_down's zero row above the image (not the convolutions' biases)
@@ -239,6 +233,14 @@ class _PixelCNNPPSampler(PixelSampler):
                 u = self.u_resnet(block.u, u, skips.pop(), r)
                 self.u_down[s].append(u)
             self.u_out[s] = u
+        for s in range(top + 1):  # ul's row r at scale s: what it reads of the row above and of u
+            r = i >> s
+            for k, block in enumerate(self.up[s]):
+                block.start_row(r, self.u_up[s][k + 1])
+            for k, block in enumerate(self.down[s]):
+                block.start_row(r, self.u_down[s][k])
+            if s:
+                self.downsample[s - 1].start_row(r)
 
     def u_resnet(self, R, x, aux, r):
         """GatedResnet.forward of the u stream on row r: x [n, F, 1, W_s]."""
@@ -265,30 +267,91 @@ class _PixelCNNPPSampler(PixelSampler):
         return _band_conv(M, torch.cat([seen[r] if r >= 0 else torch.zeros_like(any_row) for r in rows], dim=2))
 
 
-class _ColumnWindow:
-    """A 2x2 down-right-shifted convolution (stride 1 or 2) one output position at a time, for the ul stream.
+class _RowWindow:
+    """A 2x2 down-right-shifted convolution M (stride s = 1 or 2) of the ul stream, one output position at a time.
 
-    Keeps its input's last two rows, channels last with a zero column on the left, row r in slot r % 2:
-    [n, 2, 1 + W_in, in]. Output (r, c) reads input rows s r - 1 .. s r and columns s c - 1 .. s c (s the stride),
-    a window of two contiguous runs; the kernel's rows are matched to the slots by a weight flattened both ways."""
+    Output (r, c) reads input rows s r - 1 and s r at columns s c - 1 .. s c. The row above is complete when output
+    row r starts, so its part of the whole output row (and the bias, and any ``extra`` known then) is computed at
+    once (``start_row``: one matrix product); each position then adds the current row's part (``output``: one
+    addmm of the two input columns against the kernel's lower row). The input's last two rows are kept channels
+    last, flattened, a zero column on the left, row q in slot q % 2: [2, n, (1 + W_in) in]; a position's input is
+    written in place (``slot``)."""
 
-    def __init__(self, M: ShiftedConv2d, n: int, W_in: int):
-        w = M.weight.permute(0, 2, 3, 1)  # (out, kh, kw, in)
-        self.w = (w.flatten(1), w.flip(1).flatten(1))  # slot 0 holds kernel row 0 (s r odd) / row 1 (s r even)
-        self.b, self.s = M.bias, M.stride[0]
-        self.buf = M.weight.new_zeros(n, 2, 1 + W_in, M.in_channels)
+    def __init__(self, M: ShiftedConv2d, n: int, W_in: int, W_out: int, halves: bool = False):
+        w = M.weight  # (out, in, 2, 2)
+        out_channels, self.c_in = w.shape[:2]
+        # kernel row kh as a matrix [(kw, in) flattened, out], matching two adjacent channels-last input columns
+        self.upper, self.lower = (w[:, :, kh].permute(2, 1, 0).reshape(2 * self.c_in, out_channels) for kh in (0, 1))
+        self.bias, self.s, self.W_out = M.bias, M.stride[0], W_out
+        self.buf = w.new_zeros(2, n, (1 + W_in) * self.c_in)
+        self.known = None  # (n, W_out, out): the current output row's part known at its start
+        # the views a position reads and writes, made once (a view costs as much as a small product to make)
+        self.slots = [[self.buf[q, :, (c + 1) * self.c_in:(c + 2) * self.c_in] for c in range(W_in)] for q in (0, 1)]
+        if halves:  # the same slots as [n, 2, in / 2], for a concat-ELU written into them
+            self.halves = [[v.view(n, 2, -1) for v in row] for row in self.slots]
+        start = [self.s * c * self.c_in for c in range(W_out)]
+        self.windows = [[self.buf[q, :, a:a + 2 * self.c_in] for a in start] for q in (0, 1)]
 
-    def put(self, r: int, c: int, v: torch.Tensor) -> None:
-        """The input at (r, c): v [n, in]."""
-        self.buf[:, r % 2, c + 1] = v
+    def slot(self, r: int, c: int) -> torch.Tensor:
+        """The input at (r, c), [n, in], a view to write into."""
+        return self.slots[r % 2][c]
 
-    def __call__(self, r: int, c: int, v: torch.Tensor | None = None) -> torch.Tensor:
-        """The output at (r, c) -> [n, out]; v: the input at (r, c) to put first (stride 1)."""
-        if v is not None:
-            self.put(r, c, v)
-        r_in, c_in = self.s * r, self.s * c
-        window = self.buf[:, :, c_in:c_in + 2].reshape(self.buf.shape[0], -1)  # (n, 2 * 2 * in)
-        return F.linear(window, self.w[r_in % 2 == 0], self.b)
+    def start_row(self, r: int, extra: torch.Tensor | None = None) -> None:
+        """Output row r begins: the row above's part, the bias and extra [n, W_out, out] for every position."""
+        above = self.buf[(self.s * r - 1) % 2]  # (n, (1 + W_in) in)
+        n = above.shape[0]
+        windows = above.as_strided((n, self.W_out, 2 * self.c_in), (above.stride(0), self.s * self.c_in, 1))
+        # one matrix product on a contiguous copy (a batched product over the strided windows runs per image)
+        known = torch.addmm(self.bias, windows.reshape(n * self.W_out, -1), self.upper).view(n, self.W_out, -1)
+        self.known = known if extra is None else known + extra
+
+    def output(self, r: int, c: int) -> torch.Tensor:
+        """The output at (r, c), [n, out], once the input at (s r, s c) is in its slot."""
+        return torch.addmm(self.known[:, c], self.windows[self.s * r % 2][c], self.lower)
+
+
+class _ULBlock:
+    """One gated block of the ul stream (``GatedResnet``) at one position: x [n, F] -> [n, F], both its 2x2
+    convolutions as ``_RowWindow``s. Its auxiliary input's u part ([u, skip] on the way down, u on the way up) is a
+    row of the u stream, known when the row starts: its 1x1 product joins the first convolution's known part. The
+    concat-ELU of an input is written straight into its window's slot; the way down reads its skip's there."""
+
+    def __init__(self, R: GatedResnet, n: int, W: int, sign: torch.Tensor, skip: bool):
+        self.conv1, self.conv2 = _RowWindow(R.conv1, n, W, W, True), _RowWindow(R.conv2, n, W, W, True)
+        w, self.aux_bias = pointwise(R.aux)  # (F, 2A): concat_elu([u, skip]) = elu([u, skip, -u, -skip])
+        F_ = w.shape[0]
+        self.aux_u = torch.cat([w[:, :F_], w[:, 2 * F_:3 * F_]], 1).t() if skip else w.t()  # (2F, F)
+        self.aux_skip = torch.cat([w[:, F_:2 * F_], w[:, 3 * F_:]], 1).t() if skip else None
+        self.sign, self.F, self.dropout = sign, F_, R.dropout
+
+    def concat_elu(self, x: torch.Tensor) -> torch.Tensor:
+        """elu([x, -x]) [n, 2F] of x [n, F] (two operations, no concatenation)."""
+        return F.elu(x.unsqueeze(1) * self.sign).flatten(1)
+
+    def concat_elu_into(self, window: _RowWindow, r: int, c: int, x: torch.Tensor) -> torch.Tensor:
+        """concat_elu(x) written into window's slot (r, c) -> that slot [n, 2F]."""
+        torch.mul(x.unsqueeze(1), self.sign, out=window.halves[r % 2][c])
+        return F.elu_(window.slots[r % 2][c])
+
+    def start_row(self, r: int, u: torch.Tensor) -> None:
+        """Row r of the u stream at this block, u [n, F, 1, W]."""
+        n, _, _, W = u.shape
+        concat = concat_elu(u)[:, :, 0].transpose(1, 2).reshape(n * W, -1)  # (n W, 2F)
+        self.conv1.start_row(r, torch.addmm(self.aux_bias, concat, self.aux_u).view(n, W, -1))
+        self.conv2.start_row(r)
+
+    def at(self, r: int, c: int, x: torch.Tensor, skip: torch.Tensor | None = None):
+        """The block at (r, c): x [n, F], skip: concat_elu of the way up's value [n, 2F] (way down) ->
+        (its output [n, F], concat_elu(x) [n, 2F], kept until row r + 2 overwrites it)."""
+        seen = self.concat_elu_into(self.conv1, r, c, x)
+        t = self.conv1.output(r, c)
+        if skip is not None:
+            t = torch.addmm(t, skip, self.aux_skip)
+        inner = self.concat_elu_into(self.conv2, r, c, t)
+        if self.dropout.training and self.dropout.p > 0:
+            inner.copy_(self.dropout(inner))
+        gate = self.conv2.output(r, c)  # (n, 2F): [a, b]
+        return torch.addcmul(x, gate[:, :self.F], torch.sigmoid(gate[:, self.F:])), seen
 
 
 def _deconv_row(M: ShiftedDeconv2d, t: torch.Tensor, R: int, W: int) -> torch.Tensor:

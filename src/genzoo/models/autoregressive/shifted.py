@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...likelihood import discretized_logistic_log_prob
+from ...likelihood import coupled_mean, discretized_logistic_log_prob
 from .layers import pointwise, to_logits
 
 
@@ -148,16 +148,15 @@ def pixel_outputs(model, params: torch.Tensor, x: torch.Tensor, channels: int | 
         return to_logits(params, C, model.config.levels)[:, :, :channels]
     K, (B, _, H, W) = model.config.mixtures, params.shape
     logit_pi, rest = params[:, :K], params[:, K:]
-    means, log_s, coeffs = rest[:, :C * K], rest[:, C * K:2 * C * K], torch.tanh(rest[:, 2 * C * K:])
+    means, log_s, coeffs = rest[:, :C * K], rest[:, C * K:2 * C * K], rest[:, 2 * C * K:]  # coeffs: raw a's
     means, log_s = means.view(B, C, K, H, W), log_s.view(B, C, K, H, W).clamp(min=-7.0)  # the base's clamp
     levels = model.levels_of(x)  # (B, C, H, W)
-    logits, per_channel, pair = logit_pi, [], 0
+    logits, per_channel = logit_pi, []
     channels = C if channels is None else channels
     for c in range(channels):
-        mean = means[:, c]
-        for cp in range(c):  # mean_c = mu_c + sum_{c' < c} tanh(a_{c'c}) x_{c'}
-            mean = mean + coeffs[:, pair * K:(pair + 1) * K] * x[:, cp:cp + 1]
-            pair += 1
+        first = c * (c - 1) // 2  # channel c's coefficients a_{c'c}, c' < c, follow those of the channels before
+        mean = coupled_mean(means[:, c], [coeffs[:, (first + cp) * K:(first + cp + 1) * K] for cp in range(c)],
+                            [x[:, cp:cp + 1] for cp in range(c)])  # (B, K, H, W)
         zeros = mean.new_zeros(B, (C - 1) * K, H, W)  # the base's own coupling is not used: it is in the mean
         per_channel.append(torch.cat([logits, mean, log_s[:, c], zeros], dim=1))  # (B, (2 + C) K, H, W)
         if c + 1 < channels:  # the posterior weights given this channel's level: log pi_k + sum log L(x_c'; k)
