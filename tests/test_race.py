@@ -64,6 +64,15 @@ def test_an_estimator_too_slow_for_the_evaluation_budget_scores_a_seeded_subset_
     assert "--eval-minutes" in (out / "race.md").read_text()
 
 
+def test_a_monte_carlo_figure_is_raced_with_its_standard_error(tmp_path):
+    # one time per image (the default) gives no standard error; the race scores with the model's with_standard_error
+    out = tmp_path / "race"
+    assert main([*RACE[:6], "masked-diffusion", *RACE[7:], "--eval-limit", "24", "--out", str(out)]) == 0
+    e = json.loads((out / "race.json").read_text())["entries"]["masked-diffusion"]
+    assert e["likelihood_kind"] == "bound" and e["count"] == 24 and 0 < e["standard_error"] < e["nll_nats"]
+    assert f"SE {e['standard_error']:.2f})" in (out / "race.md").read_text()
+
+
 KILL_WHILE_SCORING = textwrap.dedent("""
     import os, signal, sys
     from genzoo.cli import main, race

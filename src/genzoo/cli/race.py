@@ -8,10 +8,10 @@ A killed race run again with the same options resumes: finished models keep thei
 resumes its training folder (``train --resume``). Each model trains with its budget recipe (``genzoo train --minutes``:
 recipes.budget_recipe, the cosine fitted to the budget; race.json keeps each model's training options), in fp32 on
 every CPU so that no model's figure depends on a precision chosen for it; its figure is ``genzoo eval`` at the model's
-default estimator
-on the test split, within an equal evaluation budget (``--eval-minutes``: an estimator too slow for the whole split
-scores the largest seeded subset that fits, with its standard error; ``--eval-limit`` one subset for all); FID with
-``--fid N``. For a
+default estimator (a Monte-Carlo one with the fewest draws that give its standard error: ``with_standard_error`` of
+its EvalOptions) on the test split, within an equal evaluation budget (``--eval-minutes``: an estimator too slow for
+the whole split scores the largest seeded subset that fits, with its standard error; ``--eval-limit`` one subset for
+all); FID with ``--fid N``. For a
 model that samples in raster order (``raster_order``) the time to sample 64 images is set against its floor, one
 full forward pass over 64 images (the arithmetic a perfect cache does): "x its floor" in the table.
 """
@@ -151,6 +151,12 @@ def _train(args, name: str, folder: Path) -> None:
         raise GenzooError(f"race: {name} failed to train (genzoo {' '.join(argv)} exited {status})")
 
 
+def _with_standard_error(model) -> list[str]:
+    """The eval flags that give the model's Monte-Carlo figure its standard error (none for most models)."""
+    return [w for k, v in type(model).EvalOptions.with_standard_error.items() for w in (f"--{k.replace('_', '-')}",
+                                                                                         str(v))]
+
+
 def _eval_limit(args, name: str, run: runs.Run, test, device) -> int | None:
     """--eval-limit; else None (the whole test split) where the model's estimator, timed on PROBE_IMAGES seeded test
     images, would score it within --eval-minutes; else the largest seeded subset that it would."""
@@ -158,7 +164,8 @@ def _eval_limit(args, name: str, run: runs.Run, test, device) -> int | None:
         return args.eval_limit
     probe = min(len(test), PROBE_IMAGES)
     start = time.perf_counter()
-    evaluate.measure(parse_command(evaluate, ["eval", str(run.folder), "--limit", str(probe)]), run, test, device)
+    argv = ["eval", str(run.folder), "--limit", str(probe), *_with_standard_error(run.model)]
+    evaluate.measure(parse_command(evaluate, argv), run, test, device)
     per_image = (time.perf_counter() - start) / probe  # fixed costs (a fitted estimator) counted as per image: safe
     if per_image * len(test) <= args.eval_minutes * 60:
         return None
@@ -175,7 +182,7 @@ def _score(args, name: str, folder: Path, device) -> dict:
     run = runs.open_run(folder, need_record=True)
     test = checked_split(run, parse_command(evaluate, ["eval", str(folder)]), "test")
     limit = _eval_limit(args, name, run, test, device)
-    argv = ["eval", str(folder)] + (["--limit", str(limit)] if limit else []) + \
+    argv = ["eval", str(folder), *_with_standard_error(run.model)] + (["--limit", str(limit)] if limit else []) + \
         (["--fid", str(args.fid)] if args.fid else [])
     ev = parse_command(evaluate, argv)
     start = time.perf_counter()

@@ -57,6 +57,9 @@ class Options:
     limits: ClassVar[dict] = {}
     choices: ClassVar[dict] = {}
     exclusive: ClassVar[frozenset] = frozenset()  # fields whose low limit is itself refused
+    # EvalOptions of a Monte-Carlo estimate whose defaults give it no standard error: the fewest that do (genzoo race
+    # scores with them, so that every estimated figure of a race carries its standard error)
+    with_standard_error: ClassVar[dict] = {}
 
 
 def require(ok: bool, message: str) -> None:

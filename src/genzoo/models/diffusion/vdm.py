@@ -138,6 +138,7 @@ class TimeSampledEvaluation(Options):
     # image, the training estimate)
     t_samples: int = 1
     limits: ClassVar[dict] = {"t_samples": (1, 100_000)}
+    with_standard_error: ClassVar[dict] = {"t_samples": 2}  # two times per image: the per-image variance is seen
 
 
 def standard_error(k: int, means: dict, count: int) -> tuple[dict, str]:
