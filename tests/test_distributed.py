@@ -5,12 +5,13 @@ import math
 import socket
 import subprocess
 import sys
+import textwrap
 
 import pytest
 import torch
 
 from genzoo.cli import main
-from conftest import metrics, weights
+from conftest import metrics, tiny_flags, weights
 
 TRAIN = ["train", "pixelcnn", "--data", "digits", "--epochs", "2", "--batch-size", "100", "--warmup-steps", "3",
          "--eval-limit", "90", "--hidden-channels", "8", "--num-layers", "2", "--head-channels", "8", "--threads", "1"]
@@ -104,3 +105,47 @@ def test_the_vq_vae_codebook_sees_the_global_batch_under_two_processes(tmp_path)
     a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
     assert torch.allclose(a["quantizer.ema_count"], b["quantizer.ema_count"], atol=1e-4)
     assert all(torch.allclose(a[k], b[k], atol=1e-4, rtol=0) for k in a)
+
+
+GAN = ["train", "gan", "--data", "digits", "--epochs", "2", "--batch-size", "100", "--warmup-steps", "3",
+       "--eval-limit", "90", *tiny_flags("gan"), "--threads", "1"]
+
+EVERY_RANK = textwrap.dedent("""
+    import sys
+    from safetensors.torch import save_file
+    from genzoo.cli import main
+    from genzoo.training import trainer
+    saved = trainer.Trainer.save_checkpoint
+    def save_checkpoint(self, state):  # each rank's weights and buffers at each checkpoint, beside the run
+        saved(self, state)
+        tensors = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        save_file(tensors, str(self.out.parent / f"rank{self.rank}-step{state['step']}.safetensors"))
+    trainer.Trainer.save_checkpoint = save_checkpoint
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def test_a_models_own_training_step_keeps_the_ranks_equal_under_two_processes_and_resumes_bitwise(tmp_path):
+    # The GAN's two updates do not go through DDP: the step averages their gradients (and takes rank 0's
+    # BatchNorm statistics) itself, so every rank holds the same weights at every checkpoint; each rank draws its
+    # own z, and a resumed run restores every rank's random state: it ends bitwise equal to an uninterrupted one.
+    from safetensors.torch import load_file
+    from test_resume import KILLER
+
+    (tmp_path / "every_rank.py").write_text(EVERY_RANK)
+    (tmp_path / "killer.py").write_text(KILLER)
+    whole = tmp_path / "whole" / "run"
+    p = torchrun(2, *GAN, "--out", whole, script=tmp_path / "every_rank.py")
+    assert p.returncode == 0, p.stderr[-3000:]
+    for step in (15, 30):  # the end of each epoch
+        a, b = (load_file(whole.parent / f"rank{r}-step{step}.safetensors") for r in (0, 1))
+        assert all(torch.equal(a[k], b[k]) for k in a), step
+    first = load_file(whole.parent / "rank0-step15.safetensors")
+    assert any(not torch.equal(first[k], a[k]) for k in a)  # and it did train
+    killed = tmp_path / "killed"
+    p = torchrun(2, "step", 40, *GAN, "--out", killed, script=tmp_path / "killer.py")  # 2 updates a step: step 20
+    assert p.returncode != 0 and [m["epoch"] for m in metrics(killed)] == [1]
+    p = torchrun(2, "train", "--resume", killed)
+    assert p.returncode == 0, p.stderr[-3000:]
+    ref, resumed = weights(whole), weights(killed)
+    assert all(torch.equal(ref[k], resumed[k]) for k in ref)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .distributed import average_gradients, broadcast_buffers
 from .precision import autocast
 
 
@@ -20,23 +21,31 @@ class Step:
     def __init__(self, trainer, index: int):
         self.trainer, self.index = trainer, index
         self.taken = self.skipped = 0
+        self.synchronised = False  # the next update's loss came through ``loss`` (DDP averages its gradients)
 
     def autocast(self):
         """The run's precision for a forward pass (bf16 autocast or nothing); backward runs outside it."""
         return autocast(self.trainer.device, self.trainer.precision)
 
     def loss(self, x, y=None) -> dict:
+        self.synchronised = self.trainer.distributed
         with self.autocast():
             return self.trainer.step_fn(x, y)
 
     def update(self, loss: torch.Tensor, optimizer: int = 0) -> bool:
         """Backpropagate ``loss``, clip the global norm of optimizer ``optimizer``'s parameters and step it;
-        a non-finite loss or gradient (on any rank) skips the update. Returns whether it was taken."""
+        a non-finite loss or gradient (on any rank) skips the update. Returns whether it was taken. Under torchrun
+        the gradients are averaged over the ranks: by DDP for a loss from ``loss`` (update it before computing
+        another), here for one the model computed itself."""
         trainer = self.trainer
         opt = trainer.optimizers[optimizer]
         params = [p for g in opt.param_groups for p in g["params"]]
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if trainer.distributed and not self.synchronised:  # what DDP does for a loss computed through it
+            average_gradients(params, trainer.world)
+            broadcast_buffers(trainer.model, trainer.world)
+        self.synchronised = False
         grad_norm = nn.utils.clip_grad_norm_(params, trainer.cfg.grad_clip or math.inf)
         if trainer._bad_step(loss, grad_norm):
             opt.zero_grad(set_to_none=True)

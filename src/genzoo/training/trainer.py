@@ -11,9 +11,10 @@ checkpoint and replays the data order, which is a pure function of (seed, epoch)
 resumed run ends bitwise equal to an uninterrupted one on CPU.
 
 Distributed: run under ``torchrun`` (:mod:`genzoo.distributed` joins the group); each rank
-takes the DistributedSampler's share of every global batch (``batch_size`` is global),
-gradients are averaged by DistributedDataParallel, evaluation sums are all-reduced, and only
-rank 0 writes.
+takes the DistributedSampler's share of every global batch (``batch_size`` is global) and its own
+random stream (rank 0's is one process's), gradients are averaged (by DistributedDataParallel, or
+by the step for a loss a model's ``training_step`` computed itself), evaluation sums are
+all-reduced, and only rank 0 writes (every rank's random state kept in the checkpoint).
 """
 
 from __future__ import annotations
@@ -28,15 +29,15 @@ from torch import nn
 from torch.utils.data import BatchSampler, DistributedSampler
 from tqdm import tqdm
 
-from ..evaluation import figures
 from .. import checkpoint as ckpt
 from .. import runs
-from ..evaluation import scoring
+from ..evaluation import figures, scoring
 from ..errors import GenzooError
 from ..likelihood import bits_per_dim
 from ..models.base import GenerativeModel, adam_with_decay
 from .config import TrainConfig  # noqa: F401  (genzoo.training.trainer.TrainConfig stays importable)
 from .ema import WeightAverage
+from .distributed import gather_objects
 from .steps import Step, load_optimizers, rng_state, set_rng_state
 from .precision import PRECISIONS, autocast, resolve
 from .schedule import BudgetFit, fitted_schedule, lr_at
@@ -132,11 +133,12 @@ class Trainer:
         if bad:  # cannot happen while bad steps are skipped; never write such a checkpoint regardless
             raise GenzooError(f"weight {bad[0]} is not finite at step {state['step']}: checkpoint not written; "
                               f"the last committed one is kept")
+        rngs = gather_objects(rng_state(), self.world)  # each rank's generators: its draws within a step are its own
         if self.rank == 0:
             extra = {"ema_updates": self.ema.updates} if self.ema else {}
             runs.commit_checkpoint(self.out, state, self.model.state_dict(),
                                    {**state, **extra, "optimizers": [o.state_dict() for o in self.optimizers],
-                                    "rng": rng_state()}, ema=self.ema.state if self.ema else None)
+                                    "rng": rngs[0], "rng_ranks": rngs[1:]}, ema=self.ema.state if self.ema else None)
         if self.distributed:
             dist.barrier()
 
@@ -146,7 +148,8 @@ class Trainer:
         state = {**self._fresh_state(), **ckpt.load_trainer_state(trainer)}  # counters newer than the file start at 0
         try:
             load_optimizers(self.optimizers, state.pop("optimizers", None) or [state.pop("optimizer")], self.model)
-            set_rng_state(state.pop("rng"))
+            ranks = [state.pop("rng"), *state.pop("rng_ranks", [])]  # one a rank (before: rank 0's alone)
+            set_rng_state(ranks[self.rank] if self.rank < len(ranks) else ranks[0])
             if self.ema:
                 # the run's checkpoints all keep their average (--resume cannot change --ema): none is foreign
                 self.ema.load(ckpt.load_weights(runs.checkpoint_average(self.out, record)), state.pop("ema_updates"))
@@ -272,7 +275,7 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         if resume and (self.out / runs.CHECKPOINT_RECORD).exists():
             return self.load_checkpoint()
-        torch.manual_seed(_seed_for(self.cfg.seed, 1))
+        torch.manual_seed(_seed_for(self.cfg.seed, 1, *([self.rank] if self.rank else [])))  # rank 0's: one process's
         if resume and self.rank == 0:  # killed before its first checkpoint: drop what it left
             runs.discard_uncommitted(self.out)
         return self._fresh_state()
