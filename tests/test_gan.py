@@ -117,6 +117,13 @@ def test_a_gan_killed_between_its_two_updates_resumes_bitwise(options, tmp_path)
     assert "test_nll" not in metrics(ref)[-1]  # a GAN trains with no likelihood
 
 
+def test_compile_says_once_that_a_models_own_losses_run_uncompiled(tmp_path, capsys):
+    # --compile compiles the loss Step.loss runs; the GAN's training step computes its two losses itself
+    assert main([*TRAIN, "--epochs", "1", "--compile", "--out", str(tmp_path / "gan")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("this model's training step computes its own losses, which run uncompiled") == 1
+
+
 def test_the_command_line_trains_samples_and_gives_an_ais_figure_with_a_fitted_scale(tmp_path, capsys):
     run = tmp_path / "gan"
     assert main([*TRAIN, "--epochs", "1", "--out", str(run)]) == 0

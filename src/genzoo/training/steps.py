@@ -22,13 +22,14 @@ class Step:
         self.trainer, self.index = trainer, index
         self.taken = self.skipped = 0
         self.synchronised = False  # the next update's loss came through ``loss`` (DDP averages its gradients)
+        self.ran_loss = False  # ``loss`` ran in this step (what --compile compiles)
 
     def autocast(self):
         """The run's precision for a forward pass (bf16 autocast or nothing); backward runs outside it."""
         return autocast(self.trainer.device, self.trainer.precision)
 
     def loss(self, x, y=None) -> dict:
-        self.synchronised = self.trainer.distributed
+        self.synchronised, self.ran_loss = self.trainer.distributed, True
         with self.autocast():
             return self.trainer.step_fn(x, y)
 
@@ -42,6 +43,10 @@ class Step:
         params = [p for g in opt.param_groups for p in g["params"]]
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if trainer.cfg.compile and not self.ran_loss and not getattr(trainer, "said_uncompiled", False):
+            trainer.said_uncompiled = True  # said once a run, not silently ignored
+            trainer.log("--compile compiles the loss the trainer runs; this model's training step computes its own "
+                        "losses, which run uncompiled")
         if trainer.distributed and not self.synchronised:  # what DDP does for a loss computed through it
             average_gradients(params, trainer.world)
             broadcast_buffers(trainer.model, trainer.world)
