@@ -73,6 +73,15 @@ def test_a_monte_carlo_figure_is_raced_with_its_standard_error(tmp_path):
     assert f"SE {e['standard_error']:.2f})" in (out / "race.md").read_text()
 
 
+def test_fid_is_asked_of_the_models_that_sample_only(tmp_path):
+    # an autoencoder defines no distribution: eval --fid refuses it, so the race must not ask (it once stopped there)
+    out = tmp_path / "race"
+    assert main([*RACE[:6], "autoencoder,made", *RACE[7:], "--fid", "20", "--out", str(out)]) == 0
+    entries = json.loads((out / "race.json").read_text())["entries"]
+    assert "fid" not in entries["autoencoder"] and "mse" in entries["autoencoder"]
+    assert entries["made"]["fid"] >= 0
+
+
 KILL_WHILE_SCORING = textwrap.dedent("""
     import os, signal, sys
     from genzoo.cli import main, race

@@ -183,7 +183,7 @@ def _score(args, name: str, folder: Path, device) -> dict:
     test = checked_split(run, parse_command(evaluate, ["eval", str(folder)]), "test")
     limit = _eval_limit(args, name, run, test, device)
     argv = ["eval", str(folder), *_with_standard_error(run.model)] + (["--limit", str(limit)] if limit else []) + \
-        (["--fid", str(args.fid)] if args.fid else [])
+        (["--fid", str(args.fid)] if args.fid and run.model.can_sample else [])  # no sampler: no FID, no refusal
     ev = parse_command(evaluate, argv)
     start = time.perf_counter()
     result, text = evaluate.measure(ev, run, test, device)
