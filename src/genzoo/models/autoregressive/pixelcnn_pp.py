@@ -193,7 +193,7 @@ class _PixelCNNPPSampler(PixelSampler):
                 ul = last[s]
             else:  # ShiftedDeconv2d (down-right) at (r, c): the coarser scale's output at (r // 2, c // 2)
                 ul = torch.addmm(self.deconv_bias[s], self.ul_out[s + 1][:, :, c // 2], self.deconv[s][r % 2, c % 2])
-                concat.append(self.up[s][0].concat_elu(last[s]))
+                concat.append(concat_elu(last[s]))  # (n, 2F): the one skip no block's slot holds
             for block in self.down[s]:
                 ul, _ = block.at(r, c, ul, concat.pop())
             if s:  # for the finer scale's upsampling
@@ -323,10 +323,6 @@ class _ULBlock:
         self.aux_u = torch.cat([w[:, :F_], w[:, 2 * F_:3 * F_]], 1).t() if skip else w.t()  # (2F, F)
         self.aux_skip = torch.cat([w[:, F_:2 * F_], w[:, 3 * F_:]], 1).t() if skip else None
         self.sign, self.F, self.dropout = sign, F_, R.dropout
-
-    def concat_elu(self, x: torch.Tensor) -> torch.Tensor:
-        """elu([x, -x]) [n, 2F] of x [n, F] (two operations, no concatenation)."""
-        return F.elu(x.unsqueeze(1) * self.sign).flatten(1)
 
     def concat_elu_into(self, window: _RowWindow, r: int, c: int, x: torch.Tensor) -> torch.Tensor:
         """concat_elu(x) written into window's slot (r, c) -> that slot [n, 2F]."""
