@@ -109,13 +109,18 @@ def test_fit_cosine_needs_a_budget_and_a_warm_up_to_time():
 
 
 def test_every_budget_recipe_names_a_model_and_its_own_options():
-    for name, recipe in recipes.BUDGETS.items():
-        assert recipe.model == name and name in models.names()
-        fields = {f.name for f in models.config_fields(name)}
-        assert set(recipe.options) <= fields, name
-        assert set(recipe.train) <= {f.name for f in dataclasses.fields(TrainConfig)}, name
-        TrainConfig(minutes=4, **{**recipes.BUDGET_TRAIN, **recipe.train})  # valid as a whole
-        models.build(name, image_shape=(1, 4, 4), levels=(recipe.levels or (2,))[0], **recipe.options)
+    for name, own in recipes.BUDGETS.items():
+        kinds = [level for recipe in own for level in (recipe.levels or ("any",))]
+        assert len(kinds) == len(set(kinds)), f"{name}: two budget recipes for one kind of data"
+        for recipe in own:
+            assert recipe.model == name and name in models.names()
+            fields = {f.name for f in models.config_fields(name)}
+            assert set(recipe.options) <= fields, name
+            assert set(recipe.train) <= {f.name for f in dataclasses.fields(TrainConfig)}, name
+            TrainConfig(minutes=4, **{**recipes.BUDGET_TRAIN, **recipe.train})  # valid as a whole
+            for levels in recipe.levels or (2, 256):
+                models.build(name, image_shape=(1, 4, 4), levels=levels, **recipe.options)
+                assert recipes.budget_recipe(name, levels)[0] == recipe.options  # the one for its data is taken
 
 
 def _train(tmp_path, capsys, name, *extra):
@@ -127,7 +132,7 @@ def _train(tmp_path, capsys, name, *extra):
 
 
 def test_minutes_take_the_models_budget_recipe_where_no_option_is_given(tmp_path, capsys):
-    own = recipes.BUDGETS["made"]
+    own = next(b for b in recipes.BUDGETS["made"] if 2 in b.levels)  # digits thresholded: 2 levels
     train, config, said = _train(tmp_path, capsys, "recipe", "--minutes", "0.05", "--eval-limit", "50",
                                  "--hidden-units", "64")
     assert "budget recipe (made's own, measured on 2-level data" in said

@@ -205,23 +205,53 @@ class BudgetRecipe:
 # 5e-3 after 50), PixelCNN++ 95.78, PixelSNAIL 172.98; the default PixelCNN (414k parameters) reached 98.61 in the
 # same 4 minutes (the eleventh session's first race attempt): at a short budget a narrow network's extra steps win.
 _SMALL_AR = "bench/autoregressive.py at 4 minutes on binarized MNIST (about 75k parameters)"
+# The fifteenth session's probes, one 4-minute run each, alone, 2 threads, AMD EPYC, Fashion-MNIST (256 levels),
+# each against the same model at its defaults in the Fashion-MNIST race (docs/races/fashion-mnist-4min), on the same
+# 1,000 seeded test images (the trainer's --eval-limit figure; docs/RESULTS.md, "Budget recipes for 256-level data").
+_PROBE_256 = "the fifteenth session's 4-minute probes on Fashion-MNIST, against the race's defaults: "
 _AR_TRAIN = {"lr": 2e-3, "warmup_steps": 200}
 
 
-def _small(model: str, **options) -> "BudgetRecipe":
-    return BudgetRecipe(model=model, options=options, train=dict(_AR_TRAIN), levels=(2,), evidence=_SMALL_AR)
+def _small(model: str, nats_256: str, **options) -> "BudgetRecipe":
+    """The narrow network of bench/autoregressive.py: measured on 2 levels, and on 256 where ``nats_256`` says."""
+    return BudgetRecipe(model=model, options=options, train=dict(_AR_TRAIN), levels=(2, 256),
+                        evidence=f"{_SMALL_AR}; {_PROBE_256}{nats_256}")
 
 
-BUDGETS = {b.model: b for b in (
-    _small("pixelcnn", hidden_channels=32, num_layers=5, head_channels=64),
-    _small("gated-pixelcnn", hidden_channels=28, num_layers=5, head_channels=64, kernel=3),
-    _small("row-lstm", hidden_channels=24, num_layers=3, head_channels=64),
-    _small("diagonal-bilstm", hidden_channels=24, num_layers=3, head_channels=64),
+_BUDGET_LIST = (
+    _small("pixelcnn", "1857.5 nats against 2011.5", hidden_channels=32, num_layers=5, head_channels=64),
+    _small("gated-pixelcnn", "1882.3 nats against 2247.7", hidden_channels=28, num_layers=5, head_channels=64,
+           kernel=3),
+    _small("row-lstm", "1902.8 nats against 1945.3", hidden_channels=24, num_layers=3, head_channels=64),
+    _small("diagonal-bilstm", "2102.0 nats against 2241.6", hidden_channels=24, num_layers=3, head_channels=64),
     BudgetRecipe(model="pixel-transformer", options=dict(embed_dim=52, num_layers=3, num_heads=1, mlp_ratio=2,
                                                          attention_rows=1, relative_bias=True),
-                 train={"lr": 5e-3, "warmup_steps": 50}, levels=(2,), evidence=_SMALL_AR),
-    _small("pixelcnn-pp", hidden_channels=12, num_resnet=1, output="softmax"),
-    _small("pixelsnail", hidden_channels=24, num_blocks=2, num_resnet=1, output="softmax"),
+                 train={"lr": 5e-3, "warmup_steps": 50}, levels=(2, 256),
+                 evidence=f"{_SMALL_AR}; {_PROBE_256}1974.0 nats against 2418.8"),
+    BudgetRecipe(model="pixelcnn-pp", options=dict(hidden_channels=12, num_resnet=1, output="softmax"),
+                 train=dict(_AR_TRAIN), levels=(2,), evidence=_SMALL_AR),
+    BudgetRecipe(model="pixelcnn-pp", options=dict(hidden_channels=12, num_resnet=1), train=dict(_AR_TRAIN),
+                 levels=(256,), evidence=f"{_PROBE_256}1857.9 nats against 2027.3 (its mixture output kept)"),
+    # none on 256 levels: the narrow PixelSNAIL (mixture output) lost to the default there, 2093.8 against 2024.2
+    BudgetRecipe(model="pixelsnail", options=dict(hidden_channels=24, num_blocks=2, num_resnet=1, output="softmax"),
+                 train=dict(_AR_TRAIN), levels=(2,), evidence=_SMALL_AR),
+    BudgetRecipe(model="realnvp", options={"num_scales": 2, "hidden_channels": 32, "num_blocks": 2,
+                                           "space_to_depth": True}, levels=(256,), train={"warmup_steps": 200},
+                 evidence=f"the shipped realnvp-fashion-mnist's network; {_PROBE_256}2225.1 nats against 3017.1 "
+                          f"(273 images/s against 18)"),
+    BudgetRecipe(model="diffusion", options={"fourier_features": True}, levels=(256,),
+                 train={"lr": 2e-3, "warmup_steps": 200, "compile": True},
+                 evidence=f"the shipped diffusion-fashion-mnist's recipe less its hour's moving average; {_PROBE_256}"
+                          f"80 images/s against 64 and 2190.6 nats against 2271.4 (one time per image: within "
+                          f"the bound's Monte-Carlo noise)"),
+    # NADE and MADE on 256 levels: the mixture of 10 discretized logistics per sub-pixel (30 outputs, not 256 logits:
+    # the default softmax's output layer alone is 100.9M parameters, 29 images/s)
+    BudgetRecipe(model="nade", options={"output": "mixture"}, levels=(256,),
+                 train={"lr": 5e-3, "batch_size": 100, "warmup_steps": 200},
+                 evidence=f"{_PROBE_256}2056.9 nats against 2485.9 (124 images/s against 29)"),
+    BudgetRecipe(model="made", options={"output": "mixture", "hidden_units": 1000}, levels=(256,),
+                 train={"lr": 5e-3, "batch_size": 100, "warmup_steps": 200},
+                 evidence=f"{_PROBE_256}1990.9 nats against 3074.1 (197 images/s against 28)"),
     BudgetRecipe(
         model="nade", options={}, levels=(2,),
         train={"lr": 1e-2, "batch_size": 100, "warmup_steps": 200, "compile": True},
@@ -235,13 +265,17 @@ BUDGETS = {b.model: b for b in (
                  "min on one core: 89.67 nats) and the second GPU lease (longer cosines overfit); the eleventh "
                  "session's 4-minute runs, 2 threads, AMD EPYC: 1,000 units 89.67 nats in 1.5 min, 2,000 units "
                  "89.03 in 2.5 min"),
-)}
+)
+# a model's budget recipes, one per kind of data (levels): budget_recipe picks the one measured on the data
+BUDGETS: dict[str, tuple[BudgetRecipe, ...]] = {}
+for _recipe in _BUDGET_LIST:
+    BUDGETS[_recipe.model] = (*BUDGETS.get(_recipe.model, ()), _recipe)
 
 
 def budget_recipe(model: str, levels: int) -> tuple[dict, dict, str]:
     """(model options, training options, where they come from) of ``model`` under a budget on data of ``levels``."""
-    own = BUDGETS.get(model)
-    if own is None or (own.levels is not None and levels not in own.levels):
+    own = next((b for b in BUDGETS.get(model, ()) if b.levels is None or levels in b.levels), None)
+    if own is None:
         return {}, dict(BUDGET_TRAIN), "every model's"
     where = f"{model}'s own" + (f", measured on {'/'.join(map(str, own.levels))}-level data" if own.levels else "")
     return dict(own.options), {**BUDGET_TRAIN, **own.train}, where

@@ -43,7 +43,7 @@ def average_gradients(params: list, world: int) -> None:
     dist.all_reduce(flat)
     flat /= world
     for p, g in zip(params, flat.split([p.numel() for p in params])):
-        p.grad = g.view_as(p).clone()
+        p.grad = g.view_as(p)  # views of the one reduced buffer, as DDP's buckets are
 
 
 def gather_objects(obj, world: int) -> list:

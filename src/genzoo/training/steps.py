@@ -43,8 +43,8 @@ class Step:
         params = [p for g in opt.param_groups for p in g["params"]]
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if trainer.cfg.compile and not self.ran_loss and not getattr(trainer, "said_uncompiled", False):
-            trainer.said_uncompiled = True  # said once a run, not silently ignored
+        if trainer.cfg.compile and not self.ran_loss and not trainer.said_uncompiled:
+            trainer.said_uncompiled = True  # said, not silently ignored
             trainer.log("--compile compiles the loss the trainer runs; this model's training step computes its own "
                         "losses, which run uncompiled")
         if trainer.distributed and not self.synchronised:  # what DDP does for a loss computed through it

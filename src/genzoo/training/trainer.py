@@ -105,7 +105,7 @@ class Trainer:
                               f"images")
         self.budget_fit = BudgetFit(self)  # --fit-cosine
         self.total_steps = self.budget_fit.cap  # the cosine's length (--fit-cosine: fitted)
-        self._stop_reason = None
+        self._stop_reason, self.said_uncompiled = None, False  # --compile's notice: said once a run
         self.log = log if self.rank == 0 else (lambda *a, **k: None)
         self.model.to(self.device)
         configure = getattr(model, "configure_optimizers", None)
